@@ -1,0 +1,188 @@
+"""One schema for every catalog file. Unknown keys are rejected; every number has its unit
+in its name; every entry names where its numbers come from.
+
+Units: bandwidths in GB/s (10^9 bytes per second, per direction for links), memory
+capacities in GiB (what vendors print as "GB" on VRAM and unified memory is binary),
+throughput in TFLOPS/TOPS (dense, no sparsity), power in W, prices in USD.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+MemoryType = Literal[
+    "GDDR5", "GDDR5X", "GDDR6", "GDDR6X", "GDDR7",
+    "HBM2", "HBM2e", "HBM3", "HBM3e",
+    "LPDDR4X", "LPDDR5", "LPDDR5X",
+    "DDR4", "DDR5",
+]
+
+
+class Entry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Device(Entry):
+    """A GPU, an Apple chip (its GPU and unified memory) or a CPU used as an inference device."""
+
+    id: str
+    name: str
+    vendor: Literal["nvidia", "amd", "intel", "apple"]
+    kind: Literal["gpu", "apple", "cpu"]
+    segment: Literal["consumer", "workstation", "datacenter", "apple", "desktop-cpu", "server-cpu"]
+    architecture: str
+    backend: Literal["cuda", "rocm", "metal", "sycl", "cpu"]
+    release_date: str = Field(pattern=r"^\d{4}-\d{2}$")
+    # Memory. GPUs: VRAM. Apple: the default/largest option is memory_gib, all options in
+    # memory_options_gib, and macOS lets the GPU wire gpu_share_default of it by default.
+    # CPUs: memory_gib is null (the host memory decides); bandwidth is the platform maximum.
+    memory_gib: float | None = Field(default=None, gt=0)
+    memory_options_gib: list[float] | None = None
+    gpu_share_default: float | None = Field(default=None, gt=0, le=1)
+    memory_bandwidth_gb_s: float = Field(gt=0)
+    memory_type: MemoryType
+    memory_bus_bits: int | None = None
+    # Compute, dense. fp16_tflops: FP16 tensor/matrix throughput with FP16 accumulate
+    # (the rate cuBLAS/llama.cpp F16 GEMMs use); on chips without tensor cores the plain
+    # FP16 rate. int8_tops: INT8 tensor (or DP4A) rate. fp8_tflops: where the chip has FP8.
+    fp32_tflops: float = Field(gt=0)
+    fp16_tflops: float = Field(gt=0)
+    int8_tops: float | None = Field(default=None, gt=0)
+    fp8_tflops: float | None = Field(default=None, gt=0)
+    cores: int | None = None  # CUDA cores / stream processors / Apple GPU cores / CPU cores
+    tdp_w: float = Field(gt=0)
+    pcie_gen: int | None = None
+    pcie_lanes: int | None = None
+    nvlink: str | None = None  # a link id from links.yaml (bridge or SXM NVLink)
+    launch_price_usd: float | None = Field(default=None, gt=0)
+    used_price_usd: float | None = Field(default=None, gt=0)
+    used_price_date: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}$")
+    aliases: list[str] = []  # other names (NVML / marketing) that map to this id
+    source: str  # main spec page
+    sources: dict[str, str] = {}  # field -> source, where it differs from `source`
+    note: str | None = None
+
+    @model_validator(mode="after")
+    def _memory_present(self):
+        if self.kind != "cpu" and self.memory_gib is None:
+            raise ValueError(f"{self.id}: memory_gib is required for kind {self.kind}")
+        if self.used_price_usd is not None and self.used_price_date is None:
+            raise ValueError(f"{self.id}: used_price_usd needs used_price_date")
+        return self
+
+
+class Link(Entry):
+    """A connection between devices, or between nodes."""
+
+    id: str
+    name: str
+    kind: Literal["pcie", "nvlink-bridge", "nvlink", "nvswitch", "infiniband", "ethernet"]
+    scope: Literal["intra-node", "inter-node"]
+    bandwidth_gb_s: float = Field(gt=0)  # usable per direction, between one pair of devices
+    latency_us: float = Field(gt=0)  # one small message, typical
+    source: str
+    note: str | None = None
+
+
+class HostMemory(Entry):
+    """System RAM: where offloaded layers live and CPU inference reads from."""
+
+    id: str
+    name: str
+    memory_type: MemoryType
+    speed_mt_s: int = Field(gt=0)
+    channels: int = Field(gt=0)
+    bandwidth_gb_s: float = Field(gt=0)  # theoretical peak: MT/s x 8 bytes x channels
+    source: str
+
+
+class ModelSpec(Entry):
+    """A model's architecture, with fields named as in its config.json where one exists."""
+
+    id: str  # Hugging Face repository id
+    name: str
+    architecture: str  # llama, mistral, mixtral, qwen2, qwen3, qwen3_moe, gemma2, gemma3, phi3, deepseek_v3, gpt_oss
+    n_layers: int = Field(gt=0)  # num_hidden_layers
+    hidden_size: int = Field(gt=0)
+    n_heads: int = Field(gt=0)  # num_attention_heads
+    n_kv_heads: int = Field(gt=0)  # num_key_value_heads
+    head_dim: int = Field(gt=0)
+    intermediate_size: int = Field(gt=0)  # dense MLP width (for MoE: of the dense layers)
+    vocab_size: int = Field(gt=0)
+    tied_embeddings: bool = False
+    mlp_gated: bool = True  # SwiGLU/GeGLU: 3 matrices per MLP
+    attention_bias: bool = False  # q/k/v biases (Qwen2, gpt-oss)
+    # Mixture of experts
+    n_experts: int = 0
+    n_experts_active: int = 0
+    moe_intermediate_size: int | None = None
+    n_shared_experts: int = 0
+    n_dense_layers: int = 0  # leading layers with a dense MLP (DeepSeek first_k_dense_replace)
+    # Sliding-window attention: n_sliding_layers of n_layers attend to sliding_window tokens
+    sliding_window: int | None = None
+    n_sliding_layers: int = 0
+    # Multi-head latent attention (DeepSeek-V2/V3): the KV cache holds a compressed latent
+    mla_kv_lora_rank: int | None = None
+    mla_q_lora_rank: int | None = None
+    mla_qk_rope_head_dim: int | None = None
+    mla_qk_nope_head_dim: int | None = None
+    mla_v_head_dim: int | None = None
+    max_context: int = Field(gt=0)  # max_position_embeddings
+    native_dtype: Literal["BF16", "F16", "F32", "FP8", "MXFP4"] = "BF16"
+    params_b_published: float | None = None  # total parameters as the model card states, billions
+    active_params_b_published: float | None = None
+    source: str  # config.json URL
+    aliases: list[str] = []
+
+
+class QuantRule(Entry):
+    """llama.cpp's per-tensor choice for a mixed type (llama-quant.cpp, llama_tensor_get_type)."""
+
+    tensor: Literal["output", "token_embd", "attn_q", "attn_k", "attn_v", "attn_output",
+                    "attn_qkv", "ffn_gate", "ffn_up", "ffn_down", "ffn_gate_exps",
+                    "ffn_up_exps", "ffn_down_exps"]
+    type: str  # a simple quant id
+    when: Literal["always", "use_more_bits", "first_eighth", "gqa_ge_4", "gqa_ge_8"] = "always"
+
+
+class Quant(Entry):
+    """A weight format. Simple types have an exact block layout; mixed types apply rules."""
+
+    id: str
+    name: str
+    kind: Literal["float", "gguf", "gguf-mix", "int", "awq", "gptq", "exl2", "fp8"]
+    aliases: list[str] = []
+    block_weights: int | None = None  # weights per block (GGUF)
+    block_bytes: int | None = None  # bytes per block (GGUF)
+    bits_per_weight: float = Field(gt=0)  # exact for simple types; typical for mixes
+    base: str | None = None  # for mixes: the type most tensors get
+    rules: list[QuantRule] = []
+    group_size: int | None = None  # AWQ/GPTQ
+    kv_cache: bool = False  # usable as a KV cache type
+    source: str
+
+    @model_validator(mode="after")
+    def _layout(self):
+        if self.kind == "gguf" and (self.block_weights is None or self.block_bytes is None):
+            raise ValueError(f"{self.id}: gguf types need block_weights and block_bytes")
+        if self.kind == "gguf-mix" and not self.base:
+            raise ValueError(f"{self.id}: mixed types need a base type")
+        return self
+
+
+class Build(Entry):
+    """A whole machine people buy for local inference (used by `gpuplan builds`)."""
+
+    id: str
+    name: str
+    gpus: str  # hardware spec string, e.g. "2x rtx-3090"
+    link: str | None = None
+    host_memory: str | None = None
+    price_usd: float = Field(gt=0)  # the GPUs (or the whole Mac) at the stated date
+    price_kind: Literal["new", "used", "launch"]
+    price_date: str = Field(pattern=r"^\d{4}-\d{2}$")
+    power_w: float = Field(gt=0)  # whole system under inference load
+    notes: str
+    source: str

@@ -1,0 +1,173 @@
+"""The types that flow through gpuplan: resolve -> enumerate -> estimate -> rank/explain -> render.
+
+Catalog entries (Device, Link, HostMemory, ModelSpec, Quant) live in catalog/schema.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from .catalog.schema import Device, HostMemory, Link, ModelSpec, Quant
+
+
+class Split(str, Enum):
+    NONE = "none"  # one device
+    LAYER = "layer"  # whole layers per device, run one after another (llama.cpp -sm layer)
+    ROW = "row"  # every matrix split by rows, synchronised per layer (llama.cpp -sm row)
+    TENSOR = "tensor"  # tensor parallel (vLLM/SGLang/TRT-LLM/ExLlamaV2 TP)
+    PIPELINE = "pipeline"  # pipeline parallel with micro-batches (vLLM PP)
+
+
+class Engine(str, Enum):
+    LLAMA_CPP = "llama.cpp"
+    OLLAMA = "ollama"
+    VLLM = "vllm"
+    SGLANG = "sglang"
+    TRT_LLM = "tensorrt-llm"
+    EXLLAMAV2 = "exllamav2"
+    TGI = "tgi"
+
+    @classmethod
+    def parse(cls, text: str) -> "Engine":
+        from .errors import InputError
+
+        t = text.strip().lower().replace("_", "-")
+        aliases = {"llamacpp": "llama.cpp", "llama-cpp": "llama.cpp", "trtllm": "tensorrt-llm",
+                   "trt-llm": "tensorrt-llm", "exl2": "exllamav2", "tabbyapi": "exllamav2"}
+        t = aliases.get(t, t)
+        for e in cls:
+            if e.value == t:
+                return e
+        raise InputError(f"unknown engine '{text}'; accepted: {', '.join(e.value for e in cls)}")
+
+
+class Metric(str, Enum):
+    DECODE = "decode"
+    PREFILL = "prefill"
+    THROUGHPUT = "throughput"
+    THROUGHPUT_PER_GPU = "throughput_per_gpu"
+    THROUGHPUT_TOTAL = "throughput_total"
+
+
+@dataclass(frozen=True)
+class Weights:
+    """What a model weighs as stored: exact from a GGUF/safetensors file, else estimated."""
+
+    layer_bytes: tuple[int, ...]  # per transformer block, every tensor in it
+    layer_expert_bytes: tuple[int, ...]  # the routed-expert part of each block (in layer_bytes)
+    embed_bytes: int  # token embedding table
+    output_bytes: int  # output head (0 when tied to the embedding)
+    other_bytes: int = 0  # final norm and the like
+    origin: str = "estimate"  # "gguf", "safetensors" or "estimate"
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(self.layer_bytes) + self.embed_bytes + self.output_bytes + self.other_bytes
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model resolved from a catalog id, a GGUF file or a config.json, with its weight sizes."""
+
+    spec: ModelSpec
+    quant: Quant
+    weights: Weights
+    label: str  # how the user named it
+    bits_per_weight_override: float | None = None  # EXL2-4.5bpw and the like
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """What the user has: devices (GPUs, or one Apple chip, or a CPU), how they connect, host RAM."""
+
+    devices: tuple[Device, ...]
+    memory_gib: tuple[float, ...]  # usable capacity per device (Apple: the chosen memory size)
+    link: Link | None = None  # between the GPUs
+    host: HostMemory | None = None  # system RAM for offload / CPU inference
+    host_ram_gib: float | None = None
+    nodes: int = 1
+    node_link: Link | None = None
+
+    @property
+    def n(self) -> int:
+        return len(self.devices)
+
+
+@dataclass(frozen=True)
+class Workload:
+    context: int = 4096  # tokens the KV cache must hold per sequence
+    prompt_tokens: int = 512
+    output_tokens: int = 128
+    users: int = 1  # concurrent sequences
+    depth: int = 0  # tokens already in the cache when a measured phase starts
+    goal: str = "latency"  # latency | throughput | cost
+    min_user_tok_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a model is spread over the hardware."""
+
+    split: Split
+    engine: Engine
+    device_ids: tuple[int, ...]  # indices into Hardware.devices used by one replica
+    shares: tuple[float, ...] = ()  # fraction of layers per device (layer/row split)
+    tp: int = 1
+    pp: int = 1
+    replicas: int = 1
+    gpu_layers: int | None = None  # None: all layers on the GPU(s); else the rest in host RAM
+    kv_type: str = "f16"
+    experts_on_host: bool = False  # MoE experts kept in RAM (llama.cpp -ot exps=CPU)
+    flash_attention: bool = True
+
+    @property
+    def strategy(self) -> str:
+        parts = []
+        if self.replicas > 1:
+            parts.append(f"{self.replicas} replicas of")
+        if self.split == Split.NONE:
+            parts.append("one device")
+        elif self.split == Split.TENSOR and self.pp > 1:
+            parts.append(f"TP={self.tp} x PP={self.pp}")
+        elif self.split == Split.TENSOR:
+            parts.append(f"tensor parallel TP={self.tp}")
+        else:
+            parts.append(f"{self.split.value} split over {len(self.device_ids)}")
+        if self.gpu_layers is not None:
+            parts.append(f"+ RAM offload ({self.gpu_layers} layers on GPU)")
+        if self.experts_on_host:
+            parts.append("+ experts in RAM")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class DeviceMemory:
+    """Memory on one device (bytes), and its capacity."""
+
+    name: str
+    weights: float
+    kv_cache: float
+    overhead: float  # compute buffers, runtime/context, CUDA graphs
+    capacity: float
+
+    @property
+    def total(self) -> float:
+        return self.weights + self.kv_cache + self.overhead
+
+    @property
+    def free(self) -> float:
+        return self.capacity - self.total
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One prediction with its breakdown: what bounds it and how far from the physical limit."""
+
+    value: float  # tokens/s
+    metric: Metric
+    seconds: dict[str, float] = field(default_factory=dict)  # component -> seconds per step
+    bytes_read: dict[str, float] = field(default_factory=dict)  # component -> bytes per step
+    bound: str = ""  # what limits it: memory bandwidth, compute, link, fixed cost, host RAM
+    roofline_fraction: float = 0.0  # predicted speed / physical limit of the hardware used
+    notes: tuple[str, ...] = ()
