@@ -52,6 +52,7 @@ class Device(Entry):
     int8_tops: float | None = Field(default=None, gt=0)
     fp8_tflops: float | None = Field(default=None, gt=0)
     cores: int | None = None  # CUDA cores / stream processors / Apple GPU cores / CPU cores
+    dies: int = 1  # GPU dies sharing the memory (Apple Ultra = 2 fused Max dies, MI250X = 2)
     tdp_w: float = Field(gt=0)
     pcie_gen: int | None = None
     pcie_lanes: int | None = None
@@ -135,6 +136,7 @@ class ModelSpec(Entry):
     active_params_b_published: float | None = None
     source: str  # config.json URL
     aliases: list[str] = []
+    note: str | None = None
 
 
 class QuantRule(Entry):
@@ -144,7 +146,13 @@ class QuantRule(Entry):
                     "attn_qkv", "ffn_gate", "ffn_up", "ffn_down", "ffn_gate_exps",
                     "ffn_up_exps", "ffn_down_exps"]
     type: str  # a simple quant id
-    when: Literal["always", "use_more_bits", "first_eighth", "gqa_ge_4", "gqa_ge_8"] = "always"
+    # Conditions of llama_tensor_get_type. The i-th tensor of its kind among n: use_more_bits is
+    # i < n/8 or i >= 7n/8 or (i - n/8) % 3 == 2; first_k: i < k; first_eighth/sixteenth: i < n/8, n/16.
+    # gqa_ge_4: n_heads/n_kv_heads >= 4; n_expert_8: Mixtral-style 8-expert models; model_70b:
+    # llama.cpp's LLM_TYPE_70B (80-layer Llama).
+    when: Literal["always", "use_more_bits", "first_eighth", "first_sixteenth", "first_2", "first_4",
+                  "gqa_ge_4", "gqa_ge_8", "n_expert_8", "model_70b"] = "always"
+    from_types: list[str] = []  # apply only when the type chosen so far is one of these
 
 
 class Quant(Entry):

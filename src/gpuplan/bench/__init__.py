@@ -1,0 +1,1 @@
+"""Measuring: load generator for OpenAI-compatible servers, llama-bench output, measurement files."""

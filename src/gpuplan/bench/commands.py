@@ -1,0 +1,234 @@
+"""`gpuplan bench` and `gpuplan probe`: register(app) adds them to a typer app.
+
+Bad input prints one line `error: ...` on stderr and exits 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Optional
+from urllib.parse import urlparse
+
+import typer
+
+from ..errors import InputError
+
+
+def _guard(fn):
+    """InputError -> `error: ...` on stderr, exit 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*a, **kw):
+        try:
+            return fn(*a, **kw)
+        except InputError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def parse_levels(text: str) -> list[int]:
+    try:
+        levels = [int(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        levels = []
+    if not levels or any(c < 1 for c in levels):
+        raise InputError(f"--concurrency '{text}' is not a list of whole numbers >= 1, e.g. 1,2,4,8")
+    return levels
+
+
+def check_url(url: str) -> str:
+    u = urlparse(url)
+    if u.scheme not in ("http", "https") or not u.hostname:
+        raise InputError(f"server URL '{url}' is not an http(s) URL, e.g. http://127.0.0.1:8080")
+    try:
+        u.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise InputError(f"server URL '{url}' has a bad port") from None
+    return url
+
+
+def _positive(name: str, value, allow_none=True):
+    if value is None and allow_none:
+        return
+    if value is None or value <= 0:
+        raise InputError(f"{name} must be a number > 0 (got {value})")
+
+
+def _predictor():
+    try:
+        from ..perf.predict import predict_row
+    except Exception:  # the lead's predictor is not there yet, or fails to import
+        return None
+    return predict_row
+
+
+def _predict(predict_row, m) -> str:
+    try:
+        v = predict_row(m)
+    except Exception as e:  # an unknown model or GPU: say why instead of failing the run
+        return f"n/a ({str(e).splitlines()[0][:60] if str(e) else type(e).__name__})"
+    return "n/a" if v is None else f"{v:.1f}"
+
+
+def _print_rows(rows, predict: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    pr = _predictor() if predict else None
+    if predict and pr is None:
+        typer.echo("prediction unavailable: gpuplan.perf.predict.predict_row cannot be imported")
+    t = Table(title="measurement rows")
+    for col in ("metric", "batch", "n_prompt", "n_gen", "n_depth", "tok/s") + (("predicted",) if pr else ()):
+        t.add_column(col, justify="right")
+    for m in rows:
+        cells = [m.metric.value, str(m.batch), str(m.n_prompt), str(m.n_gen), str(m.n_depth), f"{m.tok_s:.1f}"]
+        t.add_row(*cells, *([_predict(pr, m)] if pr else []))
+    Console().print(t)
+
+
+def _print_levels(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    def f(x, scale=1.0, fmt="{:.1f}"):
+        return "-" if x is None else fmt.format(x * scale)
+
+    t = Table(title=f"{result.url}  model={result.model}  prompt~{result.prompt_tokens_target} "
+                    f"max_tokens={result.max_tokens}")
+    for col in ("conc", "ok", "err", "timeout", "dropped", "tok/s", "req/s", "TTFT p50/p90/p99 ms",
+                "ITL p50/p99 ms", "user tok/s p50"):
+        t.add_column(col, justify="right")
+    for lv in result.levels:
+        s = lv.summary()
+        tt, it = s["ttft_s"], s["itl_s"]
+        t.add_row(str(s["concurrency"]), str(s["ok"]), str(s["error"]), str(s["timeout"]),
+                  str(s["dropped"]), f(s["throughput_tok_s"]), f(s["request_rate_s"], fmt="{:.2f}"),
+                  "/".join(f(tt[q], 1000, "{:.0f}") for q in ("p50", "p90", "p99")),
+                  "/".join(f(it[q], 1000, "{:.1f}") for q in ("p50", "p99")),
+                  f(s["user_tok_s"]["p50"]))
+    console = Console()
+    console.print(t)
+    for lv in result.levels:
+        for reason, n in lv.reasons().items():
+            console.print(f"  c={lv.concurrency}: {n} x {reason}", markup=False, highlight=False)
+        if lv.stopped_early:
+            console.print(f"  c={lv.concurrency}: {lv.stopped_early}", markup=False)
+    for note in result.notes:
+        console.print(f"  note: {note}", markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    @_guard
+    def bench(
+        url: Optional[str] = typer.Argument(None, help="OpenAI-compatible server, e.g. http://127.0.0.1:8080"),
+        model: Optional[str] = typer.Option(None, help="model name the server expects (default: its first)"),
+        concurrency: str = typer.Option("1,2,4,8", help="comma-separated concurrency levels"),
+        prompt_tokens: int = typer.Option(512, help="prompt length, tokens (about)"),
+        max_tokens: int = typer.Option(128, help="tokens to generate per request"),
+        duration: Optional[float] = typer.Option(None, help="seconds per level (instead of --requests)"),
+        requests: Optional[int] = typer.Option(None, help="requests per level (default 8)"),
+        timeout: float = typer.Option(120.0, help="seconds one request may take"),
+        deadline: Optional[float] = typer.Option(None, help="seconds the whole run may take"),
+        chat: bool = typer.Option(False, help="use /v1/chat/completions"),
+        out: Optional[Path] = typer.Option(None, help="write the full result as JSON"),
+        csv: Optional[Path] = typer.Option(None, help="write measurement rows (schema CSV)"),
+        model_id: Optional[str] = typer.Option(None, help="Hugging Face id for the rows"),
+        quant: str = typer.Option("unknown", help="weight format for the rows, e.g. Q4_K_M"),
+        gpu: str = typer.Option("unknown", help="catalog device id for the rows"),
+        n_gpus: int = typer.Option(1, help="GPUs used (0 with --gpu cpu)"),
+        engine: Optional[str] = typer.Option(None, help="llama.cpp, vllm, ..."),
+        predict: bool = typer.Option(False, help="print gpuplan's prediction beside each row"),
+        llama_bench: Optional[Path] = typer.Option(None, "--llama-bench", help="run llama-bench on this GGUF"),
+        progress: Optional[bool] = typer.Option(None, "--progress/--no-progress"),
+    ):
+        """Measure a running server (or llama-bench) and write measurement rows."""
+        from .measurements import write_csv
+
+        for name, v in (("--prompt-tokens", prompt_tokens), ("--max-tokens", max_tokens),
+                        ("--timeout", timeout)):
+            _positive(name, v, allow_none=False)
+        for name, v in (("--duration", duration), ("--requests", requests), ("--deadline", deadline)):
+            _positive(name, v)
+        if n_gpus < 0:
+            raise InputError(f"--n-gpus must be >= 0 (got {n_gpus})")
+        if duration is not None and requests is not None:
+            raise InputError("give --duration or --requests, not both")
+        if engine is not None:
+            from ..types import Engine
+
+            engine = Engine.parse(engine).value
+        levels = parse_levels(concurrency)
+        if llama_bench is not None:
+            from . import llama_bench as lb
+
+            parsed = lb.run(str(llama_bench), n_prompt=prompt_tokens, n_gen=max_tokens)
+            rows = [m for _, m in parsed if not isinstance(m, str)]
+            for _, m in parsed:
+                if isinstance(m, str):
+                    typer.echo(f"warning: {m}", err=True)
+            _print_rows(rows, predict)
+            if out:
+                out.write_text(json.dumps([m.to_row() for m in rows], indent=1))
+            if csv:
+                write_csv(rows, csv)
+            return
+        if url is None:
+            raise InputError("give a server URL (e.g. http://127.0.0.1:8080) or --llama-bench MODEL.gguf")
+        check_url(url)
+        from .loadgen import run_bench
+
+        result = run_bench(url, levels, model=model, chat=chat, prompt_tokens=prompt_tokens,
+                           max_tokens=max_tokens, timeout_s=timeout, progress=progress,
+                           requests=None if duration else (requests or 8), duration_s=duration,
+                           deadline_s=deadline)
+        _print_levels(result)
+        rows = result.to_measurements(model_id or result.model, quant, gpu, n_gpus, engine or "unknown")
+        if rows:
+            _print_rows(rows, predict)
+        if out:
+            out.write_text(json.dumps(result.to_json(), indent=1))
+        if csv:
+            write_csv(rows, csv)
+        if not any(lv.counts()["ok"] for lv in result.levels):
+            reasons = {r for lv in result.levels for r in lv.reasons()}
+            typer.echo(f"error: no request succeeded ({'; '.join(sorted(reasons))[:300]})", err=True)
+            raise typer.Exit(1)
+
+    @app.command()
+    @_guard
+    def probe(
+        save: Optional[Path] = typer.Option(None, help="write a hardware file (YAML) for --hardware"),
+        as_json: bool = typer.Option(False, "--json", help="print JSON"),
+        bandwidth: bool = typer.Option(True, "--bandwidth/--no-bandwidth", help="measure RAM bandwidth (~1 s)"),
+    ):
+        """What is in this machine: GPUs, links, CPU, RAM and its bandwidth."""
+        from ..sources.probe import probe as run_probe
+
+        res = run_probe(measure_bandwidth=bandwidth)
+        if as_json:
+            typer.echo(json.dumps(res.to_dict(), indent=1))
+        else:
+            for m in res.messages:
+                typer.echo(m)
+            for g in res.gpus:
+                pcie = (f", PCIe gen {g.pcie_gen}/{g.pcie_gen_max} x{g.pcie_width}/{g.pcie_width_max}"
+                        if g.pcie_gen_max else "")
+                typer.echo(f"GPU {g.index}: {g.name} -> {g.device_id or 'not in catalog'}, "
+                           f"{g.memory_total_gib:.1f} GiB{pcie}"
+                           + (f", {g.nvlink_active} NVLink links" if g.nvlink_active else ""))
+            if res.gpus:
+                typer.echo(f"driver {res.driver_version or '-'}, CUDA {res.cuda_version or '-'}; "
+                           f"peer access: {res.p2p_pairs or 'none'}; NVLink pairs: {res.nvlink_pairs or 'none'}; "
+                           f"link: {res.link_id or 'unknown'}")
+            typer.echo(f"CPU: {res.cpu_model}, {res.cpu_cores} cores, {res.cpu_threads} threads")
+            typer.echo(f"RAM: {res.ram_gib} GiB" + (f", copy bandwidth {res.host_bandwidth_gb_s} GB/s "
+                                                    "(one thread, a lower bound)"
+                                                    if res.host_bandwidth_gb_s else ""))
+        if save:
+            save.write_text(res.to_hardware_yaml())
+            typer.echo(f"wrote {save}", err=as_json)

@@ -1,0 +1,266 @@
+"""Measurement files: the schema of data/measurements/README.md, read and written.
+
+`read_measurements(paths)` reads any mix of
+- schema CSV (header + rows, columns as in the README),
+- a JSON list (or JSON lines) of objects with the schema's keys,
+- llama-bench output in `-o json`, `-o jsonl`, `-o csv` or the markdown table (`-o md`),
+and returns one slot per data row, in file order, indexed from 0 across all files. A bad
+row becomes a RowError and a None slot; the rest are still read. A file that yields no
+rows at all (missing, empty, unknown format) becomes a RowError with index None. Only
+when nothing at all could be read from any file is an InputError raised.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Iterable
+
+from ..errors import InputError
+from ..types import Metric
+
+COLUMNS = ("source", "engine", "date", "model", "quant", "gpu", "n_gpus", "split",
+           "interconnect", "n_gpu_layers", "host_mem", "n_depth", "n_prompt", "n_gen",
+           "batch", "metric", "tok_s", "note")
+# Columns a row cannot do without; the others get the default of the dataclass.
+REQUIRED = ("engine", "model", "quant", "gpu", "n_gpus", "n_prompt", "n_gen", "batch",
+            "metric", "tok_s")
+_INTS = ("n_gpus", "n_depth", "n_prompt", "n_gen", "batch")
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One published or measured figure (a row of the measurement schema)."""
+
+    engine: str
+    model: str  # Hugging Face id; raw text where it could not be mapped (validator reports it)
+    quant: str
+    gpu: str  # catalog device id; `cpu` with n_gpus 0 for CPU-only runs
+    n_gpus: int
+    n_prompt: int
+    n_gen: int
+    batch: int
+    metric: Metric
+    tok_s: float
+    source: str = ""
+    date: str = ""
+    split: str = "none"
+    interconnect: str = "none"
+    n_gpu_layers: int | None = None  # None: every layer on the GPU(s)
+    host_mem: str = ""
+    n_depth: int = 0
+    note: str = ""
+
+    def to_row(self) -> dict[str, str]:
+        d = asdict(self)
+        d["metric"] = self.metric.value
+        d["n_gpu_layers"] = "" if self.n_gpu_layers is None else str(self.n_gpu_layers)
+        d["tok_s"] = f"{self.tok_s:.6g}"
+        return {c: str(d[c]) for c in COLUMNS}
+
+
+@dataclass(frozen=True)
+class RowError:
+    index: int | None  # data-row index across all files; None for an error about a whole file
+    file: str
+    line: int  # 1-based line in the file (0 where a format has no lines, or for a whole file)
+    reason: str
+
+
+class RowInvalid(ValueError):
+    """A row that cannot become a Measurement; the message is the reason."""
+
+
+def parse_row(raw: dict) -> Measurement:
+    """A dict of schema columns (strings or numbers) -> Measurement, or RowInvalid."""
+    missing = [c for c in REQUIRED if raw.get(c) is None or str(raw.get(c)).strip() == ""]
+    if missing:
+        raise RowInvalid(f"missing column {', '.join(missing)}")
+    metric_text = str(raw["metric"]).strip()
+    try:
+        metric = Metric(metric_text)
+    except ValueError:
+        raise RowInvalid(f"unknown metric '{metric_text}'; accepted: "
+                         + ", ".join(m.value for m in Metric)) from None
+    out: dict = {}
+    for f in fields(Measurement):
+        v = raw.get(f.name)
+        text = "" if v is None else str(v).strip()
+        if f.name == "metric":
+            out[f.name] = metric
+        elif f.name in _INTS or f.name == "n_gpu_layers":
+            if text == "":
+                continue  # default (only optional columns reach here)
+            try:
+                num = float(text)
+            except ValueError:
+                raise RowInvalid(f"{f.name} '{text}' is not a number") from None
+            if num != int(num) or num < 0:
+                raise RowInvalid(f"{f.name} '{text}' is not a whole number >= 0")
+            out[f.name] = int(num)
+        elif f.name == "tok_s":
+            try:
+                num = float(text)
+            except ValueError:
+                raise RowInvalid(f"tok_s '{text}' is not a number") from None
+            if not math.isfinite(num) or num <= 0:
+                raise RowInvalid(f"tok_s '{text}' must be a positive number")
+            out[f.name] = num
+        elif text != "":
+            out[f.name] = text
+    return Measurement(**out)
+
+
+# One parsed data row: (line number, Measurement or reason why not)
+Parsed = tuple[int, "Measurement | str"]
+
+
+def _schema_rows(items: Iterable[tuple[int, dict]]) -> list[Parsed]:
+    out: list[Parsed] = []
+    for line, raw in items:
+        try:
+            out.append((line, parse_row(raw)))
+        except RowInvalid as e:
+            out.append((line, str(e)))
+    return out
+
+
+def _read_csv(text: str) -> list[Parsed] | None:
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = [h.strip() for h in next(reader)]
+    except (StopIteration, csv.Error):
+        return None
+    from . import llama_bench
+
+    if "avg_ts" in header:
+        rows = _csv_dicts(header, reader)
+        # llama-bench CSV has no optional cells: a count mismatch means the columns are shifted.
+        bad = {line for line, d in rows if len(d) != len(header) or None in d.values()}
+        return [(line, f"row has a different number of cells than the header ({len(header)})")
+                if line in bad else parsed
+                for (line, _), parsed in zip(rows, llama_bench.from_objects(rows))]
+    if not {"metric", "tok_s"} <= set(header):
+        return None  # neither schema nor llama-bench CSV
+    return _schema_rows(_csv_dicts(header, reader))
+
+
+def _csv_dicts(header: list[str], reader) -> list[tuple[int, dict]]:
+    rows = []
+    for cells in reader:
+        if not any(c.strip() for c in cells):
+            continue  # blank line: not a data row
+        d = dict(zip(header, cells))
+        if len(cells) > len(header):
+            d[None] = cells[len(header):]  # surplus cells (csv.DictReader's convention)
+        if len(cells) < len(header):
+            # Short row: the missing cells are missing columns (parse_row names them).
+            d.update({h: None for h in header[len(cells):]})
+        rows.append((reader.line_num, d))
+    return rows
+
+
+def _read_json(text: str) -> list[Parsed] | None:
+    from . import llama_bench
+
+    try:
+        data = json.loads(text)
+        items = list(enumerate(data if isinstance(data, list) else [data], start=1))
+        line_based = False
+    except json.JSONDecodeError:
+        # JSON lines (llama-bench -o jsonl): one object per line.
+        items, line_based = [], True
+        for n, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                try:
+                    items.append((n, json.loads(line)))
+                except json.JSONDecodeError:
+                    if not items:
+                        return None
+                    items.append((n, None))
+    out: list[Parsed] = []
+    for n, obj in items:
+        line = n if line_based else 0
+        if not isinstance(obj, dict):
+            out.append((line, "not a JSON object"))
+        elif "avg_ts" in obj:
+            out.extend(llama_bench.from_objects([(line, obj)]))
+        else:
+            out.extend(_schema_rows([(line, obj)]))
+    return out
+
+
+def read_file(path: Path) -> list[Parsed]:
+    """Every data row of one file; raises InputError when the file as a whole is unreadable."""
+    from . import llama_bench
+
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InputError(f"measurement file '{path}' does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"measurement file '{path}' cannot be read: {e}") from None
+    s = text.lstrip()
+    if not s:
+        raise InputError(f"measurement file '{path}' is empty")
+    rows = None
+    if s[0] in "[{":
+        rows = _read_json(text)
+    elif llama_bench.looks_like_markdown(text):
+        rows = llama_bench.from_markdown(text)
+    else:
+        rows = _read_csv(text)
+    if not rows:
+        raise InputError(f"measurement file '{path}': no data rows found; accepted: schema CSV "
+                         "or JSON, llama-bench -o json/jsonl/csv/md output")
+    return rows
+
+
+def read_measurements(paths, defaults: dict | None = None
+                      ) -> tuple[list[Measurement | None], list[RowError]]:
+    """Rows of all files in order (None where a row is bad) and the errors, as described above.
+
+    `defaults` fills fields a format cannot know (llama-bench markdown has no GPU name), e.g.
+    {"gpu": "rtx-3090", "n_gpus": 1}; only fields left empty or unknown are replaced.
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    rows: list[Measurement | None] = []
+    errors: list[RowError] = []
+    file_errors: list[str] = []
+    for p in map(Path, paths):
+        try:
+            parsed = read_file(p)
+        except InputError as e:
+            errors.append(RowError(None, str(p), 0, str(e)))
+            file_errors.append(str(e))
+            continue
+        for line, m in parsed:
+            if isinstance(m, str):
+                errors.append(RowError(len(rows), str(p), line, m))
+                rows.append(None)
+            else:
+                rows.append(_fill(m, defaults) if defaults else m)
+    if not rows:
+        raise InputError("; ".join(file_errors) if file_errors else "no measurement files given")
+    return rows, errors
+
+
+def _fill(m: Measurement, defaults: dict) -> Measurement:
+    change = {k: v for k, v in defaults.items()
+              if k in COLUMNS and getattr(m, k) in ("", None, "unknown")}
+    return replace(m, **change) if change else m
+
+
+def write_csv(rows: Iterable[Measurement], path) -> None:
+    """Write rows in the schema, header first (None slots are skipped)."""
+    with Path(path).open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w.writeheader()
+        for m in rows:
+            if m is not None:
+                w.writerow(m.to_row())

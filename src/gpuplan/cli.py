@@ -1,0 +1,138 @@
+"""The `gpuplan` command: a thin layer over the same API the web page uses.
+
+Heavy modules are imported inside commands so that start-up stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Optional
+
+import typer
+
+from .errors import InputError
+
+app = typer.Typer(add_completion=False, no_args_is_help=False, rich_markup_mode=None,
+                  help="Will this LLM fit, how should it be split, how fast will it run, which flags start it.")
+models_app = typer.Typer(add_completion=False, help="List and search the model catalog; `models show` one model.")
+app.add_typer(models_app, name="models")
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+def _print_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(o):
+    if hasattr(o, "model_dump"):
+        return o.model_dump()
+    if hasattr(o, "value"):
+        return o.value
+    raise TypeError(type(o).__name__)
+
+
+@app.callback(invoke_without_command=True)
+def _root(ctx: typer.Context):
+    if ctx.invoked_subcommand is None:
+        from .commands.overview import overview
+
+        overview()
+
+
+# ---------------------------------------------------------------- catalog listings
+@app.command("gpus")
+def gpus_cmd(search: Optional[str] = typer.Argument(None, help="filter: words in id or name"),
+             kind: Optional[str] = typer.Option(None, help="gpu, apple or cpu"),
+             links: bool = typer.Option(False, "--links", help="list interconnects instead"),
+             host: bool = typer.Option(False, "--host", help="list host memory kinds instead"),
+             as_json: bool = typer.Option(False, "--json")):
+    """List devices (GPUs, Apple chips, CPUs), or links / host memory, from the catalog."""
+    from .commands.listing import list_devices
+
+    list_devices(search, kind, links, host, as_json)
+
+
+@models_app.callback(invoke_without_command=True)
+def models_list(ctx: typer.Context, search: Optional[str] = typer.Option(None, "--search", "-s"),
+                as_json: bool = typer.Option(False, "--json")):
+    if ctx.invoked_subcommand is None:
+        from .commands.listing import list_models
+
+        list_models(search, as_json)
+
+
+@models_app.command("show")
+def models_show(model: str = typer.Argument(..., help="catalog id, .gguf file, or config.json"),
+                quant: Optional[str] = typer.Option(None, "--quant", "-q"),
+                as_json: bool = typer.Option(False, "--json")):
+    """Architecture and size breakdown of one model."""
+    from .commands.listing import show_model
+
+    show_model(model, quant, as_json)
+
+
+# ---------------------------------------------------------------- fit
+@app.command("fit")
+def fit_cmd(model: str = typer.Argument(..., help="catalog id, .gguf file, or config.json"),
+            quant: Optional[str] = typer.Option(None, "--quant", "-q", help="e.g. Q4_K_M, Q8_0, FP16, AWQ"),
+            gpus: Optional[str] = typer.Option(None, "--gpus", "-g", help="e.g. '2x rtx-3090', 'rtx-4090,rtx-3060-12gb'"),
+            hardware: Optional[str] = typer.Option(None, "--hardware", help="hardware file from `gpuplan probe --save`"),
+            context: int = typer.Option(8192, "--context", "-c", help="tokens per sequence"),
+            users: int = typer.Option(1, "--users", "-u", help="parallel sequences"),
+            engine: Optional[str] = typer.Option(None, "--engine", "-e"),
+            kv: str = typer.Option("f16", "--kv", help="KV cache type: f16, q8_0, q4_0, fp8"),
+            link: Optional[str] = typer.Option(None, "--link"),
+            ram: Optional[str] = typer.Option(None, "--ram", help="host memory id, e.g. ddr5-6000-2ch"),
+            as_json: bool = typer.Option(False, "--json")):
+    """Does MODEL fit: memory per device (weights, KV cache, overhead), verdict, largest context."""
+    from .commands.fit import fit
+
+    fit(model, quant, gpus, hardware, context, users, engine, kv, link, ram, as_json)
+
+
+# ---------------------------------------------------------------- validate / calibrate
+@app.command("validate")
+def validate_cmd(files: list[str] = typer.Argument(..., help="measurement CSV/JSON or llama-bench output"),
+                 as_json: bool = typer.Option(False, "--json"),
+                 plot: Optional[str] = typer.Option(None, "--plot", help="write predicted vs measured PNG"),
+                 calibration: Optional[str] = typer.Option(None, "--calibration")):
+    """Predict every measured row and report the error per metric, engine and split."""
+    from .commands.validate import run_validate
+
+    run_validate(files, as_json, plot, calibration)
+
+
+def _register_optional():
+    """Commands that live in their own modules register themselves here."""
+    import importlib
+
+    for mod in ("gpuplan.bench.commands", "gpuplan.commands.planning", "gpuplan.commands.calibrate",
+                "gpuplan.web.commands"):
+        try:
+            m = importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name and e.name.startswith("gpuplan"):
+                continue
+            raise
+        m.register(app)
+
+
+_register_optional()
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=True)
+    except InputError as e:
+        sys.stderr.write(f"error: {e}\n")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""Shared bits of the command layer: resolving inputs and formatting numbers."""
+
+from __future__ import annotations
+
+from ..errors import InputError
+
+GB = 1e9
+
+
+def gb(x: float) -> float:
+    return round(x / GB, 2)
+
+
+def check_range(name: str, value: float, lo: float, hi: float) -> None:
+    if not (lo <= value <= hi):
+        raise InputError(f"{name} {value:g} is out of range; accepted: {lo:g} to {hi:g}")
+
+
+def resolve_hardware(gpus: str | None, hardware: str | None, link: str | None = None,
+                     ram: str | None = None, nodes: int = 1):
+    from ..sources.hardware import load_hardware_file, parse_hardware
+
+    if gpus and hardware:
+        raise InputError("give either --gpus or --hardware, not both")
+    if hardware:
+        hw = load_hardware_file(hardware)
+        if link or ram:
+            from dataclasses import replace
+
+            from .. import catalog
+
+            hw = replace(hw, link=catalog.link(link) if link else hw.link,
+                         host=catalog.host_memory(ram) if ram else hw.host)
+        return hw
+    if not gpus:
+        return probed_hardware(link, ram)
+    return parse_hardware(gpus, link=link, ram=ram, nodes=nodes)
+
+
+def probed_hardware(link=None, ram=None):
+    """No --gpus: use this machine as `gpuplan probe` sees it."""
+    from ..sources.hardware import parse_hardware
+
+    try:
+        from ..sources.probe import probe
+    except ImportError:
+        raise InputError("no --gpus given; give e.g. --gpus '2x rtx-3090' or --hardware hw.yaml") from None
+    result = probe(measure_bandwidth=False)
+    spec = result.hardware_spec() if hasattr(result, "hardware_spec") else None
+    if not spec:
+        raise InputError("no --gpus given and none could be probed; give e.g. --gpus '2x rtx-3090'")
+    return parse_hardware(spec, link=link, ram=ram)
+
+
+def default_engine(model, engine: str | None):
+    from ..types import Engine
+
+    if engine:
+        return Engine.parse(engine)
+    kind = model.quant.kind
+    if kind in ("gguf", "gguf-mix"):
+        return Engine.LLAMA_CPP
+    if kind == "exl2":
+        return Engine.EXLLAMAV2
+    return Engine.VLLM

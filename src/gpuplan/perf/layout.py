@@ -1,0 +1,87 @@
+"""Where each byte lives for a plan: per device (and host RAM) the weight bytes a decode step
+streams, the routed-expert part, the KV bytes per token of context, and the layers held.
+Pure and cheap: the speed model calls it once per estimate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..types import Engine, Hardware, LoadedModel, Plan, Split
+from .memory import kv_elements_per_token, kv_type_bytes, layers_per_device
+
+
+@dataclass(frozen=True)
+class Part:
+    """One stage of the model on one device (or host RAM)."""
+
+    device: object  # catalog Device, or None for host RAM
+    dense_bytes: float  # weights read every step regardless of routing
+    expert_bytes: float  # routed-expert weights held (a step reads a share of them)
+    kv_bytes_per_ctx: float  # KV bytes read per token of context per sequence (full-attention layers)
+    swa_kv_bytes: float  # KV bytes per token of window on sliding-window layers
+    layers: int
+    stage: int  # pipeline position (layer split / PP); TP shards share a stage
+    on_host: bool = False
+
+
+def backend_key(engine: Engine, device) -> str:
+    eng = {Engine.OLLAMA: "llama.cpp", Engine.SGLANG: "vllm", Engine.TGI: "vllm"}.get(engine, engine.value)
+    return f"{eng}/{device.backend if device is not None else 'cpu'}"
+
+
+def parts(model: LoadedModel, hw: Hardware, plan: Plan) -> list[Part]:
+    spec, w = model.spec, model.weights
+    n = spec.n_layers
+    kv_per = kv_elements_per_token(spec) * kv_type_bytes(plan.kv_type)
+    n_swa = spec.n_sliding_layers if spec.sliding_window else 0
+    # routed-expert bytes per layer, the rest of the layer is read every step
+    exp = w.layer_expert_bytes
+    out_bytes = w.output_bytes if w.output_bytes else (w.embed_bytes if spec.tied_embeddings else 0)
+    devs = [hw.devices[i] for i in plan.device_ids]
+    result: list[Part] = []
+
+    def span(a: int, b: int, share: float = 1.0, kv_share: float = 1.0):
+        dense = sum(w.layer_bytes[a:b]) - sum(exp[a:b])
+        expert = sum(exp[a:b])
+        k = b - a
+        swa = round(k * n_swa / n) if n_swa else 0
+        return dense * share, expert * share, kv_per * (k - swa) * kv_share, kv_per * swa * kv_share, k
+
+    gpu_layers = n if plan.gpu_layers is None else max(0, min(plan.gpu_layers, n))
+    first = n - gpu_layers
+    if first:  # leading layers in host RAM (llama.cpp -ngl)
+        d, e, kf, ks, k = span(0, first)
+        result.append(Part(None, d + e, 0.0, kf, ks, k, 0, on_host=True))
+    tp_like = plan.split in (Split.ROW, Split.TENSOR)
+    if tp_like:
+        tp = len(devs) if plan.split == Split.ROW else max(plan.tp, 1)
+        pp = max(1, len(devs) // tp)
+        bounds = layers_per_device(gpu_layers, tuple([1.0] * pp))
+        a = first
+        for s, cnt in enumerate(bounds):
+            for r in range(tp):
+                share = plan.shares[r] if plan.split == Split.ROW and plan.shares else 1.0 / tp
+                kv_div = 1.0 if spec.mla_kv_lora_rank else 1.0 / min(tp, spec.n_kv_heads)
+                if plan.split == Split.ROW:
+                    kv_div = 1.0 if r == 0 else 0.0  # row split keeps the KV cache on the main GPU
+                d, e, kf, ks, k = span(a, a + cnt, share, kv_div)
+                if s == pp - 1:
+                    d += out_bytes * share
+                result.append(Part(devs[s * tp + r], d, e, kf, ks, k, s + (1 if first else 0)))
+            a += cnt
+    else:
+        shares = plan.shares if plan.shares else tuple([1.0] * len(devs))
+        counts = layers_per_device(gpu_layers, shares)
+        a = first
+        for i, cnt in enumerate(counts):
+            d, e, kf, ks, k = span(a, a + cnt)
+            if i == len(counts) - 1:
+                d += out_bytes
+            result.append(Part(devs[i], d, e, kf, ks, k, i + (1 if first else 0)))
+            a += cnt
+    if plan.experts_on_host:  # MoE experts kept in RAM: move expert bytes to a host part
+        moved = sum(p.expert_bytes for p in result if not p.on_host)
+        result = [Part(p.device, p.dense_bytes, 0.0 if not p.on_host else p.expert_bytes, p.kv_bytes_per_ctx,
+                       p.swa_kv_bytes, p.layers, p.stage, p.on_host) for p in result]
+        result.append(Part(None, 0.0, moved, 0.0, 0.0, 0, -1, on_host=True))
+    return result

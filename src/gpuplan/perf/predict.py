@@ -1,0 +1,118 @@
+"""Predict one measurement row (the schema of shared/data/measurements/README.md)."""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+from .. import catalog
+from ..errors import InputError
+from ..types import Engine, Hardware, LoadedModel, Metric, Plan, Split, Workload
+from .constants import DEFAULT, Constants
+from .speed import decode, prefill, throughput
+
+# 'ddr5-dual-channel' style names in published rows: assume a common speed of that generation
+_HOST_GUESS = {"ddr4": "ddr4-3200", "ddr5": "ddr5-5600"}
+_CHANNELS = {"single": 1, "dual": 2, "quad": 4, "octa": 8, "eight": 8, "twelve": 12}
+
+
+def host_memory_id(text: str) -> str | None:
+    t = (text or "").strip().lower()
+    if not t:
+        return None
+    if t in catalog.host_memories():
+        return t
+    gen = t.split("-")[0]
+    for word, n in _CHANNELS.items():
+        if word in t and gen in _HOST_GUESS:
+            return f"{_HOST_GUESS[gen]}-{n}ch"
+    raise InputError(f"unknown host memory '{text}'")
+
+
+@lru_cache(maxsize=256)
+def _model(model_id: str, quant: str) -> LoadedModel:
+    from ..sources.resolve import resolve_model
+
+    return resolve_model(model_id, quant)
+
+
+def _link_for(interconnect: str, dev) -> object | None:
+    ic = (interconnect or "").strip().lower()
+    if ic in ("", "none", "unknown"):
+        # published multi-GPU rigs (cloud servers) give each card its own x16 slot
+        gen = max(3, min(dev.pcie_gen or 4, 5))
+        return catalog.link(f"pcie{gen}-x16")
+    if ic == "nvlink":
+        return catalog.link(dev.nvlink) if dev.nvlink else catalog.link("nvlink3")
+    if ic in catalog.links():
+        return catalog.link(ic)
+    if ic.startswith("pcie") and ic[4:].isdigit():
+        return catalog.link(f"pcie{ic[4:]}-x16")
+    raise InputError(f"unknown interconnect '{interconnect}'")
+
+
+def row_setup(m) -> tuple[LoadedModel, Hardware, Plan, Workload]:
+    """Turn a measurement row into (model, hardware, plan, workload)."""
+    model = _model(m.model, m.quant)
+    n = int(m.n_gpus)
+    host_id = host_memory_id(getattr(m, "host_mem", "") or "")
+    host = catalog.host_memory(host_id) if host_id else None
+    dev = catalog.device("cpu" if (m.gpu or "").lower() == "cpu" else m.gpu)
+    if n == 0 or dev.kind == "cpu":
+        n = 1
+        mem = (512.0,)
+    else:
+        mem = (dev.memory_gib,) * n
+    link = _link_for(getattr(m, "interconnect", ""), dev) if n > 1 else None
+    hw = Hardware(devices=(dev,) * n, memory_gib=mem, link=link, host=host)
+    split = Split(m.split) if m.split in {s.value for s in Split} else Split.LAYER
+    if n == 1:
+        split = Split.NONE
+    engine = Engine.parse(m.engine)
+    tp = n if split == Split.TENSOR else 1
+    ngl = getattr(m, "n_gpu_layers", None)
+    ngl = int(ngl) if ngl not in (None, "") and not (isinstance(ngl, float) and math.isnan(ngl)) else None
+    if dev.kind == "cpu":
+        ngl = None
+    plan = Plan(split=split, engine=engine, device_ids=tuple(range(n)), tp=tp, gpu_layers=ngl)
+    wl = Workload(context=max(int(m.n_depth) + int(m.n_prompt) + int(m.n_gen), 1),
+                  prompt_tokens=int(m.n_prompt), output_tokens=int(m.n_gen), users=int(m.batch) or 1,
+                  depth=int(m.n_depth))
+    return model, hw, plan, wl
+
+
+def max_batch_for(model: LoadedModel, hw: Hardware, plan: Plan, seq_tokens: int) -> int:
+    """Concurrent sequences whose KV cache fits beside the weights (per replica)."""
+    from dataclasses import replace
+
+    from .memory import device_memory, kv_bytes_per_token
+
+    mem = device_memory(model, hw, plan, Workload(context=1, users=1))
+    gpu = [d for d in mem if d.name != "host RAM"]
+    free = sum(max(d.capacity - d.weights - d.overhead, 0.0) for d in gpu)
+    per_seq = kv_bytes_per_token(model.spec, plan.kv_type) * seq_tokens
+    _ = replace
+    return max(int(free // per_seq), 1) if per_seq > 0 else 1 << 20
+
+
+def predict_row(m, calibration: Constants | None = None) -> float | None:
+    """Predicted tok/s for a measurement row, or raise InputError saying why it can't be."""
+    c = calibration or DEFAULT
+    model, hw, plan, wl = row_setup(m)
+    date = getattr(m, "date", None) or None
+    metric = Metric(m.metric)
+    if metric == Metric.DECODE:
+        if wl.output_tokens <= 0:
+            raise InputError("decode row with n_gen = 0")
+        return decode(model, hw, plan, depth=wl.depth, n_gen=wl.output_tokens, c=c, date=date).value
+    if metric == Metric.PREFILL:
+        if wl.prompt_tokens <= 0:
+            raise InputError("prefill row with n_prompt = 0")
+        return prefill(model, hw, plan, prompt=wl.prompt_tokens, depth=wl.depth, c=c, date=date).value
+    seq = wl.prompt_tokens + wl.output_tokens
+    mb = max_batch_for(model, hw, plan, seq) if plan.engine not in (Engine.LLAMA_CPP, Engine.OLLAMA) else None
+    est = throughput(model, hw, plan, wl.users, wl.prompt_tokens, max(wl.output_tokens, 1), max_batch=mb, c=c,
+                     date=date, count_prompt=metric == Metric.THROUGHPUT_TOTAL)
+    if metric == Metric.THROUGHPUT_PER_GPU:
+        return est.value / hw.n
+    return est.value

@@ -1,0 +1,335 @@
+"""Speed physics: decode, prefill and serving throughput for any plan.
+
+Decode streams every active weight byte and the KV cache through memory once per step
+(gpt-fast's bound: tok/s <= bandwidth / bytes per token), plus a fixed cost per token and
+per layer, plus communication: layer split pays one hop per device boundary, row and tensor
+split synchronise inside every layer. Prefill is bounded by compute (and by re-reading the
+weights once per micro-batch). Batching reads weights once per step for all sequences.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..types import Engine, Estimate, Hardware, LoadedModel, Metric, Plan, Split
+from .constants import DEFAULT, Constants, era_factor
+from .layout import Part, backend_key, parts
+
+LLAMA_CPP_UBATCH = 512  # llama.cpp -ub default
+LLAMA_CPP_BATCH = 2048  # llama.cpp -b default: ubatches of one batch pipeline across devices
+MMQ_DEFAULT_DATE = "2024-06"  # llama.cpp b3250 made int8 MMQ the default for quantized prompts
+
+
+def _pcie_bw(device) -> float:
+    """Host-to-GPU copy bandwidth (bytes/s): about 80% of the slot's per-direction peak
+    (PCIe 4.0 x16: 31.5 GB/s peak, ~25 GB/s pinned copies)."""
+    per_lane = {3: 0.985, 4: 1.969, 5: 3.938}.get(device.pcie_gen or 4, 1.969)
+    return per_lane * (device.pcie_lanes or 16) * 0.8 * 1e9
+
+
+def _host_bw(hw: Hardware, part_device) -> tuple[float, str]:
+    """Bandwidth (GB/s) and memory type of system RAM."""
+    if hw.host is not None:
+        return hw.host.bandwidth_gb_s, hw.host.memory_type
+    cpu = part_device if part_device is not None and part_device.kind == "cpu" else None
+    if cpu is not None:
+        return cpu.memory_bandwidth_gb_s, cpu.memory_type
+    return 83.2, "DDR5"  # DDR5-5200 dual channel: a typical desktop when nothing is said
+
+
+class Ctx:
+    """Everything one estimate needs, computed once."""
+
+    def __init__(self, model: LoadedModel, hw: Hardware, plan: Plan, c: Constants, date: str | None):
+        self.model, self.hw, self.plan, self.c, self.date = model, hw, plan, c, date
+        self.spec = model.spec
+        self.parts = parts(model, hw, plan)
+        gpu = next((p.device for p in self.parts if p.device is not None), None)
+        self.lead = gpu
+        self.backend = backend_key(plan.engine, gpu)
+        self.hw_backend = gpu.backend if gpu is not None else "cpu"
+        is_llama = plan.engine in (Engine.LLAMA_CPP, Engine.OLLAMA)
+        self.era_dec = era_factor(c.era_decode, date) if is_llama else 1.0
+        self.era_pf = era_factor(c.era_prefill, date) if is_llama else 1.0
+        self.expert_frac = (self.spec.n_experts_active / self.spec.n_experts) if self.spec.n_experts else 1.0
+
+    # -- bandwidth and compute of one part
+    def bw(self, p: Part) -> float:
+        """Effective bytes/s a decode step streams from this part's memory."""
+        c = self.c
+        if p.on_host or p.device is None or p.device.kind == "cpu":
+            bw, mtype = _host_bw(self.hw, p.device)
+            key = "llama.cpp/cpu"
+        else:
+            bw, mtype = p.device.memory_bandwidth_gb_s, p.device.memory_type
+            key = self.backend
+        eff = c.mem_eff.get(mtype, 0.8) * c.engine_eff.get(key, 0.9) * self.era_dec
+        if p.device is not None and p.device.dies > 1:
+            eff *= c.multi_die_mem_eff
+        return bw * 1e9 * min(eff, 1.0)
+
+    def flops(self, p: Part) -> float:
+        """Dense GEMM FLOP/s this part reaches on big batches."""
+        c = self.c
+        dev = p.device
+        if p.on_host or dev is None:
+            cpu_tflops = dev.fp32_tflops if dev is not None else 1.5  # a desktop CPU, AVX2, 8 cores
+            return cpu_tflops * 1e12 * c.prefill_eff.get("llama.cpp/cpu", 0.5)
+        peak = max(dev.fp16_tflops, dev.fp32_tflops)
+        key = self.backend if dev.kind != "cpu" else "llama.cpp/cpu"
+        return peak * 1e12 * c.prefill_eff.get(key, 0.4) * self.era_pf
+
+    def fixed(self, p: Part) -> float:
+        hb = "cpu" if (p.on_host or p.device is None) else p.device.backend
+        return p.layers * self.c.layer_fixed_s.get(hb, 1e-4)
+
+
+def _touched(frac: float, batch: float) -> float:
+    """Share of routed experts a step of `batch` tokens reads: 1 - (1 - k/E)^batch."""
+    if frac >= 1.0:
+        return 1.0
+    return 1.0 - (1.0 - frac) ** max(batch, 1.0)
+
+
+def _kv_read(p: Part, ctx: float, window: int | None) -> float:
+    swa = p.swa_kv_bytes * min(ctx, window) if window else 0.0
+    return p.kv_bytes_per_ctx * ctx + swa
+
+
+def decode_step(x: Ctx, batch: int, ctx: float) -> tuple[float, dict, dict]:
+    """Seconds for one decode step of `batch` sequences at average context `ctx`, with breakdown."""
+    c, spec, plan = x.c, x.spec, x.plan
+    secs = {"weights": 0.0, "kv_cache": 0.0, "compute": 0.0, "host": 0.0, "communication": 0.0, "fixed": 0.0}
+    nbytes = {"weights": 0.0, "kv_cache": 0.0, "host": 0.0}
+    touched = _touched(x.expert_frac, batch)
+    flops_per_tok = 2.0 * _active_params(x)
+    stages: dict[int, float] = {}
+    for p in x.parts:
+        wbytes = p.dense_bytes + p.expert_bytes * touched
+        kvb = _kv_read(p, ctx, spec.sliding_window) * batch
+        bw = x.bw(p)
+        t_mem = wbytes / bw + kvb / (bw * c.kv_read_eff)
+        share = (wbytes / max(x.model.weights.total_bytes, 1.0))
+        t_comp = batch * flops_per_tok * share / x.flops(p)
+        t = max(t_mem, t_comp)
+        if p.on_host:
+            secs["host"] += t
+            nbytes["host"] += wbytes + kvb
+        else:
+            secs["weights"] += (wbytes / bw) * (t / t_mem if t_mem else 0) if t_comp <= t_mem else 0.0
+            secs["kv_cache"] += (kvb / (bw * c.kv_read_eff)) if t_comp <= t_mem else 0.0
+            secs["compute"] += t if t_comp > t_mem else 0.0
+            nbytes["weights"] += wbytes
+            nbytes["kv_cache"] += kvb
+        key = p.stage
+        if p.on_host:
+            stages[-100 - len(stages)] = t  # host work runs in sequence with the GPUs
+        else:
+            stages[key] = max(stages.get(key, 0.0), t)  # TP/row shards of one stage run together
+        secs["fixed"] += x.fixed(p) if p.device is None or p is _first_of_stage(x, p) else 0.0
+    total_mem = sum(stages.values())
+    secs["fixed"] += c.token_fixed_s.get(x.hw_backend, 5e-4)
+    secs["communication"] = _decode_comm(x, batch)
+    # bookkeeping: the sums above split each stage's time by component
+    t = total_mem + secs["fixed"] + secs["communication"]
+    comp_sum = secs["weights"] + secs["kv_cache"] + secs["compute"] + secs["host"]
+    if comp_sum > 0:  # rescale so components add up to the stage-max time
+        k = total_mem / comp_sum
+        for key in ("weights", "kv_cache", "compute", "host"):
+            secs[key] *= k
+    return t, secs, nbytes
+
+
+def _first_of_stage(x: Ctx, p: Part) -> Part:
+    for q in x.parts:
+        if q.stage == p.stage and not q.on_host:
+            return q
+    return p
+
+
+def _active_params(x: Ctx) -> float:
+    """Parameters a token multiplies through (routed experts at their active share)."""
+    w = x.model.weights
+    bpw = 8.0 * w.total_bytes / max(_total_params(x.spec), 1.0)
+    dense = sum(w.layer_bytes) - sum(w.layer_expert_bytes)
+    return (dense + sum(w.layer_expert_bytes) * x.expert_frac + w.output_bytes) * 8.0 / bpw
+
+
+def _total_params(spec) -> float:
+    from ..sources.tensors import param_count
+
+    return float(param_count(spec)[0])
+
+
+def _link(x: Ctx):
+    return x.hw.link
+
+
+def _decode_comm(x: Ctx, batch: int) -> float:
+    """Per-step communication: layer-split hops, row-split per-matmul syncs, TP all-reduces."""
+    c, spec, plan = x.c, x.spec, x.plan
+    link = _link(x)
+    lat = (link.latency_us * 1e-6) if link else 5e-6
+    lbw = (link.bandwidth_gb_s * 1e9) if link else 16e9
+    act = batch * spec.hidden_size * 4.0  # f32 activations between devices
+    gpu_stages = len({p.stage for p in x.parts if not p.on_host})
+    host_hops = 1 if any(p.on_host for p in x.parts) and gpu_stages else 0
+    hop = lat + act / lbw + c.hop_sync_s
+    t = (gpu_stages - 1 + host_hops) * hop
+    if x.hw.nodes > 1 and x.hw.node_link is not None and plan.pp > 1:
+        nl = x.hw.node_link
+        t += (x.hw.nodes - 1) * (nl.latency_us * 1e-6 + act / (nl.bandwidth_gb_s * 1e9))
+    n_tp = len(plan.device_ids) if plan.split == Split.ROW else plan.tp
+    if plan.split == Split.ROW and n_tp > 1:
+        mats = 7 if not spec.n_experts else 5  # q, k, v, o, gate, up, down
+        per = (n_tp - 1) * (c.row_sync_s + lat) + act * (n_tp - 1) / lbw
+        t += spec.n_layers * mats * per
+    elif plan.split == Split.TENSOR and n_tp > 1:
+        ar = lat + c.allreduce_s + 2 * (n_tp - 1) / n_tp * batch * spec.hidden_size * 2.0 / lbw
+        t += spec.n_layers * 2 * ar
+    return t
+
+
+def prefill_time(x: Ctx, prompt: int, depth: int = 0, seqs: int = 1) -> tuple[float, dict]:
+    """Seconds to process `seqs` prompts of `prompt` tokens each, starting at `depth`."""
+    c, spec, plan = x.c, x.spec, x.plan
+    tokens = prompt * seqs
+    is_llama = plan.engine in (Engine.LLAMA_CPP, Engine.OLLAMA)
+    ub = LLAMA_CPP_UBATCH if is_llama else 8192
+    n_ub = max(1, math.ceil(tokens / ub))
+    mm_flops = 2.0 * _active_params(x) * tokens
+    attn_layers = spec.n_layers
+    hd = spec.n_heads * spec.head_dim
+    avg_ctx = depth + prompt / 2.0
+    if spec.sliding_window and spec.n_sliding_layers:
+        local = spec.n_sliding_layers
+        attn = 4.0 * hd * tokens * ((attn_layers - local) * avg_ctx + local * min(avg_ctx, spec.sliding_window))
+    else:
+        attn = 4.0 * hd * tokens * attn_layers * avg_ctx
+    total_bytes = max(x.model.weights.total_bytes, 1.0)
+    dequant = (is_llama and x.hw_backend == "cuda" and x.model.quant.kind in ("gguf", "gguf-mix")
+               and (x.date or "9999") < MMQ_DEFAULT_DATE)
+    secs = {"compute": 0.0, "weights": 0.0, "host": 0.0, "communication": 0.0}
+    stage_t: dict[int, float] = {}
+    for p in x.parts:
+        share = (p.dense_bytes + p.expert_bytes) / total_bytes
+        layer_share = p.layers / max(spec.n_layers, 1)
+        f = x.flops(p)
+        t_c = mm_flops * share / f + attn * layer_share / (f * c.attn_eff)
+        wbytes = p.dense_bytes + p.expert_bytes * _touched(x.expert_frac, ub)
+        if p.on_host:
+            if x.lead is not None:
+                # llama.cpp uploads RAM-resident weights to the GPU for big batches (over PCIe)
+                # and computes there; the CPU alone would be far slower
+                link_bw = (x.hw.link.bandwidth_gb_s * 1e9) if x.hw.link else _pcie_bw(x.lead)
+                gpu = next(q for q in x.parts if not q.on_host)
+                t = n_ub * wbytes / link_bw + mm_flops * share / x.flops(gpu)
+            else:
+                t = t_c + n_ub * wbytes / x.bw(p)
+            secs["host"] += t
+            stage_t[-100 - len(stage_t)] = t
+            continue
+        t_m = n_ub * wbytes / x.bw(p)
+        if dequant:
+            params = wbytes * 8.0 / max(8.0 * total_bytes / _total_params(spec), 1e-9)
+            t_m += n_ub * params * c.dequant_bytes_per_weight / x.bw(p)
+        t = t_c + t_m
+        secs["compute"] += t_c
+        secs["weights"] += t_m
+        stage_t[p.stage] = max(stage_t.get(p.stage, 0.0), t)
+    gpu_stage_times = [v for k, v in sorted(stage_t.items()) if k >= 0]
+    host_times = [v for k, v in stage_t.items() if k < 0]
+    link = x.hw.link
+    lat = (link.latency_us * 1e-6) if link else 5e-6
+    lbw = (link.bandwidth_gb_s * 1e9) if link else 16e9
+    S = len(gpu_stage_times)
+    if S > 1:  # pipeline: ubatches of one batch flow through the stages together
+        per_batch = max(1, LLAMA_CPP_BATCH // ub) if is_llama else 1
+        slowest = max(gpu_stage_times) / n_ub
+        total = 0.0
+        left = n_ub
+        while left > 0:
+            u = min(per_batch, left)
+            total += sum(gpu_stage_times) / n_ub + (u - 1) * slowest
+            left -= u
+        hop = (S - 1) * n_ub * (lat + c.hop_sync_s + min(tokens, ub) * spec.hidden_size * 4.0 / lbw)
+        secs["communication"] += hop
+        t_gpu = total + hop
+    else:
+        t_gpu = sum(gpu_stage_times)
+    n_tp = len(plan.device_ids) if plan.split == Split.ROW else plan.tp
+    if plan.split == Split.ROW and n_tp > 1:
+        mats_io = 2 * spec.hidden_size * 4 + spec.intermediate_size * 3 + 4 * spec.hidden_size
+        per_layer = tokens * mats_io * 4.0 * (n_tp - 1) / n_tp / lbw + 7 * (n_tp - 1) * n_ub * (c.row_sync_s + lat)
+        comm = spec.n_layers * per_layer
+        secs["communication"] += comm
+        t_gpu += comm
+    elif plan.split == Split.TENSOR and n_tp > 1:
+        comm = spec.n_layers * 2 * (2 * (n_tp - 1) / n_tp * tokens * spec.hidden_size * 2.0 / lbw
+                                    + n_ub * (lat + c.allreduce_s))
+        secs["communication"] += comm
+        t_gpu += comm
+    total = t_gpu + sum(host_times)
+    return total, secs
+
+
+def roofline_decode_tok_s(x: Ctx, ctx: float) -> float:
+    """The physical limit: every byte read at peak bandwidth, nothing else."""
+    t = 0.0
+    for p in x.parts:
+        bw = (_host_bw(x.hw, p.device)[0] if (p.on_host or p.device is None or p.device.kind == "cpu")
+              else p.device.memory_bandwidth_gb_s) * 1e9
+        t += (p.dense_bytes + p.expert_bytes * x.expert_frac + _kv_read(p, ctx, x.spec.sliding_window)) / bw
+    return 1.0 / t if t > 0 else 0.0
+
+
+def _bound(secs: dict) -> str:
+    names = {"weights": "memory bandwidth (weights)", "kv_cache": "memory bandwidth (KV cache)",
+             "compute": "compute", "host": "host RAM bandwidth", "communication": "interconnect",
+             "fixed": "fixed per-token cost (launches, sync)"}
+    k = max(secs, key=lambda s: secs[s])
+    return names.get(k, k)
+
+
+def decode(model: LoadedModel, hw: Hardware, plan: Plan, depth: int = 0, n_gen: int = 128,
+           c: Constants = DEFAULT, date: str | None = None) -> Estimate:
+    """One user's generation speed (tok/s) over n_gen tokens starting at `depth` tokens of context."""
+    x = Ctx(model, hw, plan, c, date)
+    ctx = depth + n_gen / 2.0
+    t, secs, nbytes = decode_step(x, 1, ctx)
+    roof = roofline_decode_tok_s(x, ctx)
+    return Estimate(value=1.0 / t, metric=Metric.DECODE, seconds=secs, bytes_read=nbytes,
+                    bound=_bound(secs), roofline_fraction=(1.0 / t) / roof if roof else 0.0)
+
+
+def prefill(model: LoadedModel, hw: Hardware, plan: Plan, prompt: int = 512, depth: int = 0,
+            c: Constants = DEFAULT, date: str | None = None) -> Estimate:
+    x = Ctx(model, hw, plan, c, date)
+    t, secs = prefill_time(x, prompt, depth)
+    return Estimate(value=prompt / t, metric=Metric.PREFILL, seconds=secs, bound=_bound(secs))
+
+
+def throughput(model: LoadedModel, hw: Hardware, plan: Plan, batch: int, prompt: int, n_gen: int,
+               max_batch: int | None = None, c: Constants = DEFAULT, date: str | None = None,
+               count_prompt: bool = False) -> Estimate:
+    """Aggregate generated tok/s of `batch` requests (prompt + n_gen tokens each) under continuous
+    batching, across all replicas. `max_batch` caps concurrent sequences per replica (KV room);
+    extra requests wait for a later wave."""
+    x = Ctx(model, hw, plan, c, date)
+    reps = max(plan.replicas, 1)
+    per_rep = math.ceil(batch / reps)
+    conc = min(per_rep, max_batch) if max_batch else per_rep
+    conc = max(conc, 1)
+    waves = math.ceil(per_rep / conc)
+    t_pf, _ = prefill_time(x, prompt, 0, conc)
+    steps = max(n_gen, 1)
+    t_dec, secs, nbytes = decode_step(x, conc, prompt + n_gen / 2.0)
+    pp = plan.pp if plan.split == Split.TENSOR else 1
+    if pp > 1 and conc >= pp:  # micro-batches keep every pipeline stage busy
+        t_dec, secs, nbytes = decode_step(x, max(conc // pp, 1), prompt + n_gen / 2.0)
+    t_wave = t_pf + steps * t_dec
+    produced = per_rep * (n_gen + (prompt if count_prompt else 0))
+    tok_s = reps * produced / (waves * t_wave)
+    return Estimate(value=tok_s, metric=Metric.THROUGHPUT_TOTAL if count_prompt else Metric.THROUGHPUT,
+                    seconds=secs, bytes_read=nbytes, bound=_bound(secs),
+                    notes=(f"{conc} concurrent sequences per replica, {waves} wave(s)",))

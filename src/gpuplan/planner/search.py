@@ -1,0 +1,219 @@
+"""Plan search: generate candidate plans, filter by memory (each rejection has a reason a
+person can read), estimate speed, rank by the user's goal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from ..errors import InputError
+from ..perf import speed
+from ..perf.memory import device_memory, fits
+from ..types import DeviceMemory, Engine, Estimate, Hardware, LoadedModel, Plan, Split, Workload
+from .shares import proportional_shares
+
+GOALS = ("latency", "throughput", "cost")
+SIMPLER_WITHIN = 0.03  # prefer fewer GPUs when the faster plan gains less than this
+
+
+@dataclass
+class Candidate:
+    plan: Plan
+    memory: list[DeviceMemory]
+    fits: bool
+    reason: str | None = None
+    decode: Estimate | None = None
+    prefill: Estimate | None = None
+    throughput: Estimate | None = None
+    per_user_tok_s: float = 0.0
+    concurrent: int = 0
+    verdict: str = ""
+    score: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n_devices(self) -> int:
+        return len(self.plan.device_ids) * max(self.plan.replicas, 1)
+
+
+def engines_for(model: LoadedModel, hw: Hardware, engine: str | None) -> list[Engine]:
+    if engine:
+        return [Engine.parse(engine)]
+    kinds = {d.kind for d in hw.devices}
+    if kinds & {"apple", "cpu"} or any(d.backend in ("metal", "sycl") for d in hw.devices):
+        return [Engine.LLAMA_CPP]
+    q = model.quant.kind
+    if q in ("gguf", "gguf-mix"):
+        return [Engine.LLAMA_CPP]
+    if q == "exl2":
+        return [Engine.EXLLAMAV2]
+    return [Engine.VLLM]
+
+
+def _groups(hw: Hardware) -> list[tuple[int, ...]]:
+    """Which devices to use: for identical cards 1, 2, 4, ... and all of them; for mixed cards
+    each single card, the biggest first, and growing sets of the biggest."""
+    n = hw.n
+    if n == 1:
+        return [(0,)]
+    per_node = n // hw.nodes
+    order = sorted(range(n), key=lambda i: (-hw.memory_gib[i], -hw.devices[i].memory_bandwidth_gb_s, i))
+    ks = sorted({k for k in (1, 2, 3, 4, 6, 8, 16, 32, 64, per_node, n) if k <= n})
+    groups = {tuple(sorted(order[:k])) for k in ks}
+    if len({d.id for d in hw.devices}) > 1:
+        seen = set()
+        for i in order:
+            if hw.devices[i].id not in seen:
+                seen.add(hw.devices[i].id)
+                groups.add((i,))
+    return sorted(groups, key=lambda g: (len(g), g))
+
+
+def _valid_tp(model: LoadedModel, k: int) -> str | None:
+    if model.spec.n_heads % k:
+        return f"{model.spec.n_heads} attention heads do not divide by {k} GPUs"
+    return None
+
+
+def enumerate_plans(model: LoadedModel, hw: Hardware, wl: Workload, engines: list[Engine]) -> list[Plan]:
+    plans: list[Plan] = []
+    kv = "f16"
+    for eng in engines:
+        llama = eng in (Engine.LLAMA_CPP, Engine.OLLAMA)
+        for g in _groups(hw):
+            k = len(g)
+            if k == 1:
+                plans.append(Plan(split=Split.NONE, engine=eng, device_ids=g, kv_type=kv))
+                continue
+            if llama:
+                plans.append(Plan(split=Split.LAYER, engine=eng, device_ids=g, kv_type=kv))
+                plans.append(Plan(split=Split.ROW, engine=eng, device_ids=g, kv_type=kv))
+            else:
+                per_node = k // hw.nodes if k == hw.n and hw.nodes > 1 else k
+                pp = k // per_node
+                plans.append(Plan(split=Split.TENSOR, engine=eng, device_ids=g, tp=per_node, pp=pp, kv_type=kv))
+                if eng == Engine.VLLM and hw.nodes == 1:
+                    plans.append(Plan(split=Split.TENSOR, engine=eng, device_ids=g, tp=1, pp=k, kv_type=kv))
+                if eng == Engine.EXLLAMAV2:
+                    plans.append(Plan(split=Split.LAYER, engine=eng, device_ids=g, kv_type=kv))
+            # replicas: r copies over k/r devices each (same-model cards only)
+            if len({hw.devices[i].id for i in g}) == 1 and hw.nodes == 1:
+                for r in (2, 3, 4, 8):
+                    if r <= k and k % r == 0:
+                        sub = g[: k // r]
+                        if len(sub) == 1:
+                            base = Plan(split=Split.NONE, engine=eng, device_ids=sub, kv_type=kv)
+                        elif llama:
+                            base = Plan(split=Split.LAYER, engine=eng, device_ids=sub, kv_type=kv)
+                        else:
+                            base = Plan(split=Split.TENSOR, engine=eng, device_ids=sub, tp=len(sub), kv_type=kv)
+                        plans.append(replace(base, replicas=r))
+    return plans
+
+
+def _offload_variant(model, hw, plan, wl) -> Plan | None:
+    """The most layers on the GPU(s) that still fit, the rest in RAM (llama.cpp -ngl)."""
+    lo, hi = 0, model.spec.n_layers
+    if not fits(device_memory(model, hw, replace(plan, gpu_layers=0), wl)):
+        return None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if fits(device_memory(model, hw, replace(plan, gpu_layers=mid), wl)):
+            lo = mid
+        else:
+            hi = mid
+    return replace(plan, gpu_layers=lo)
+
+
+def _with_shares(model, hw, plan, wl) -> Plan:
+    if plan.split in (Split.LAYER, Split.ROW) and len(plan.device_ids) > 1 and not plan.shares:
+        return replace(plan, shares=proportional_shares(model, hw, plan, wl))
+    return plan
+
+
+def _reason(model, hw, plan, mem) -> str:
+    need = sum(m.total for m in mem if m.name != "host RAM")
+    have = sum(m.capacity for m in mem if m.name != "host RAM")
+    worst = min(mem, key=lambda m: m.free)
+    return (f"does not fit: needs {need / 1e9:.1f} GB on {len(plan.device_ids)} device(s), they hold "
+            f"{have / 1e9:.1f} GB ({worst.name} short by {-worst.free / 1e9:.1f} GB)")
+
+
+def evaluate(model: LoadedModel, hw: Hardware, plan: Plan, wl: Workload, date=None) -> Candidate:
+    from ..perf.predict import max_batch_for
+
+    mem = device_memory(model, hw, plan, wl)
+    ok = fits(mem)
+    cand = Candidate(plan=plan, memory=mem, fits=ok, reason=None if ok else _reason(model, hw, plan, mem))
+    if plan.split == Split.TENSOR and plan.tp > 1:
+        bad = _valid_tp(model, plan.tp)
+        if bad:
+            cand.fits, cand.reason = False, f"tensor parallel {plan.tp} not possible: {bad}"
+            return cand
+    cand.decode = speed.decode(model, hw, plan, depth=wl.prompt_tokens, n_gen=wl.output_tokens, date=date)
+    cand.prefill = speed.prefill(model, hw, plan, prompt=wl.prompt_tokens, date=date)
+    llama = plan.engine in (Engine.LLAMA_CPP, Engine.OLLAMA)
+    seq = wl.context
+    per_rep = -(-wl.users // max(plan.replicas, 1))
+    mb = per_rep if llama else min(per_rep, max_batch_for(model, hw, plan, seq))
+    cand.concurrent = mb
+    cand.throughput = speed.throughput(model, hw, plan, wl.users, wl.prompt_tokens, wl.output_tokens,
+                                       max_batch=mb, date=date)
+    cand.per_user_tok_s = min(cand.decode.value, cand.throughput.value / max(wl.users, 1))
+    return cand
+
+
+def candidates(model: LoadedModel, hw: Hardware, wl: Workload, engine: str | None = None) -> list[Candidate]:
+    out: list[Candidate] = []
+    for plan in enumerate_plans(model, hw, wl, engines_for(model, hw, engine)):
+        plan = _with_shares(model, hw, plan, wl)
+        c = evaluate(model, hw, plan, wl)
+        out.append(c)
+        llama = plan.engine in (Engine.LLAMA_CPP, Engine.OLLAMA)
+        if not c.fits and plan.split in (Split.NONE, Split.LAYER) and plan.replicas == 1:
+            variants = []
+            if model.spec.n_experts and llama:
+                variants.append(replace(plan, experts_on_host=True))
+            for kv in (("q8_0", "q4_0") if llama else ("fp8",)):
+                variants.append(replace(plan, kv_type=kv))
+            if llama:
+                off = _offload_variant(model, hw, plan, wl)
+                if off is not None and off.gpu_layers > 0:
+                    variants.append(off)
+            for v in variants:
+                v = _with_shares(model, hw, replace(v, shares=()), wl) if v.split == Split.LAYER else v
+                cv = evaluate(model, hw, v, wl)
+                if cv.fits:
+                    out.append(cv)
+    return out
+
+
+def _price(hw: Hardware, plan: Plan) -> float:
+    used = [hw.devices[i] for i in plan.device_ids] * max(plan.replicas, 1)
+    return sum(d.used_price_usd or d.launch_price_usd or 0.0 for d in used)
+
+
+def rank(cands: list[Candidate], wl: Workload, hw: Hardware) -> list[Candidate]:
+    if wl.goal not in GOALS:
+        raise InputError(f"goal '{wl.goal}' is not accepted; accepted: {', '.join(GOALS)}")
+    for c in cands:
+        if not c.fits:
+            c.score = -1.0
+            continue
+        if wl.goal == "latency":
+            c.score = c.decode.value if wl.users <= 1 else c.per_user_tok_s
+        elif wl.goal == "throughput":
+            c.score = c.throughput.value if c.per_user_tok_s >= wl.min_user_tok_s else 0.0
+        else:
+            price = _price(hw, c.plan)
+            c.score = c.throughput.value / price * 1000 if price else c.throughput.value
+    fitting = sorted([c for c in cands if c.fits], key=lambda c: -c.score)
+    if fitting:  # simplest plan within SIMPLER_WITHIN of the best wins
+        best = fitting[0]
+        simpler = [c for c in fitting if c.score >= best.score * (1 - SIMPLER_WITHIN)
+                   and (c.n_devices, c.plan.gpu_layers is not None) < (best.n_devices, best.plan.gpu_layers is not None)]
+        if simpler:
+            pick = min(simpler, key=lambda c: (c.n_devices, -c.score))
+            fitting.remove(pick)
+            fitting.insert(0, pick)
+    rest = [c for c in cands if not c.fits]
+    return fitting + rest

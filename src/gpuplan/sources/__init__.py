@@ -1,0 +1,1 @@
+"""Readers that turn real things (GGUF files, config.json, catalog ids) into catalog objects."""

