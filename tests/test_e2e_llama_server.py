@@ -40,7 +40,10 @@ def llama_server(tmp_path_factory):
     log = open(d / "server.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(model),
                              "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
-                             "--n_threads", "2", "--model_alias", "gemma-3-270m"],
+                             "--n_threads", "2", "--model_alias", "gemma-3-270m",
+                             # default True: a new request ends the running stream early;
+                             # we want requests queued, as a real serving engine would
+                             "--interrupt_requests", "False"],
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -46,7 +46,7 @@ def test_chat_and_counting_without_usage():
 
 @pytest.mark.parametrize("mode,kind,reason", [
     ("http500", "error", "http_500"), ("notfound", "error", "http_404"),
-    ("drop", "dropped", "dropped"), ("malformed", "error", "malformed"),
+    ("drop", "dropped", "dropped"), ("malformed", "error", "malformed"), ("truncated", "error", "truncated"),
 ])
 def test_bad_servers_are_counted_with_reasons(mode, kind, reason):
     with stub_server(mode) as url:
@@ -56,7 +56,7 @@ def test_bad_servers_are_counted_with_reasons(mode, kind, reason):
         s = lv.summary()
         assert s["ok"] == 0 and s[kind] == 6
         assert all(k.startswith(reason) for k in s["reasons"])
-    if mode in ("drop", "malformed"):  # what was measured before the failure is kept
+    if mode in ("drop", "malformed", "truncated"):  # what was measured before the failure is kept
         assert res.levels[0].summary()["output_tokens"] > 0
 
 

@@ -143,6 +143,14 @@ def test_use_more_bits_matches_llama_cpp():
 @pytest.mark.parametrize("model_id,quant,gb", [
     ("meta-llama/Meta-Llama-3-8B", "Q4_K_M", 4.92),  # Meta-Llama-3-8B.Q4_K_M.gguf
     ("meta-llama/Meta-Llama-3-70B", "Q4_K_M", 42.5),
+    # bartowski/Meta-Llama-3-8B-Instruct-GGUF file sizes (GB)
+    ("meta-llama/Meta-Llama-3-8B", "Q8_0", 8.54),
+    ("meta-llama/Meta-Llama-3-8B", "Q6_K", 6.60),
+    ("meta-llama/Meta-Llama-3-8B", "Q5_K_M", 5.73),
+    ("meta-llama/Meta-Llama-3-8B", "Q3_K_M", 4.02),
+    ("meta-llama/Meta-Llama-3-8B", "Q2_K", 3.18),
+    ("mistralai/Mixtral-8x7B-v0.1", "Q4_K_M", 28.4),  # TheBloke mixtral-8x7b-v0.1.Q4_K_M.gguf, 26.44 GiB
+    ("openai/gpt-oss-20b", "MXFP4_MOE", 12.1),  # ggml-org/gpt-oss-20b-GGUF
 ])
 def test_q4_k_m_sizes(model_id, quant, gb):
     w = estimate_weights(catalog.model(model_id), catalog.quant(quant))

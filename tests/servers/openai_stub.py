@@ -6,7 +6,8 @@ It binds 127.0.0.1 on a free port and prints "PORT <n>" on its first stdout line
 
 Modes: normal, http500, notfound (404 everywhere), drop (closes the connection mid-stream),
 malformed (one chunk is not JSON), hang (reads the request, never answers), slow (0.2 s a
-token), nousage (normal, but no usage chunk and no finish_reason: tokens must be counted).
+token), nousage (no usage chunk, finish_reason "stop": tokens must be counted), truncated
+([DONE] half-way with no finish_reason, as llama-cpp-python does to interrupted requests).
 A token is one word; /tokenize counts words, as a real tokenizer would count tokens.
 """
 
@@ -80,19 +81,22 @@ class Stub:
             if self.mode == "drop" and i == n // 2:
                 writer.transport.abort()  # the connection dies mid-stream
                 return False
+            if self.mode == "truncated" and i == n // 2:
+                break
             if self.mode == "malformed" and i == 1:
                 writer.write(event('{"choices": [{"text": "oops"'))
                 continue
-            last = i == n - 1 and self.mode != "nousage"
             choice = ({"index": 0, "delta": {"content": " tok"}} if chat else {"index": 0, "text": " tok"})
-            choice["finish_reason"] = "length" if last else None
+            if i == n - 1:  # nousage: a finish_reason that says nothing about the count
+                choice["finish_reason"] = "stop" if self.mode == "nousage" else "length"
             writer.write(event({"object": "text_completion", "choices": [choice]}))
             if delay:
                 await writer.drain()
                 await asyncio.sleep(delay)
             elif i % 64 == 0:
                 await writer.drain()
-        if (req.get("stream_options") or {}).get("include_usage") and self.mode != "nousage":
+        wants_usage = (req.get("stream_options") or {}).get("include_usage")
+        if wants_usage and self.mode not in ("nousage", "truncated"):
             writer.write(event({"choices": [], "usage": {"prompt_tokens": len(prompt.split()),
                                                          "completion_tokens": n,
                                                          "total_tokens": n + len(prompt.split())}}))

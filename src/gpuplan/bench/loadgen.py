@@ -308,6 +308,10 @@ class LoadGen:
         rec.end = time.perf_counter()
         if not (done or finished):
             rec.error, rec.detail = "dropped", f"stream ended after {rec.output_tokens} tokens"
+        elif not finished and rec.output_tokens < self.max_tokens:
+            # [DONE] with no finish_reason: the server cut the request short (llama-cpp-python
+            # does this to a running stream when another request arrives, interrupt_requests)
+            rec.error, rec.detail = "truncated", "[DONE] before any finish_reason"
         elif rec.malformed_chunks:
             rec.error, rec.detail = "malformed", f"{rec.malformed_chunks} chunk(s) not JSON"
         elif rec.output_tokens == 0:

@@ -107,10 +107,15 @@ def validate(paths: list[str], calibration=None) -> dict:
     # every data row appears once, in file order; unreadable rows with their reason
     by_index = {r["index"]: r for r in results}
     out_rows = []
+    file_errors = [f"{e.file}: {e.reason}" for e in errors if e.index is None]
     for e in errors:
+        if e.index is None:
+            continue
         by_index[e.index] = {"index": e.index, "metric": None, "measured": None, "predicted": None,
                              "reason": f"unreadable: {e.reason}"}
     for i in sorted(by_index):
         r = by_index[i]
         out_rows.append({k: r[k] for k in ("index", "metric", "measured", "predicted", "reason")})
-    return {"rows": out_rows, "summary": summarize(results, errors), "_results": results}
+    summary = summarize(results, [e for e in errors if e.index is not None])
+    summary["file_errors"] = file_errors
+    return {"rows": out_rows, "summary": summary, "_results": results}

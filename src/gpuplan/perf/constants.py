@@ -38,8 +38,11 @@ class Constants:
     # llama.cpp layer split: cost of each device boundary per token beyond the link itself
     # (graph split, event sync, host round trip without peer access).
     hop_sync_s: float = 1.2e-4
-    # llama.cpp row split: per matmul and per extra device, sync/copy latency.
+    # llama.cpp row split: per matmul sync, and per extra device per matmul.
     row_sync_s: float = 2.5e-5
+    row_peer_s: float = 1.5e-5
+    # Share of the int8 tensor rate llama.cpp's quantized matmul (MMQ) reaches relative to FP16.
+    int8_share: float = 0.5
     # Tensor parallel all-reduce fixed latency (NCCL launch + sync) per call.
     allreduce_s: float = 2.0e-5
     # Attention over the KV cache reads less efficiently than the weight stream.
@@ -71,7 +74,35 @@ class Constants:
         return replace(self, **merged)
 
 
-DEFAULT = Constants()
+def load_constants(path) -> Constants:
+    """Constants from a fitted file ({constants: {...}, fitted_on: ...}) over the built-in values."""
+    from pathlib import Path
+
+    import yaml
+
+    from ..errors import InputError
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"calibration file {path} does not exist or is not a file")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise InputError(f"calibration file {path} is not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("constants"), dict):
+        raise InputError(f"calibration file {path} needs a 'constants' mapping (as `gpuplan calibrate` writes)")
+    c = Constants().with_overrides(data["constants"])
+    return replace(c, fitted_on=str(data.get("fitted_on", path)))
+
+
+def _shipped() -> Constants:
+    from pathlib import Path
+
+    f = Path(__file__).with_name("fitted.yaml")
+    return load_constants(f) if f.is_file() else Constants()
+
+
+DEFAULT = _shipped()
 
 
 def era_factor(table: dict, date: str | None) -> float:

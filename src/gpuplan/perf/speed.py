@@ -51,6 +51,8 @@ class Ctx:
         is_llama = plan.engine in (Engine.LLAMA_CPP, Engine.OLLAMA)
         self.era_dec = era_factor(c.era_decode, date) if is_llama else 1.0
         self.era_pf = era_factor(c.era_prefill, date) if is_llama else 1.0
+        self.pre_mmq = is_llama and (date or "9999") < MMQ_DEFAULT_DATE
+        self.quantized = model.quant.kind in ("gguf", "gguf-mix") and model.quant.id not in ("F16", "BF16", "F32")
         self.expert_frac = (self.spec.n_experts_active / self.spec.n_experts) if self.spec.n_experts else 1.0
 
     # -- bandwidth and compute of one part
@@ -76,6 +78,11 @@ class Ctx:
             cpu_tflops = dev.fp32_tflops if dev is not None else 1.5  # a desktop CPU, AVX2, 8 cores
             return cpu_tflops * 1e12 * c.prefill_eff.get("llama.cpp/cpu", 0.5)
         peak = max(dev.fp16_tflops, dev.fp32_tflops)
+        if self.quantized and dev.backend == "cuda" and dev.int8_tops and (
+                not self.pre_mmq or dev.fp16_tflops < dev.fp32_tflops):
+            # llama.cpp's MMQ multiplies quantized weights with int8 dot products (DP4A / int8 MMA);
+            # the scales and dequant work let it reach a share of the int8 rate
+            peak = max(peak, dev.int8_tops * c.int8_share)
         key = self.backend if dev.kind != "cpu" else "llama.cpp/cpu"
         return peak * 1e12 * c.prefill_eff.get(key, 0.4) * self.era_pf
 
@@ -155,10 +162,21 @@ def _active_params(x: Ctx) -> float:
     return (dense + sum(w.layer_expert_bytes) * x.expert_frac + w.output_bytes) * 8.0 / bpw
 
 
+_PARAMS: dict[int, tuple[object, float]] = {}
+
+
 def _total_params(spec) -> float:
+    """Total parameters, cached per spec object (tensor_list walks every tensor)."""
+    hit = _PARAMS.get(id(spec))
+    if hit is not None and hit[0] is spec:
+        return hit[1]
     from ..sources.tensors import param_count
 
-    return float(param_count(spec)[0])
+    n = float(param_count(spec)[0])
+    if len(_PARAMS) > 512:
+        _PARAMS.clear()
+    _PARAMS[id(spec)] = (spec, n)
+    return n
 
 
 def _link(x: Ctx):
@@ -181,8 +199,9 @@ def _decode_comm(x: Ctx, batch: int) -> float:
         t += (x.hw.nodes - 1) * (nl.latency_us * 1e-6 + act / (nl.bandwidth_gb_s * 1e9))
     n_tp = len(plan.device_ids) if plan.split == Split.ROW else plan.tp
     if plan.split == Split.ROW and n_tp > 1:
-        mats = 7 if not spec.n_experts else 5  # q, k, v, o, gate, up, down
-        per = (n_tp - 1) * (c.row_sync_s + lat) + act * (n_tp - 1) / lbw
+        # the main GPU scatters inputs and gathers results of every matmul, one peer after another
+        mats = 7  # q, k, v, o, gate, up, down
+        per = c.row_sync_s + (n_tp - 1) * (c.row_peer_s + lat) + act * (n_tp - 1) / lbw
         t += spec.n_layers * mats * per
     elif plan.split == Split.TENSOR and n_tp > 1:
         ar = lat + c.allreduce_s + 2 * (n_tp - 1) / n_tp * batch * spec.hidden_size * 2.0 / lbw
@@ -207,8 +226,8 @@ def prefill_time(x: Ctx, prompt: int, depth: int = 0, seqs: int = 1) -> tuple[fl
     else:
         attn = 4.0 * hd * tokens * attn_layers * avg_ctx
     total_bytes = max(x.model.weights.total_bytes, 1.0)
-    dequant = (is_llama and x.hw_backend == "cuda" and x.model.quant.kind in ("gguf", "gguf-mix")
-               and (x.date or "9999") < MMQ_DEFAULT_DATE)
+    dequant = x.quantized and x.pre_mmq and x.hw_backend == "cuda" and x.lead is not None \
+        and x.lead.fp16_tflops >= x.lead.fp32_tflops
     secs = {"compute": 0.0, "weights": 0.0, "host": 0.0, "communication": 0.0}
     stage_t: dict[int, float] = {}
     for p in x.parts:
@@ -259,8 +278,13 @@ def prefill_time(x: Ctx, prompt: int, depth: int = 0, seqs: int = 1) -> tuple[fl
         t_gpu = sum(gpu_stage_times)
     n_tp = len(plan.device_ids) if plan.split == Split.ROW else plan.tp
     if plan.split == Split.ROW and n_tp > 1:
-        mats_io = 2 * spec.hidden_size * 4 + spec.intermediate_size * 3 + 4 * spec.hidden_size
-        per_layer = tokens * mats_io * 4.0 * (n_tp - 1) / n_tp / lbw + 7 * (n_tp - 1) * n_ub * (c.row_sync_s + lat)
+        # inputs and outputs of the 7 matmuls of a layer go main GPU <-> each peer in turn, as f32;
+        # consumer cards have no peer access, so each copy crosses PCIe twice through host RAM
+        mats_io = 7 * spec.hidden_size + 2 * spec.n_kv_heads * spec.head_dim + 3 * spec.intermediate_size \
+            + spec.n_heads * spec.head_dim
+        staged = 0.5 if any(d.segment == "consumer" for d in x.hw.devices) else 1.0
+        per_layer = (tokens * mats_io * 4.0 * (n_tp - 1) / (lbw * staged)
+                     + 7 * n_ub * (c.row_sync_s + (n_tp - 1) * (c.row_peer_s + lat)))
         comm = spec.n_layers * per_layer
         secs["communication"] += comm
         t_gpu += comm

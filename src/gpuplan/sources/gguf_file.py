@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 import struct
 from collections import Counter
+from dataclasses import replace
+from functools import lru_cache
 from pathlib import Path
 
 from .. import catalog
@@ -147,8 +149,8 @@ def _quant_id(r) -> str:
         name = {"ALL_F32": "F32", "MOSTLY_F16": "F16"}.get(name, name.removeprefix("MOSTLY_"))
         if name in catalog.quants():
             return name
-    types = Counter(t.tensor_type.name for t in r.tensors if len(t.shape) >= 2 for _ in [0]
-                    if t.tensor_type.name in catalog.quants())
+    types = Counter(t.tensor_type.name for t in r.tensors
+                    if len(t.shape) >= 2 and t.tensor_type.name in catalog.quants())
     return types.most_common(1)[0][0] if types else "F16"
 
 
@@ -177,7 +179,15 @@ def read_gguf(path: str | Path) -> LoadedModel:
     """A LoadedModel from a GGUF file: ModelSpec from metadata, exact Weights from the tensor table,
     the quant from general.file_type."""
     p = Path(path).expanduser()
+    _check_header(p)
+    st = p.stat()
+    return replace(_read(str(p.resolve()), st.st_mtime_ns, st.st_size), label=str(path))
+
+
+@lru_cache(maxsize=8)  # parsing a large vocabulary takes seconds; the web UI asks again and again
+def _read(path: str, mtime_ns: int, size: int) -> LoadedModel:
+    p = Path(path)
     r = _open(p)
     spec = _spec(r, p)
     return LoadedModel(spec=spec, quant=catalog.quant(_quant_id(r)), weights=_weights(r, spec.n_layers),
-                       label=str(path))
+                       label=path)

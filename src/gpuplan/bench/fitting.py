@@ -1,0 +1,117 @@
+"""Fitting the performance model's constants to measurements (used by scripts/fit_constants.py
+for the shipped defaults and by `gpuplan calibrate` for a user's own data).
+
+Loss: mean over rows of min(|log(predicted / measured)|, CLIP): robust to the few published
+rows that are wrong or measure something else (swapping Macs, risers), so they cannot pull
+the constants. Constants move in log space within physical bounds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+
+from ..perf.constants import Constants
+
+CLIP = 0.7
+
+# (dotted path, lower, upper): every constant the fit may move
+ALL_PARAMS = [
+    ("mem_eff.GDDR6", 0.4, 1.0), ("mem_eff.GDDR6X", 0.4, 1.0), ("mem_eff.GDDR5", 0.3, 1.0),
+    ("mem_eff.HBM2e", 0.4, 1.0), ("mem_eff.LPDDR5", 0.4, 1.0), ("mem_eff.DDR5", 0.3, 1.0),
+    ("multi_die_mem_eff", 0.4, 1.0),
+    ("token_fixed_s.cuda", 1e-5, 3e-3), ("token_fixed_s.metal", 1e-5, 5e-3),
+    ("layer_fixed_s.cuda", 1e-6, 3e-4), ("layer_fixed_s.metal", 1e-6, 5e-4),
+    ("hop_sync_s", 1e-6, 1e-3), ("row_sync_s", 1e-6, 2e-4), ("row_peer_s", 1e-6, 2e-4),
+    ("kv_read_eff", 0.1, 1.0), ("attn_eff", 0.05, 1.0), ("int8_share", 0.1, 1.0),
+    ("prefill_eff.llama.cpp/cuda", 0.1, 1.0), ("prefill_eff.llama.cpp/metal", 0.1, 1.0),
+    ("prefill_eff.exllamav2/cuda", 0.1, 1.0), ("dequant_bytes_per_weight", 0.0, 6.0),
+    ("era_decode.2023-01", 0.5, 1.5), ("era_decode.2025-01", 0.5, 1.5),
+    ("era_prefill.2023-01", 0.4, 1.5), ("era_prefill.2025-01", 0.5, 1.5),
+]
+# The few a user's own measurements can pin down: engine and memory efficiencies.
+USER_PARAMS = ["mem_eff.GDDR6", "mem_eff.GDDR6X", "mem_eff.GDDR7", "mem_eff.HBM3", "mem_eff.HBM2e",
+               "mem_eff.LPDDR5", "mem_eff.DDR5", "mem_eff.DDR4", "token_fixed_s.cuda", "token_fixed_s.metal",
+               "token_fixed_s.cpu", "prefill_eff.llama.cpp/cuda", "prefill_eff.llama.cpp/metal",
+               "prefill_eff.llama.cpp/cpu", "prefill_eff.vllm/cuda", "engine_eff.vllm/cuda",
+               "engine_eff.llama.cpp/cpu"]
+BOUNDS = {p: (lo, hi) for p, lo, hi in ALL_PARAMS}
+
+
+def get(c: Constants, path: str) -> float:
+    head, _, tail = path.partition(".")
+    v = getattr(c, head)
+    return v[tail] if tail else v
+
+
+def overrides(c: Constants, values: dict[str, float]) -> dict:
+    out: dict = {}
+    base = asdict(c)
+    for path, v in values.items():
+        head, _, tail = path.partition(".")
+        if tail:
+            out.setdefault(head, dict(base[head]))[tail] = v
+        else:
+            out[head] = v
+    return out
+
+
+def loss(rows, c: Constants) -> tuple[float, int]:
+    from ..perf.predict import predict_row
+    from ..errors import InputError
+
+    total, n = 0.0, 0
+    for m in rows:
+        try:
+            p = predict_row(m, c)
+        except (InputError, ValueError, KeyError, ZeroDivisionError):
+            continue
+        if p and p > 0 and m.tok_s > 0:
+            total += min(abs(math.log(p / m.tok_s)), CLIP)
+            n += 1
+    return (total / n if n else float("inf")), n
+
+
+def relevant(rows, params: list[str], base: Constants) -> list[str]:
+    """Only constants that move some row's prediction are fitted."""
+    keep = []
+    probe = rows
+    l0, _ = loss(probe, base)
+    for p in params:
+        v = _value(base, p)
+        lo, hi = BOUNDS.get(p, (v * 0.25, v * 4))
+        moved = base.with_overrides(overrides(base, {p: min(max(v * 1.3, lo), hi)}))
+        if abs(loss(probe, moved)[0] - l0) > 1e-6:
+            keep.append(p)
+    return keep
+
+
+def _value(c: Constants, path: str) -> float:
+    head, _, tail = path.partition(".")
+    v = getattr(c, head)
+    if tail:
+        return v.get(tail, 0.8)
+    return v
+
+
+def fit(rows, params: list[str], base: Constants, maxiter: int = 2000) -> tuple[Constants, float, float]:
+    """Minimise the robust loss over `params`; returns (constants, loss before, loss after)."""
+    import numpy as np
+    from scipy.optimize import minimize
+
+    x0 = np.array([math.log(max(_value(base, p), 1e-12)) for p in params])
+    lo = np.array([math.log(max(BOUNDS.get(p, (_value(base, p) / 4, 0))[0], 1e-12)) for p in params])
+    hi = np.array([math.log(BOUNDS.get(p, (0, _value(base, p) * 4))[1]) for p in params])
+
+    def build(x):
+        vals = {p: float(math.exp(min(max(v, a), b))) for p, v, a, b in zip(params, x, lo, hi)}
+        return base.with_overrides(overrides(base, vals))
+
+    def f(x):
+        return loss(rows, build(x))[0]
+
+    before = f(x0)
+    res = minimize(f, x0, method="Powell", bounds=list(zip(lo, hi)),
+                   options={"maxfev": maxiter, "xtol": 1e-3, "ftol": 1e-5})
+    best = build(res.x)
+    return best, before, f(res.x)

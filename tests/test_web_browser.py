@@ -1,0 +1,158 @@
+"""The page in a real browser: Debian's Chromium driven by Playwright against `gpuplan serve`.
+
+Needs /usr/bin/chromium and the playwright Python package (never `playwright install`: the system
+Chromium is used). Writes docs/screenshot.png.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = os.environ.get("GPUPLAN_CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+MODEL = "meta-llama/Meta-Llama-3-8B"
+CHARTS = ("chart-gpus", "chart-context", "chart-users", "chart-builds")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+    import httpx
+
+    port = _free_port()
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen([sys.executable, "-m", "gpuplan.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+                             "--log-level", "warning"], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                if httpx.get(base + "/api/catalog/quants", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                out = proc.stdout.read().decode(errors="replace") if proc.poll() is not None else ""
+                pytest.fail(f"gpuplan serve did not start: {out[-2000:]}")
+            time.sleep(0.2)
+        yield base
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # the process group we started (start_new_session)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def browser(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = ctx.new_page()
+    pg.outside = []  # any request off this machine: the page must work with no internet
+    pg.route("**/*", lambda route: (route.continue_() if route.request.url.startswith(server)
+                                    else (pg.outside.append(route.request.url), route.abort())))
+    pg.js_errors = []
+    pg.on("pageerror", lambda e: pg.js_errors.append(str(e)))
+    yield pg
+    ctx.close()
+
+
+def _wait_charts(page):
+    for c in CHARTS:
+        page.wait_for_selector(f"#{c} .main-svg", state="attached", timeout=30_000)
+
+
+def test_plan_in_browser(page, server):
+    page.goto(server + "/")
+    page.wait_for_function("document.querySelectorAll('#model-list option').length > 10", timeout=20_000)
+    page.fill("#model", MODEL)
+    page.select_option("#quant", "Q4_K_M")
+    page.select_option("#preset", label="2x RTX 3090")
+    page.fill("#context", "16384")
+    page.fill("#users", "2")
+    assert "2x rtx-3090" in page.text_content("#gpus-spec")
+    page.click("#submit")
+    page.wait_for_selector("#answer:not([hidden])", timeout=60_000)
+    assert page.is_hidden("#error"), page.text_content("#error")
+    verdict = page.text_content("#verdict")
+    assert "Fits" in verdict, verdict
+    decode = float(page.text_content("#num-decode-tok-s b").replace(",", ""))
+    assert decode > 0
+    assert page.locator("#memory .memrow").count() >= 2
+    assert page.locator("#memory .bar .w").count() >= 2
+    assert page.locator("#alternatives tr").count() >= 2
+    assert page.locator("#commands pre").count() >= 1 and "llama" in page.text_content("#commands")
+    _wait_charts(page)
+
+    q = parse_qs(urlparse(page.url).query)
+    assert q["model"] == [MODEL] and q["gpus"] == ["2x rtx-3090"] and q["context"] == ["16384"]
+    assert q["quant"] == ["Q4_K_M"] and q["users"] == ["2"]
+    page.screenshot(path=str(ROOT / "docs" / "screenshot.png"), full_page=True)
+
+    page.reload()  # the URL alone restores the form and runs it
+    page.wait_for_selector("#answer:not([hidden])", timeout=60_000)
+    assert page.input_value("#model") == MODEL and page.input_value("#context") == "16384"
+    assert page.input_value("#users") == "2" and "2x rtx-3090" in page.text_content("#gpus-spec")
+    assert float(page.text_content("#num-decode-tok-s b").replace(",", "")) == decode
+    _wait_charts(page)
+    assert not page.outside, page.outside
+    assert not page.js_errors, page.js_errors
+
+
+def test_mixed_cards_and_link(page, server):
+    page.goto(server + "/?model=meta-llama%2FMeta-Llama-3-70B&quant=Q4_K_M&gpus=rtx-4090%2Crtx-3060-12gb&context=4096")
+    page.wait_for_selector("#answer:not([hidden]), #error:not([hidden])", timeout=60_000)
+    assert page.locator(".gpu-row").count() == 2
+    assert page.locator("#memory .memrow").count() >= 2
+    assert page.text_content("#verdict")
+
+
+def test_error_box(page, server):
+    page.goto(server + "/")
+    page.wait_for_function("document.querySelectorAll('#model-list option').length > 10", timeout=20_000)
+    page.fill("#model", "no-such-model")
+    page.click("#submit")
+    page.wait_for_selector("#error:not([hidden])", timeout=20_000)
+    assert "no-such-model" in page.text_content("#error")
+    assert not page.js_errors, page.js_errors
+
+
+def test_docs_page_offline(page, server):
+    page.goto(server + "/docs")
+    page.wait_for_selector(".swagger-ui .opblock", timeout=20_000)
+    assert not page.outside, page.outside
