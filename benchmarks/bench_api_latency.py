@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import signal
 import socket
@@ -27,6 +28,10 @@ QUERIES = [  # a mix a page would send: different models, cards, contexts
     {"model": "meta-llama/Llama-3.1-70B", "gpus": "8x h100-sxm-80gb", "context": 32768, "users": 32},
     {"model": "google/gemma-3-27b-it", "gpus": "apple-m2-ultra-76c:192gb", "context": 8192},
 ]
+
+
+DISTINCT = False
+SERIAL = itertools.count()
 
 
 def _free_port() -> int:
@@ -70,7 +75,10 @@ async def load(base: str, clients: int, seconds: float) -> tuple[list[float], in
             k = i
             while time.perf_counter() < stop:
                 t0 = time.perf_counter()
-                r = await c.get("/api/plan", params=QUERIES[k % len(QUERIES)])
+                q = dict(QUERIES[k % len(QUERIES)])
+                if DISTINCT:
+                    q["context"] = 4096 + next(SERIAL)
+                r = await c.get("/api/plan", params=q)
                 lat.append(time.perf_counter() - t0)
                 errors += r.status_code != 200
                 k += 1
@@ -109,20 +117,28 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--url", help="use a server already running at this address instead of starting one")
+    ap.add_argument("--distinct", action="store_true",
+                    help="make every request different (context varies) so the server's result cache never hits")
     a = ap.parse_args()
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    proc = start_server(port)
-    try:
-        asyncio.run(wait_ready(base, proc))
-        lat, errors = asyncio.run(load(base, a.clients, a.seconds))
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
+    global DISTINCT
+    DISTINCT = a.distinct
+    if a.url:
+        lat, errors = asyncio.run(load(a.url.rstrip("/"), a.clients, a.seconds))
+    else:
+        port = _free_port()
+        base = f"http://127.0.0.1:{port}"
+        proc = start_server(port)
+        try:
+            asyncio.run(wait_ready(base, proc))
+            lat, errors = asyncio.run(load(base, a.clients, a.seconds))
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=10)
     lat.sort()
     ms = [x * 1e3 for x in lat]
     p90 = ms[int(0.9 * (len(ms) - 1))] if ms else float("nan")
-    print(f"/api/plan, {a.clients} concurrent clients, {a.seconds:g} s, {os.cpu_count()} CPUs: {len(ms)} requests "
+    print(f"/api/plan ({'every request distinct: no cache hits' if a.distinct else '5 distinct queries: cached after the first'}), {a.clients} concurrent clients, {a.seconds:g} s, {os.cpu_count()} CPUs: {len(ms)} requests "
           f"({len(ms) / a.seconds:.1f}/s), {errors} non-200")
     print(f"latency median {statistics.median(ms):.1f} ms, p90 {p90:.1f} ms, max {ms[-1]:.1f} ms")
     if a.profile:

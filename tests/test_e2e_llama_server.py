@@ -104,6 +104,28 @@ def test_bench_real_llama_server(llama_server):
           f"prefill {by.get((Metric.PREFILL, 1), 0):.0f} tok/s, throughput c=1 "
           f"{by[(Metric.THROUGHPUT, 1)]:.1f} / c=4 {by[(Metric.THROUGHPUT, 4)]:.1f} tok/s; result: {out}")
 
+    # gpuplan's prediction for the same file on the probed CPU and RAM must be within 2x
+    from gpuplan.perf import speed
+    from gpuplan.sources.hardware import hardware_from_dict
+    from gpuplan.sources.probe import probe
+    from gpuplan.sources.resolve import resolve_model
+    from gpuplan.types import Engine, Plan, Split
+
+    model = resolve_model(str(d / "gemma-3-270m-it-Q4_K_M.gguf"))
+    hw = hardware_from_dict(probe(measure_bandwidth=True).to_hardware())
+    plan = Plan(split=Split.NONE, engine=Engine.LLAMA_CPP, device_ids=(0,))
+    n_prompt = int(res["prompt_tokens_measured"])
+    pred_dec = speed.decode(model, hw, plan, depth=n_prompt, n_gen=MAX_TOKENS).value
+    pred_pf = speed.prefill(model, hw, plan, prompt=n_prompt).value
+    meas_pf = by[(Metric.PREFILL, 1)]
+    report = {"device": hw.devices[0].name, "decode_measured": round(decode[0].tok_s, 1),
+              "decode_predicted": round(pred_dec, 1), "prefill_measured": round(meas_pf, 1),
+              "prefill_predicted": round(pred_pf, 1)}
+    (d / "predicted_vs_measured.json").write_text(json.dumps(report))
+    print("predicted vs measured:", json.dumps(report))
+    assert 0.5 <= pred_dec / decode[0].tok_s <= 2.0, report
+    assert 0.5 <= pred_pf / meas_pf <= 2.0, report
+
 
 def test_probe_runs_here():
     app = typer.Typer()

@@ -33,6 +33,12 @@ def _save(fig, path) -> Path:
     return p
 
 
+def _wrap(text: str, width: int = 70) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width)) or text
+
+
 def _num(x) -> float | None:
     try:
         v = float(x)
@@ -41,10 +47,14 @@ def _num(x) -> float | None:
     return v if v == v and v not in (float("inf"), float("-inf")) else None
 
 
-def _strategy(d: dict) -> str:
+def _strategy(d: dict, devices: bool = False) -> str:
     p = d.get("plan")
     if isinstance(p, dict):
-        return str(p.get("strategy") or p.get("split") or "?")
+        text = str(p.get("strategy") or p.get("split") or "?")
+        ids = [x.get("id") for x in p.get("devices") or [] if isinstance(x, dict) and x.get("id")]
+        if devices and ids:
+            text += " [" + (f"{len(ids)}x {ids[0]}" if len(set(ids)) == 1 and len(ids) > 1 else ", ".join(ids)) + "]"
+        return text
     return str(p or d.get("strategy") or d.get("name") or "?")
 
 
@@ -93,8 +103,9 @@ def _memory_bars(ax, devices: list[dict], title: str) -> None:
         if cap:
             ax.plot([cap, cap], [i - 0.4, i + 0.4], color="black", lw=1.5)
     ax.invert_yaxis()
-    ax.set(xlabel="GB", title=title)
-    ax.legend(fontsize=8, ncol=4, loc="lower right")
+    ax.set_xlabel("GB")
+    ax.set_title(_wrap(title), fontsize=10)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
 def plot_plan(plan_json: dict, path) -> Path:
@@ -102,11 +113,11 @@ def plot_plan(plan_json: dict, path) -> Path:
     plt = _plt()
     devices = plan_json.get("memory") or plan_json.get("devices") or []
     rows = [plan_json] + [a for a in plan_json.get("alternatives") or [] if isinstance(a, dict)]
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 3 + 0.45 * len(devices) + 0.35 * len(rows)),
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(11, 3 + 0.45 * len(devices) + 0.35 * len(rows)),
                                    gridspec_kw={"height_ratios": [max(1, len(devices)), max(2, len(rows))]})
     verdict = "fits" if plan_json.get("fits") else "does not fit"
     _memory_bars(ax1, devices, f"{plan_json.get('model', '')} {plan_json.get('quant', '')}: {_strategy(plan_json)} ({verdict})")
-    labels = [("▶ " if i == 0 else "") + _strategy(r) + ("" if r.get("fits", True) else " (no fit)") for i, r in enumerate(rows)]
+    labels = [("▶ " if i == 0 else "") + _strategy(r, devices=True) + ("" if r.get("fits", True) else " (no fit)") for i, r in enumerate(rows)]
     dec = [_num(r.get("decode_tok_s")) or 0.0 for r in rows]
     thr = [_num(r.get("throughput_tok_s")) or 0.0 for r in rows]
     ys = range(len(rows))
@@ -115,7 +126,7 @@ def plot_plan(plan_json: dict, path) -> Path:
     ax2.set_yticks(list(ys), labels, fontsize=8)
     ax2.invert_yaxis()
     ax2.set(xlabel="tokens/s", title="chosen plan (▶) and alternatives")
-    ax2.legend(fontsize=8, loc="lower right")
+    ax2.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(fig, path)
 
 

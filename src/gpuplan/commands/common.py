@@ -38,18 +38,19 @@ def resolve_hardware(gpus: str | None, hardware: str | None, link: str | None = 
 
 
 def probed_hardware(link=None, ram=None):
-    """No --gpus: use this machine as `gpuplan probe` sees it."""
-    from ..sources.hardware import parse_hardware
+    """No --gpus: use this machine as `gpuplan probe` sees it (the CPU when it has no GPU)."""
+    from dataclasses import replace
 
-    try:
-        from ..sources.probe import probe
-    except ImportError:
-        raise InputError("no --gpus given; give e.g. --gpus '2x rtx-3090' or --hardware hw.yaml") from None
-    result = probe(measure_bandwidth=False)
-    spec = result.hardware_spec() if hasattr(result, "hardware_spec") else None
-    if not spec:
-        raise InputError("no --gpus given and none could be probed; give e.g. --gpus '2x rtx-3090'")
-    return parse_hardware(spec, link=link, ram=ram)
+    from .. import catalog
+    from ..sources.hardware import hardware_from_dict
+    from ..sources.probe import probe
+
+    result = probe(measure_bandwidth=True)
+    hw = hardware_from_dict(result.to_hardware(), "probed machine")
+    if link or ram:
+        hw = replace(hw, link=catalog.link(link) if link else hw.link,
+                     host=catalog.host_memory(ram) if ram else hw.host)
+    return hw
 
 
 def default_engine(model, engine: str | None):

@@ -48,7 +48,9 @@ class Constants:
     # Attention over the KV cache reads less efficiently than the weight stream.
     kv_read_eff: float = 0.6
     # Prefill: share of dense FP16 tensor peak reached by large GEMMs, per backend.
-    prefill_eff: dict = _d(**{"llama.cpp/cuda": 0.45, "llama.cpp/metal": 0.70, "llama.cpp/cpu": 0.5,
+    # llama.cpp/cpu: set from gpuplan's own CI machine (2-core EPYC Zen 4 VM, Gemma 3 270M Q4_K_M,
+    # llama-cpp-python server, idle machine: ~380 prompt tok/s = 0.46 of FP32 peak; README).
+    prefill_eff: dict = _d(**{"llama.cpp/cuda": 0.45, "llama.cpp/metal": 0.70, "llama.cpp/cpu": 0.45,
                               "llama.cpp/rocm": 0.3, "llama.cpp/sycl": 0.2, "vllm/cuda": 0.5,
                               "exllamav2/cuda": 0.45, "tensorrt-llm/cuda": 0.55})
     # Attention FLOPs run at this share of the GEMM rate (worse without flash attention).

@@ -118,16 +118,20 @@ def decode_step(x: Ctx, batch: int, ctx: float) -> tuple[float, dict, dict]:
         t_mem = wbytes / bw + kvb / (bw * c.kv_read_eff)
         share = (wbytes / max(x.model.weights.total_bytes, 1.0))
         t_comp = batch * flops_per_tok * share / x.flops(p)
-        t = max(t_mem, t_comp)
+        cpu = p.on_host or p.device is None or p.device.kind == "cpu"
+        # GPUs overlap loads with math; CPU threads do both, so their times add
+        t = t_mem + t_comp if cpu else max(t_mem, t_comp)
         if p.on_host:
             secs["host"] += t
             nbytes["host"] += wbytes + kvb
         else:
-            secs["weights"] += (wbytes / bw) * (t / t_mem if t_mem else 0) if t_comp <= t_mem else 0.0
-            secs["kv_cache"] += (kvb / (bw * c.kv_read_eff)) if t_comp <= t_mem else 0.0
-            secs["compute"] += t if t_comp > t_mem else 0.0
             nbytes["weights"] += wbytes
             nbytes["kv_cache"] += kvb
+            if cpu or t_comp <= t_mem:
+                secs["weights"] += wbytes / bw
+                secs["kv_cache"] += kvb / (bw * c.kv_read_eff)
+            if cpu or t_comp > t_mem:
+                secs["compute"] += t_comp if cpu else t
         key = p.stage
         if p.on_host:
             stages[-100 - len(stages)] = t  # host work runs in sequence with the GPUs
@@ -154,12 +158,14 @@ def _first_of_stage(x: Ctx, p: Part) -> Part:
     return p
 
 
-def _active_params(x: Ctx) -> float:
-    """Parameters a token multiplies through (routed experts at their active share)."""
+def _active_params(x: Ctx, head: bool = True) -> float:
+    """Parameters a token multiplies through (routed experts at their active share), with the
+    output head (decode computes logits every token; a prompt only for its last token)."""
     w = x.model.weights
     bpw = 8.0 * w.total_bytes / max(_total_params(x.spec), 1.0)
     dense = sum(w.layer_bytes) - sum(w.layer_expert_bytes)
-    return (dense + sum(w.layer_expert_bytes) * x.expert_frac + w.output_bytes) * 8.0 / bpw
+    out = (w.output_bytes or (w.embed_bytes if x.spec.tied_embeddings else 0)) if head else 0
+    return (dense + sum(w.layer_expert_bytes) * x.expert_frac + out) * 8.0 / bpw
 
 
 _PARAMS: dict[int, tuple[object, float]] = {}
@@ -216,7 +222,7 @@ def prefill_time(x: Ctx, prompt: int, depth: int = 0, seqs: int = 1) -> tuple[fl
     is_llama = plan.engine in (Engine.LLAMA_CPP, Engine.OLLAMA)
     ub = LLAMA_CPP_UBATCH if is_llama else 8192
     n_ub = max(1, math.ceil(tokens / ub))
-    mm_flops = 2.0 * _active_params(x) * tokens
+    mm_flops = 2.0 * _active_params(x, head=False) * tokens
     attn_layers = spec.n_layers
     hd = spec.n_heads * spec.head_dim
     avg_ctx = depth + prompt / 2.0

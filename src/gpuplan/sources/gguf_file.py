@@ -1,5 +1,6 @@
 """Read a GGUF file's header: the architecture from its metadata, exact weight sizes from its
-tensor table. The gguf package memory-maps the file; tensor data is never read.
+tensor table. gguf_header parses the header (tensor data is never read); the gguf package gives
+the enums and block sizes. gguf.GGUFReader took 9 s on a 262k-token vocabulary; this takes 0.03 s.
 
 Metadata keys: llama.cpp gguf-py/gguf/constants.py (Keys.LLM, Keys.Attention).
 """
@@ -7,7 +8,6 @@ Metadata keys: llama.cpp gguf-py/gguf/constants.py (Keys.LLM, Keys.Attention).
 from __future__ import annotations
 
 import re
-import struct
 from collections import Counter
 from dataclasses import replace
 from functools import lru_cache
@@ -17,9 +17,10 @@ from .. import catalog
 from ..catalog.schema import ModelSpec
 from ..errors import InputError
 from ..types import LoadedModel, Weights
+from .gguf_header import GGUF_MAGIC, SUPPORTED_VERSIONS, GGUFHeader, StringArray, check_magic, read_gguf_header
 
-GGUF_MAGIC = b"GGUF"
-SUPPORTED_VERSIONS = (2, 3)
+__all__ = ["GGUF_MAGIC", "SUPPORTED_VERSIONS", "read_gguf", "read_gguf_header", "model_from_header", "sliding_layers"]
+
 # llama.cpp architecture names -> ours (ModelSpec.architecture follows config.json model_type)
 ARCH = {"qwen3moe": "qwen3_moe", "deepseek2": "deepseek_v3", "gpt-oss": "gpt_oss", "phi3": "phi3"}
 _BLK = re.compile(r"^blk\.(\d+)\.")
@@ -44,14 +45,11 @@ def _check_header(p: Path) -> None:
         raise InputError(f"{p}: is a directory; give the .gguf file inside it")
     with p.open("rb") as f:
         head = f.read(8)
-    if len(head) < 8 or head[:4] != GGUF_MAGIC:
-        raise InputError(f"{p}: not a GGUF file (no GGUF magic at the start)")
-    version = struct.unpack("<I", head[4:])[0]
-    if version not in SUPPORTED_VERSIONS:
-        raise InputError(f"{p}: GGUF version {version} is not supported; accepted: versions 2 and 3")
+    check_magic(head, str(p))
 
 
 def _reader_class():
+    """gguf.GGUFReader, for tests that compare against it (slow: seconds on a large vocabulary)."""
     import numpy as np
     from gguf import GGUFReader
 
@@ -71,24 +69,21 @@ def _reader_class():
     return Reader
 
 
-def _open(p: Path):
-    _check_header(p)
-    try:
-        r = _reader_class()(p)
-    except (ValueError, IndexError, OverflowError, MemoryError, struct.error) as e:
-        raise InputError(f"{p}: truncated or corrupt GGUF file ({e})") from None
-    size = p.stat().st_size
-    end = max((int(t.data_offset) + int(t.n_bytes) for t in r.tensors), default=0)
-    if end > size or not r.tensors:
-        raise InputError(f"{p}: truncated GGUF file: tensor data runs to byte {end}, file has {size}")
-    return r
-
-
 def _field(r, key: str, default=None):
-    f = r.fields.get(key)
-    if f is None:
-        return default
-    v = f.contents()
+    """A metadata value from a GGUFHeader (or a gguf.GGUFReader)."""
+    if isinstance(r, GGUFHeader):
+        v = r.kv.get(key)
+        if v is None:
+            return default
+        if isinstance(v, StringArray):
+            return v
+        if hasattr(v, "tolist"):  # numeric array
+            v = v.tolist()
+    else:
+        f = r.fields.get(key)
+        if f is None:
+            return default
+        v = f.contents()
     if isinstance(v, list):  # per-layer arrays (e.g. head_count_kv in some models): take the largest
         return max(v) if v and not isinstance(v[0], str) else v
     return v
@@ -108,8 +103,10 @@ def _spec(r, p: Path) -> ModelSpec:
     if arch == "llama" and n_experts:
         arch = "mixtral"
     embd = names.get("token_embd.weight")
-    tokens = r.fields.get("tokenizer.ggml.tokens")
-    vocab = len(tokens.data) if tokens is not None else (int(embd.shape[1]) if embd is not None else 0)
+    tokens = r.kv.get("tokenizer.ggml.tokens") if isinstance(r, GGUFHeader) else r.fields.get("tokenizer.ggml.tokens")
+    if tokens is not None and not isinstance(r, GGUFHeader):
+        tokens = tokens.data
+    vocab = len(tokens) if tokens is not None else (int(embd.shape[1]) if embd is not None else 0)
     rope = k("rope.dimension_count")
     key_len = k("attention.key_length") or hidden // heads
     mla = k("attention.kv_lora_rank")
@@ -175,6 +172,16 @@ def _weights(r, n_layers: int) -> Weights:
     return Weights(tuple(layers), tuple(experts), embed, output, other, origin="gguf")
 
 
+def model_from_header(h: GGUFHeader, p: Path, label: str | None = None) -> LoadedModel:
+    """A LoadedModel from a parsed header (a whole file's or an upload prefix's); p names the model
+    (ModelSpec.id is p.name, ModelSpec.source its resolved path) and starts error messages."""
+    if not h.tensors:
+        raise InputError(f"{p}: GGUF file lists no tensors (a vocabulary-only file?)")
+    spec = _spec(h, p)
+    return LoadedModel(spec=spec, quant=catalog.quant(_quant_id(h)), weights=_weights(h, spec.n_layers),
+                       label=label or str(p))
+
+
 def read_gguf(path: str | Path) -> LoadedModel:
     """A LoadedModel from a GGUF file: ModelSpec from metadata, exact Weights from the tensor table,
     the quant from general.file_type."""
@@ -184,10 +191,7 @@ def read_gguf(path: str | Path) -> LoadedModel:
     return replace(_read(str(p.resolve()), st.st_mtime_ns, st.st_size), label=str(path))
 
 
-@lru_cache(maxsize=8)  # parsing a large vocabulary takes seconds; the web UI asks again and again
+@lru_cache(maxsize=8)  # keyed by mtime and size: an edited file is read again
 def _read(path: str, mtime_ns: int, size: int) -> LoadedModel:
     p = Path(path)
-    r = _open(p)
-    spec = _spec(r, p)
-    return LoadedModel(spec=spec, quant=catalog.quant(_quant_id(r)), weights=_weights(r, spec.n_layers),
-                       label=path)
+    return model_from_header(read_gguf_header(p, require_data=True), p, label=path)

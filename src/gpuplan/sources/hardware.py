@@ -10,6 +10,7 @@ Examples: "2x rtx-3090", "rtx-4090,rtx-3060-12gb", "apple-m2-max-38c:96gb",
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -115,12 +116,30 @@ def load_hardware_file(path: str | Path) -> Hardware:
         data = yaml.safe_load(p.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise InputError(f"hardware file {path} is not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(data, dict) or not data.get("gpus"):
-        raise InputError(f"hardware file {path} needs a 'gpus' entry, e.g. gpus: \"2x rtx-3090\"")
+    if not isinstance(data, dict) or not (data.get("gpus") or isinstance(data.get("cpu"), dict)):
+        raise InputError(f"hardware file {path} needs a 'gpus' entry, e.g. gpus: \"2x rtx-3090\", "
+                         "or a 'cpu' entry as `gpuplan probe --save` writes")
+    return hardware_from_dict(data, str(path))
+
+
+def hardware_from_dict(data: dict, where: str = "hardware") -> Hardware:
+    """The hardware file's mapping (also what `gpuplan probe` finds) -> Hardware. No GPU: the CPU
+    itself is the device, with the memory bandwidth the probe measured."""
+    hm = data.get("host_memory")
+    if not data.get("gpus"):
+        from .cpu_device import cpu_device
+
+        cpu = data.get("cpu") or {}
+        bw = hm.get("bandwidth_gb_s") if isinstance(hm, dict) else None
+        ram = (hm.get("ram_gib") if isinstance(hm, dict) else None) or data.get("ram_gib") or DEFAULT_HOST_RAM_GIB
+        try:
+            dev = cpu_device(str(cpu.get("model", "CPU")), int(cpu.get("cores") or os.cpu_count() or 1), bw)
+        except (TypeError, ValueError):
+            raise InputError(f"{where}: the 'cpu' entry needs a numeric 'cores'") from None
+        return Hardware(devices=(dev,), memory_gib=(float(ram),), host_ram_gib=float(ram))
     gpus = data["gpus"]
     if isinstance(gpus, list):
         gpus = ",".join(str(g) for g in gpus)
-    hm = data.get("host_memory")
     ram = hm if isinstance(hm, str) else None
     ram_gib = data.get("ram_gib") or (hm.get("ram_gib") if isinstance(hm, dict) else None)
     return parse_hardware(str(gpus), link=data.get("link"), ram=ram, ram_gib=ram_gib,

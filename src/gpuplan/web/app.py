@@ -7,16 +7,18 @@ while they are parsed. Bad input gives 4xx with {"error": "..."}; 500 means a bu
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Optional
 
 from fastapi import FastAPI, File, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -32,6 +34,26 @@ CATALOG_KINDS = ("gpus", "models", "links", "host-memory", "quants", "builds")
 Str = Annotated[Optional[str], Query(max_length=300)]
 Context = Annotated[int, Query(ge=1, le=10_000_000)]
 Users = Annotated[int, Query(ge=1, le=100_000)]
+
+
+@lru_cache(maxsize=512)
+def _cached_bytes(name: str, *args) -> bytes:
+    """api results as JSON, by their arguments: the planner is pure and the catalog is loaded once,
+    so a page reload or a shared link costs nothing. Errors are raised, never cached."""
+    res = getattr(api, name)(*(list(a) if isinstance(a, tuple) else a for a in args))
+    return json.dumps(res, separators=(",", ":"), allow_nan=False, default=_json_default).encode()
+
+
+def _json_default(o):
+    if hasattr(o, "model_dump"):
+        return o.model_dump()
+    if hasattr(o, "value"):
+        return o.value
+    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+
+
+def _cached(name: str, *args) -> Response:
+    return Response(_cached_bytes(name, *args), media_type="application/json")
 
 
 def _err(status: int, msg: str) -> JSONResponse:
@@ -130,7 +152,7 @@ def create_app() -> FastAPI:
     def fit(model: str = Query(max_length=300), gpus: Str = None, quant: Str = None, context: Context = 8192,
             users: Users = 1, engine: Str = None, kv: Annotated[str, Query(max_length=20)] = "f16",
             link: Str = None, ram: Str = None):
-        return api.fit(_model_id(model), _gpus(gpus), quant, context, users, engine, kv, link, ram)
+        return _cached("fit", _model_id(model), _gpus(gpus), quant, context, users, engine, kv, link, ram)
 
     @app.get("/api/plan", summary="The best plan, its alternatives, explanation and launch commands")
     def plan(model: str = Query(max_length=300), gpus: Str = None, quant: Str = None, context: Context = 8192,
@@ -140,26 +162,26 @@ def create_app() -> FastAPI:
              prompt_tokens: Annotated[int, Query(ge=1, le=10_000_000)] = 512,
              output_tokens: Annotated[int, Query(ge=1, le=10_000_000)] = 256,
              ram_gib: Annotated[Optional[float], Query(ge=1, le=65536)] = None):
-        return api.plan(_model_id(model), _gpus(gpus), quant, context, users, engine, goal, min_user_tok_s, link,
+        return _cached("plan", _model_id(model), _gpus(gpus), quant, context, users, engine, goal, min_user_tok_s, link,
                         ram, nodes, None, prompt_tokens, output_tokens, ram_gib)
 
     @app.get("/api/compare", summary="Several hardware setups side by side")
     def compare(setup: Annotated[list[str], Query(max_length=12)], model: Str = None, quant: Str = None,
                 context: Context = 8192, users: Users = 1, scenario: Str = None):
         setups = [_gpus(s) for s in setup]
-        return api.compare(_model_id(model) if model else None, setups, quant, context, users, scenario)
+        return _cached("compare", _model_id(model) if model else None, tuple(setups), quant, context, users, scenario)
 
     @app.get("/api/builds", summary="Catalog builds ranked for a model: speed against price")
     def builds(model: str = Query(max_length=300), quant: Str = None,
                budget: Annotated[Optional[float], Query(ge=0, le=1e8)] = None, users: Users = 1,
                context: Context = 8192, electricity: Annotated[float, Query(ge=0, le=100)] = 0.15):
-        return api.builds(_model_id(model), quant, budget, users, context, electricity)
+        return _cached("builds", _model_id(model), quant, budget, users, context, electricity)
 
     @app.get("/api/scaling", summary="Chart data: speed against GPU count, context and users")
     def scaling(model: str = Query(max_length=300), gpu: str = Query(max_length=100), quant: Str = None,
                 context: Context = 8192, users: Users = 1, max_gpus: Annotated[int, Query(ge=1, le=16)] = 8,
                 link: Str = None):
-        return api.scaling(_model_id(model), gpu, quant, context, users, max_gpus, link)
+        return _cached("scaling", _model_id(model), gpu, quant, context, users, max_gpus, link)
 
     @app.get("/api/catalog/{kind}", summary="List a catalog: " + ", ".join(CATALOG_KINDS))
     def catalog_list(kind: str, search: Str = None):

@@ -73,5 +73,5 @@ function drawBuilds(b) {
     marker: {size: 10, color}, hovertemplate: "%{text}<br>$%{x:,.0f}<br>%{y:.1f} tok/s<extra></extra>"});
   const data = [trace(group(true), "fits", "#2a7"), trace(group(false), "does not fit", "#c44")].filter((t) => t.x.length);
   draw("chart-builds", data, {title: {text: "Builds: decode tok/s vs price"}, xaxis: {title: {text: "price (USD)"}},
-    yaxis: {title: {text: "tok/s per user"}, rangemode: "tozero"}});
+    yaxis: {title: {text: "tok/s per user"}, range: [0, 1.15 * Math.max(1, ...ok.map(speed))]}});
 }

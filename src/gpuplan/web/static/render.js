@@ -31,7 +31,7 @@ function renderPlan(r) {
   v.replaceChildren(
     el("div", {class: "big"}, r.fits ? "Fits" : "Does not fit"),
     el("div", {}, [r.model, r.quant, r.engine && "on " + r.engine].filter(Boolean).join(" · ")),
-    el("div", {class: "strategy"}, "Plan: " + strategyText(r.plan)),
+    el("div", {class: "strategy"}, "Plan: " + strategyText(r.plan) + (r.plan && r.plan.hardware ? " on " + r.plan.hardware : "")),
   );
   const users = r.users || (r.workload && r.workload.users) || 1;
   const nums = [["decode-tok-s", "one user", r.decode_tok_s, "tok/s while generating"]];
@@ -39,16 +39,17 @@ function renderPlan(r) {
     nums.push(["per-user-tok-s", "each user", r.per_user_tok_s, `tok/s with ${users} users at once`]);
   nums.push(["throughput-tok-s", "all users", r.throughput_tok_s, `tok/s aggregate for ${users} user${users > 1 ? "s" : ""}`]);
   nums.push(["prefill-tok-s", "prompt", r.prefill_tok_s, "tok/s reading the prompt"]);
-  if (r.ttft_s !== undefined) nums.push(["ttft", "first token", r.ttft_s, "seconds"]);
+  const ttft = r.time_to_first_token_s !== undefined ? r.time_to_first_token_s : r.ttft_s;
+  if (ttft !== undefined && ttft !== null) nums.push(["ttft", "first token", ttft, "seconds for the prompt"]);
   const bound = r.bound || r.bottleneck;
   if (bound) nums.push(["bound", "bound by", bound, r.roofline_fraction ? `${fmt(100 * r.roofline_fraction, 0)}% of the physical limit` : ""]);
   document.getElementById("numbers").replaceChildren(...nums.map(([id, label, val, unit]) =>
-    el("div", {class: "num", id: "num-" + id}, el("small", {}, label), el("b", {}, fmt(val)), el("small", {}, unit))));
+    el("div", {class: "num", id: "num-" + id}, el("small", {}, label), el("b", {class: typeof val === "number" ? "" : "text"}, fmt(val)), el("small", {}, unit))));
   renderMemory(r.memory || r.devices || []);
   const ex = Array.isArray(r.explanation) ? r.explanation : (r.explanation ? [r.explanation] : []);
   document.getElementById("explanation").replaceChildren(...ex.map((s) => el("li", {}, s)));
   renderAlternatives(r.alternatives || []);
-  renderCommands(r.commands || {});
+  renderCommands(r.commands || {}, r.unsupported_engines || {});
 }
 
 const MEM_PARTS = [["weights_gb", "weights", "w"], ["kv_cache_gb", "KV cache", "kv"], ["overhead_gb", "overhead", "oh"]];
@@ -79,7 +80,7 @@ function renderAlternatives(alts) {
   t.replaceChildren(el("tr", {}, ...["plan", "fits", "decode tok/s", "prefill tok/s", "throughput tok/s", "verdict"].map((h) => el("th", {}, h))));
   for (const a of alts) {
     t.append(el("tr", {class: a.fits === false ? "nofit" : ""},
-      el("td", {}, strategyText(a.plan) || a.strategy || ""),
+      el("td", {}, strategyText(a.plan) || a.strategy || "", a.plan && a.plan.hardware ? el("small", {class: "hw"}, a.plan.hardware) : null),
       el("td", {}, a.fits === undefined ? "" : a.fits ? "yes" : "no"),
       el("td", {class: "n"}, fmt(a.decode_tok_s)), el("td", {class: "n"}, fmt(a.prefill_tok_s)),
       el("td", {class: "n"}, fmt(a.throughput_tok_s)), el("td", {}, a.verdict || a.reason || "")));
@@ -102,7 +103,7 @@ function fallbackCopy(text, done) {
   try { document.execCommand("copy"); done(); } finally { ta.remove(); }
 }
 
-function renderCommands(cmds) {
+function renderCommands(cmds, unsupported) {
   const box = document.getElementById("commands");
   box.replaceChildren();
   for (const [engine, c] of Object.entries(cmds)) {
@@ -112,6 +113,9 @@ function renderCommands(cmds) {
     box.append(el("div", {class: "cmd"}, el("div", {class: "cmdhead"}, el("b", {}, engine), btn), el("pre", {}, text)));
   }
   if (!Object.keys(cmds).length) box.append(el("p", {}, "no launch command for this plan"));
+  const un = Object.entries(unsupported || {});
+  if (un.length) box.append(el("details", {class: "unsupported"}, el("summary", {}, "other engines"),
+    el("ul", {}, ...un.map(([e, why]) => el("li", {}, el("b", {}, e), ": " + why)))));
 }
 
 function renderInspected(info) {
