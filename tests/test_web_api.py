@@ -308,3 +308,26 @@ def test_random_path_kinds_give_4xx(client):
         assert r.status_code < 500, (kind, r.text)
 
     check()
+
+
+def test_random_uploads_give_4xx(client, tmp_path):
+    """Garbage, and real GGUF headers with bytes flipped or cut, never make the server fail."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    p = tmp_path / "tiny.gguf"
+    _small_gguf(p)
+    real = p.read_bytes()[:4096]
+
+    @settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.one_of(
+        st.binary(max_size=600).map(lambda b: b"GGUF\x03\x00\x00\x00" + b),
+        st.binary(max_size=300),
+        st.tuples(st.integers(0, len(real) - 1), st.integers(0, 255), st.integers(8, len(real))).map(
+            lambda t: (real[:t[0]] + bytes([t[1]]) + real[t[0] + 1:])[:t[2]]),
+    ), st.sampled_from(["m.gguf", "config.json", "x"]))
+    def check(data, name):
+        r = client.post("/api/model/inspect", files={"file": (name, data)})
+        assert r.status_code < 500, (name, data[:64], r.text)
+
+    check()

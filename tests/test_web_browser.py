@@ -156,3 +156,16 @@ def test_docs_page_offline(page, server):
     page.goto(server + "/docs")
     page.wait_for_selector(".swagger-ui .opblock", timeout=20_000)
     assert not page.outside, page.outside
+
+
+def test_upload_config_json(page, server):
+    page.goto(server + "/")
+    page.wait_for_function("document.querySelectorAll('#model-list option').length > 10", timeout=20_000)
+    page.select_option("#preset", label="1x RTX 4090")
+    page.set_input_files("#model-file", str(ROOT / "tests" / "fixtures" / "configs" / "Meta-Llama-3-8B.json"))
+    page.wait_for_selector("#inspected:not([hidden])", timeout=30_000)
+    assert "llama" in page.text_content("#inspected")
+    page.wait_for_function("document.getElementById('model').value.length > 0", timeout=30_000)
+    assert page.input_value("#model") == MODEL  # recognised as the catalog model, then planned
+    page.wait_for_selector("#answer:not([hidden])", timeout=60_000)
+    assert "model=meta-llama" in page.url

@@ -48,7 +48,7 @@ def plan(model: str, gpus: str | None = None, quant: str | None = None, context:
          engine: str | None = None, goal: str = "latency", min_user_tok_s: float = 0.0, link: str | None = None,
          ram: str | None = None, nodes: int = 1, hardware: str | None = None, prompt_tokens: int = 512,
          output_tokens: int = 256, ram_gib: float | None = None, model_ref: str | None = None) -> dict:
-    from .planner.search import plan_json
+    from .planner.report import plan_json
 
     _check_workload(context, users)
     return plan_json(model, quant, _hw(gpus, hardware, link, ram, nodes, ram_gib), context, users, engine, goal,

@@ -81,18 +81,29 @@ def row_setup(m) -> tuple[LoadedModel, Hardware, Plan, Workload]:
     return model, hw, plan, wl
 
 
-def max_batch_for(model: LoadedModel, hw: Hardware, plan: Plan, seq_tokens: int) -> int:
-    """Concurrent sequences whose KV cache fits beside the weights (per replica)."""
-    from dataclasses import replace
+def max_batch_for(model: LoadedModel, hw: Hardware, plan: Plan, seq_tokens: int, limit: int = 1 << 16) -> int:
+    """Concurrent sequences of `seq_tokens` whose KV cache fits beside the weights, per replica
+    (0 when not even one does): a doubling then bisection over the exact memory model."""
+    from .memory import device_memory, fits
 
-    from .memory import device_memory, kv_bytes_per_token
+    reps = max(plan.replicas, 1)
 
-    mem = device_memory(model, hw, plan, Workload(context=1, users=1))
-    gpu = [d for d in mem if d.name != "host RAM"]
-    free = sum(max(d.capacity - d.weights - d.overhead, 0.0) for d in gpu)
-    per_seq = kv_bytes_per_token(model.spec, plan.kv_type) * seq_tokens
-    _ = replace
-    return max(int(free // per_seq), 1) if per_seq > 0 else 1 << 20
+    def ok(u: int) -> bool:
+        return fits(device_memory(model, hw, plan, Workload(context=seq_tokens, users=u * reps)))
+
+    if not ok(1):
+        return 0
+    lo, hi = 1, 2
+    while hi <= limit and ok(hi):
+        lo, hi = hi, hi * 2
+    hi = min(hi, limit + 1)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if ok(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo
 
 
 def predict_row(m, calibration: Constants | None = None) -> float | None:
@@ -110,7 +121,7 @@ def predict_row(m, calibration: Constants | None = None) -> float | None:
             raise InputError("prefill row with n_prompt = 0")
         return prefill(model, hw, plan, prompt=wl.prompt_tokens, depth=wl.depth, c=c, date=date).value
     seq = wl.prompt_tokens + wl.output_tokens
-    mb = max_batch_for(model, hw, plan, seq) if plan.engine not in (Engine.LLAMA_CPP, Engine.OLLAMA) else None
+    mb = max(max_batch_for(model, hw, plan, seq), 1) if plan.engine not in (Engine.LLAMA_CPP, Engine.OLLAMA) else None
     est = throughput(model, hw, plan, wl.users, wl.prompt_tokens, max(wl.output_tokens, 1), max_batch=mb, c=c,
                      date=date, count_prompt=metric == Metric.THROUGHPUT_TOTAL)
     if metric == Metric.THROUGHPUT_PER_GPU:

@@ -36,12 +36,18 @@ def explanation(model: LoadedModel, hw: Hardware, wl: Workload, ranked: list[Can
     one = max((c for c in singles if c.fits), key=lambda c: c.decode.value, default=None)
     if one is not None:
         free = min(m.free for m in one.memory) / 1e9
-        out.append(f"Fits on one {_name(hw, one)} with {free:.1f} GB free at {_k(wl.context)} context"
-                   f" x {wl.users} sequence(s).")
+        if one.concurrent < wl.users:
+            out.append(f"Fits on one {_name(hw, one)}: after {model.weights.total_bytes / 1e9:.1f} GB of weights"
+                       f" its KV cache has room for {one.concurrent} of the {wl.users} sequences at"
+                       f" {_k(wl.context)} context; the others wait.")
+        else:
+            out.append(f"Fits on one {_name(hw, one)} with {free:.1f} GB free at {_k(wl.context)} context"
+                       f" x {wl.users} sequence(s).")
     elif singles:
         c = max(singles, key=lambda c: min(m.free for m in c.memory))
-        need = sum(m.total for m in c.memory) / 1e9
-        cap = sum(m.capacity for m in c.memory) / 1e9
+        gpu_rows = [m for m in c.memory if m.name != "host RAM"]
+        need = sum(m.total for m in gpu_rows) / 1e9
+        cap = sum(m.capacity for m in gpu_rows) / 1e9
         out.append(f"Does not fit on one {_name(hw, c)}: needs {need:.1f} GB, the card has {cap:.1f} GB"
                    f" (weights {model.weights.total_bytes / 1e9:.1f} GB, KV cache"
                    f" {kv_bytes_per_token(model.spec, 'f16') * wl.context * wl.users / 1e9:.1f} GB at {_k(wl.context)}).")
@@ -79,11 +85,14 @@ def explanation(model: LoadedModel, hw: Hardware, wl: Workload, ranked: list[Can
                    " model roughly doubles what can be served")
             out.append(f"Why: {why}.")
     if one is not None and multi:
-        c1 = max_context(model, hw, one.plan, wl)
+        from dataclasses import replace
+
+        wl1 = replace(wl, users=1)
+        c1 = max_context(model, hw, one.plan, wl1)
         call = _best(ranked, lambda c: len(c.plan.device_ids) == hw.n and c.plan.replicas == 1,
                      key=lambda c: c.decode.value)
         if call is not None:
-            c2 = max_context(model, hw, call.plan, wl)
+            c2 = max_context(model, hw, call.plan, wl1)
             if c2 > c1 * 1.2:
                 out.append(f"Longer context: one card holds up to {_k(c1)} tokens per sequence; all {hw.n} GPUs"
                            f" hold {_k(c2)} (more KV cache room), so add GPUs for context, not for speed.")

@@ -139,9 +139,15 @@ def _reason(model, hw, plan, mem) -> str:
 
 
 def evaluate(model: LoadedModel, hw: Hardware, plan: Plan, wl: Workload, date=None) -> Candidate:
+    """Memory first: how many sequences of `wl.context` tokens fit per replica (users beyond
+    that queue, as in any serving engine); then speed for one user and for the whole load."""
     from ..perf.predict import max_batch_for
 
-    mem = device_memory(model, hw, plan, wl)
+    reps = max(plan.replicas, 1)
+    per_rep = -(-wl.users // reps)
+    room = max_batch_for(model, hw, plan, wl.context)
+    conc = max(1, min(per_rep, room))
+    mem = device_memory(model, hw, plan, replace(wl, users=conc * reps))
     ok = fits(mem)
     cand = Candidate(plan=plan, memory=mem, fits=ok, reason=None if ok else _reason(model, hw, plan, mem))
     if plan.split == Split.TENSOR and plan.tp > 1:
@@ -149,16 +155,15 @@ def evaluate(model: LoadedModel, hw: Hardware, plan: Plan, wl: Workload, date=No
         if bad:
             cand.fits, cand.reason = False, f"tensor parallel {plan.tp} not possible: {bad}"
             return cand
+    cand.concurrent = conc
+    if conc < per_rep and ok:
+        cand.notes.append(f"{per_rep} users per copy of the model, KV cache room for {conc} at"
+                          f" {wl.context} tokens: the rest queue")
     cand.decode = speed.decode(model, hw, plan, depth=wl.prompt_tokens, n_gen=wl.output_tokens, date=date)
     cand.prefill = speed.prefill(model, hw, plan, prompt=wl.prompt_tokens, date=date)
-    llama = plan.engine in (Engine.LLAMA_CPP, Engine.OLLAMA)
-    seq = wl.context
-    per_rep = -(-wl.users // max(plan.replicas, 1))
-    mb = per_rep if llama else min(per_rep, max_batch_for(model, hw, plan, seq))
-    cand.concurrent = mb
     cand.throughput = speed.throughput(model, hw, plan, wl.users, wl.prompt_tokens, wl.output_tokens,
-                                       max_batch=mb, date=date)
-    cand.per_user_tok_s = min(cand.decode.value, cand.throughput.value / max(wl.users, 1))
+                                       max_batch=conc, date=date)
+    cand.per_user_tok_s = min(cand.decode.value, cand.throughput.value / max(min(wl.users, conc * reps), 1))
     return cand
 
 
