@@ -213,22 +213,26 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(res.to_dict(), indent=1))
         else:
-            for m in res.messages:
-                typer.echo(m)
-            for g in res.gpus:
-                pcie = (f", PCIe gen {g.pcie_gen}/{g.pcie_gen_max} x{g.pcie_width}/{g.pcie_width_max}"
-                        if g.pcie_gen_max else "")
-                typer.echo(f"GPU {g.index}: {g.name} -> {g.device_id or 'not in catalog'}, "
-                           f"{g.memory_total_gib:.1f} GiB{pcie}"
-                           + (f", {g.nvlink_active} NVLink links" if g.nvlink_active else ""))
-            if res.gpus:
-                typer.echo(f"driver {res.driver_version or '-'}, CUDA {res.cuda_version or '-'}; "
-                           f"peer access: {res.p2p_pairs or 'none'}; NVLink pairs: {res.nvlink_pairs or 'none'}; "
-                           f"link: {res.link_id or 'unknown'}")
-            typer.echo(f"CPU: {res.cpu_model}, {res.cpu_cores} cores, {res.cpu_threads} threads")
-            typer.echo(f"RAM: {res.ram_gib} GiB" + (f", copy bandwidth {res.host_bandwidth_gb_s} GB/s "
-                                                    "(one thread, a lower bound)"
-                                                    if res.host_bandwidth_gb_s else ""))
+            for line in probe_lines(res):
+                typer.echo(line)
         if save:
             save.write_text(res.to_hardware_yaml())
             typer.echo(f"wrote {save}", err=as_json)
+
+
+def probe_lines(res) -> list[str]:
+    """The probe as a person reads it (also shown by `gpuplan` with no arguments)."""
+    out = list(res.messages)
+    for g in res.gpus:
+        pcie = (f", PCIe gen {g.pcie_gen}/{g.pcie_gen_max} x{g.pcie_width}/{g.pcie_width_max}"
+                if g.pcie_gen_max else "")
+        out.append(f"GPU {g.index}: {g.name} -> {g.device_id or 'not in catalog'}, "
+                   f"{g.memory_total_gib:.1f} GiB{pcie}" + (f", {g.nvlink_active} NVLink links" if g.nvlink_active else ""))
+    if res.gpus:
+        out.append(f"driver {res.driver_version or '-'}, CUDA {res.cuda_version or '-'}; "
+                   f"peer access: {res.p2p_pairs or 'none'}; NVLink pairs: {res.nvlink_pairs or 'none'}; "
+                   f"link: {res.link_id or 'unknown'}")
+    out.append(f"CPU: {res.cpu_model}, {res.cpu_cores} cores, {res.cpu_threads} threads")
+    out.append(f"RAM: {res.ram_gib} GiB" + (f", copy bandwidth {res.host_bandwidth_gb_s} GB/s "
+                                            "(one thread, a lower bound)" if res.host_bandwidth_gb_s else ""))
+    return out

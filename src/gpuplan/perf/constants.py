@@ -11,7 +11,9 @@ a GPU model: they are per engine backend, per memory technology, or per engine r
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
 
 def _d(**kw):
@@ -76,10 +78,9 @@ class Constants:
         return replace(self, **merged)
 
 
-def load_constants(path) -> Constants:
-    """Constants from a fitted file ({constants: {...}, fitted_on: ...}) over the built-in values."""
-    from pathlib import Path
-
+def load_constants(path, base: Constants | None = None) -> Constants:
+    """Constants from a fitted file ({constants: {...}, fitted_on: ...}) over `base`
+    (the built-in values when None)."""
     import yaml
 
     from ..errors import InputError
@@ -93,15 +94,28 @@ def load_constants(path) -> Constants:
         raise InputError(f"calibration file {path} is not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(data, dict) or not isinstance(data.get("constants"), dict):
         raise InputError(f"calibration file {path} needs a 'constants' mapping (as `gpuplan calibrate` writes)")
-    c = Constants().with_overrides(data["constants"])
+    c = (base or Constants()).with_overrides(data["constants"])
     return replace(c, fitted_on=str(data.get("fitted_on", path)))
 
 
-def _shipped() -> Constants:
-    from pathlib import Path
+SHIPPED = Path(__file__).with_name("fitted.yaml")
 
-    f = Path(__file__).with_name("fitted.yaml")
-    return load_constants(f) if f.is_file() else Constants()
+
+def user_calibration_path() -> Path | None:
+    """Where `gpuplan calibrate` writes by default: $GPUPLAN_CALIBRATION (empty: none), else
+    ~/.config/gpuplan/calibration.yaml."""
+    env = os.environ.get("GPUPLAN_CALIBRATION")
+    if env is not None:
+        return Path(env) if env else None
+    return Path.home() / ".config" / "gpuplan" / "calibration.yaml"
+
+
+def _shipped() -> Constants:
+    c = load_constants(SHIPPED) if SHIPPED.is_file() else Constants()
+    user = user_calibration_path()
+    if user is not None and user.is_file():
+        c = load_constants(user, base=c)
+    return c
 
 
 DEFAULT = _shipped()

@@ -42,6 +42,8 @@ def _prefix_reader(path: Path):
 
 
 def _gguf(data: bytes, filename: str):
+    from pydantic import ValidationError
+
     from .. import catalog
     from ..sources.gguf_file import _quant_id, _spec, _weights
     from ..types import LoadedModel
@@ -64,10 +66,16 @@ def _gguf(data: bytes, filename: str):
         if not r.tensors:
             raise InputError(f"upload '{filename}': GGUF file lists no tensors")
         name = Path(filename).name or "upload.gguf"
-        spec = _spec(r, Path(name))
-        spec = spec.model_copy(update={"source": f"upload:{name}"})
-        model = LoadedModel(spec=spec, quant=catalog.quant(_quant_id(r)), weights=_weights(r, spec.n_layers),
-                            label=name)
+        try:
+            spec = _spec(r, Path(name))
+            spec = spec.model_copy(update={"source": f"upload:{name}"})
+            model = LoadedModel(spec=spec, quant=catalog.quant(_quant_id(r)), weights=_weights(r, spec.n_layers),
+                                label=name)
+        except (ValidationError, ValueError, TypeError, ArithmeticError, IndexError) as e:
+            # corrupt metadata (zero heads, negative sizes, wrong value types) fails ModelSpec's checks
+            first = str(e).splitlines()
+            detail = "; ".join(first[:3]) if first else type(e).__name__
+            raise InputError(f"upload '{filename}': GGUF metadata is not a usable model description ({detail})") from None
         del r
         return model
     finally:

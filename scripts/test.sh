@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs everything the tests need and runs them: the README's test command, and what CI runs.
+#   - Debian's Chromium for the browser test (nothing downloads a browser of its own)
+#   - a virtual environment with gpuplan and its test extras, including llama-cpp-python[server],
+#     which builds llama.cpp from source the first time (several minutes on 2 cores)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+      || echo "warning: could not install Debian's chromium; the browser test will be skipped"
+  elif command -v sudo >/dev/null 2>&1; then
+    (sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+      || echo "warning: could not install Debian's chromium; the browser test will be skipped"
+  fi
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+. .venv/bin/activate
+python -m pip install -q --upgrade pip
+python -m pip install -q -e '.[test]'
+
+set +e
+python -m pytest -q "$@"
+rc=$?
+set -e
+if [ "$rc" = 5 ]; then
+  echo "error: pytest collected no tests" >&2
+  exit 1
+fi
+exit "$rc"

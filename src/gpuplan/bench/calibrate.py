@@ -1,0 +1,70 @@
+"""`gpuplan calibrate`: fit the engine and memory-technology efficiencies to a user's own
+measurements, write them to a calibration file, and report the error before and after."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from ..errors import InputError
+from ..perf.constants import DEFAULT, Constants, load_constants
+
+MIN_ROWS = 4  # below this, nothing is fitted
+ROWS_PER_CONSTANT = 3  # and at least this many rows for every constant that moves
+
+
+def load_calibration(path) -> Constants:
+    return load_constants(path, base=DEFAULT)
+
+
+def _median_ape(rows, c) -> float | None:
+    from ..perf.predict import predict_row
+
+    errs = []
+    for m in rows:
+        try:
+            p = predict_row(m, c)
+        except (InputError, ValueError, KeyError, ZeroDivisionError):
+            continue
+        if p:
+            errs.append(abs(p - m.tok_s) / m.tok_s)
+    if not errs:
+        return None
+    errs.sort()
+    return errs[len(errs) // 2]
+
+
+def calibrate(files: list[str], out: str | Path) -> dict:
+    from .fitting import USER_PARAMS, _value, fit, relevant
+    from .measurements import read_measurements
+
+    rows, errors = read_measurements(files)
+    rows = [r for r in rows if r is not None]
+    if len(rows) < MIN_ROWS:
+        raise InputError(f"too little data to calibrate: {len(rows)} usable row(s) in {', '.join(files)};"
+                         f" need at least {MIN_ROWS} (run `gpuplan bench` at a few concurrency levels)")
+    params = relevant(rows, USER_PARAMS, DEFAULT)
+    if not params:
+        raise InputError("none of the calibratable constants affects these rows (unknown models or hardware?)")
+    if len(rows) < ROWS_PER_CONSTANT * len(params):
+        raise InputError(f"too little data to calibrate: {len(rows)} rows for {len(params)} constants"
+                         f" ({', '.join(params)}); need at least {ROWS_PER_CONSTANT * len(params)}")
+    before = _median_ape(rows, DEFAULT)
+    best, _, _ = fit(rows, params, DEFAULT, maxiter=400)
+    after = _median_ape(rows, best)
+    fitted = {}
+    for p in params:
+        head, _, tail = p.partition(".")
+        v = round(_value(best, p), 8)
+        if tail:
+            fitted.setdefault(head, {})[tail] = v
+        else:
+            fitted[head] = v
+    doc = {"fitted_on": f"{len(rows)} rows from {', '.join(Path(f).name for f in files)}",
+           "constants": fitted}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(yaml.safe_dump(doc, sort_keys=True))
+    return {"rows": len(rows), "unreadable": len(errors), "constants": fitted, "median_ape_before": before,
+            "median_ape_after": after, "file": str(out)}
