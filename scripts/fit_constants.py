@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from gpuplan.bench.fitting import ALL_PARAMS, fit, loss, relevant, _value
+from gpuplan.bench.fitting import ALL_PARAMS, fit, fitted_values, relevant
 from gpuplan.bench.measurements import read_measurements
 from gpuplan.perf.constants import Constants
 
@@ -36,14 +36,7 @@ def main():
     print(f"{len(rows)} rows; fitting {len(params)} constants: {', '.join(params)}", file=sys.stderr)
     best, before, after = fit(rows, params, base, a.maxiter)
     print(f"robust mean |log error|: {before:.4f} -> {after:.4f}", file=sys.stderr)
-    out = {}
-    for p in params:
-        head, _, tail = p.partition(".")
-        v = round(_value(best, p), 8)
-        if tail:
-            out.setdefault(head, {})[tail] = v
-        else:
-            out[head] = v
+    out = fitted_values(best, params)
     names = ", ".join(sorted({Path(f).name for f in a.files}))
     doc = {"fitted_on": f"{names}: {len(rows)} rows" + (f" of GPUs {a.train_gpus}" if a.train_gpus else "")
            + f", {datetime.date.today().isoformat()}, loss {after:.4f}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from gpuplan.web import app as webapp
 
 MODEL = "meta-llama/Meta-Llama-3-8B"
 FIXTURES = Path(__file__).parent / "fixtures"
+FUZZ_SCALE = int(os.environ.get("GPUPLAN_FUZZ_SCALE", "1"))  # e.g. 20 for a long local hunt
 
 
 @pytest.fixture(scope="module")
@@ -241,45 +243,60 @@ def test_validate_upload(client):
 
 
 # ---------------------------------------------------------------- no input gives a 500
-def _fuzz_strategies():
+def _fuzz_strategies(with_junk: bool = True):
+    """Per endpoint: (required fields, optional fields). With junk, any value may be garbage (validation
+    is exercised); without, every value is legal on its own, so the planner runs on odd combinations."""
     from hypothesis import strategies as st
 
     junk = st.one_of(st.text(max_size=40), st.sampled_from(["", " ", "0", "-1", "1e309", "nan", "inf", "NaN", "%00",
-                                                            "../../etc/passwd", "/dev/zero", "C:\\x", "\x00", "9" * 40]))
-    ints = st.integers(min_value=-10**12, max_value=10**12).map(str)
-    floats = st.floats(allow_nan=True, allow_infinity=True).map(str)
+                                                            "../../etc/passwd", "/dev/zero", "C:\\x", "\x00", "9" * 40]),
+                     st.integers(min_value=-10**12, max_value=10**12).map(str), st.floats().map(str))
+
+    def mostly(valid):
+        return st.one_of(valid, junk) if with_junk else valid
+
     models = st.sampled_from([MODEL, "Qwen/Qwen3-30B-A3B", "deepseek-ai/DeepSeek-V3", "google/gemma-3-27b-it",
-                              "openai/gpt-oss-20b", "llama3", "model.gguf"])
-    gpus = st.one_of(st.sampled_from(["rtx-4090", "2x rtx-3090", "rtx-4090,rtx-3060-12gb", "apple-m2-ultra-76c:192gb",
-                                      "8x h100-sxm-80gb", "2x rtx-3090 nvlink-bridge-3090", "rtx-4090 ddr5-6000-2ch:64gb",
-                                      "64x rtx-4090", "0x rtx-4090", "rtx-4090:1000gb", "cpu"]), junk)
-    quants = st.one_of(st.sampled_from(["Q4_K_M", "Q8_0", "F16", "FP8", "EXL2-4.5bpw", "EXL2-99bpw", "AWQ", "MXFP4"]), junk)
-    links = st.one_of(st.sampled_from(["pcie4-x8", "nvlink-bridge-3090", "ib-ndr"]), junk)
-    rams = st.one_of(st.sampled_from(["ddr5-6000-2ch", "ddr4-2133-1ch"]), junk)
-    num = st.one_of(ints, floats, st.sampled_from(["1", "512", "8192", "131072", "1000000"]), junk)
-    common = {"model": st.one_of(models, junk), "quant": quants, "context": num, "users": num}
+                              "openai/gpt-oss-20b", "meta-llama/Llama-3.1-405B", "google/gemma-3-270m-it",
+                              "mistralai/Mixtral-8x22B-v0.1", "Qwen/Qwen3-235B-A22B"])
+    gpus = st.sampled_from(["rtx-4090", "2x rtx-3090", "rtx-4090,rtx-3060-12gb", "apple-m2-ultra-76c:192gb",
+                            "8x h100-sxm-80gb", "2x rtx-3090 nvlink-bridge-3090", "rtx-4090 ddr5-6000-2ch:64gb",
+                            "64x rtx-4090", "3x rtx-3090,rtx-4060-ti-16gb", "4x mi210", "rtx-3060-12gb"])
+    quants = st.sampled_from(["Q4_K_M", "Q8_0", "F16", "BF16", "FP8", "EXL2-4.5bpw", "EXL2", "AWQ", "GPTQ", "MXFP4",
+                              "IQ2_XS", "Q2_K"])
+    ints = st.integers(min_value=1, max_value=2_000_000).map(str)
+    small = st.integers(min_value=1, max_value=300).map(str)
+    common = {"quant": mostly(quants), "context": mostly(ints), "users": mostly(small)}
+    engines = st.sampled_from(["llama.cpp", "vllm", "exllamav2", "ollama", "sglang", "tgi"])
+    fit_plan = {"link": mostly(st.sampled_from(["pcie4-x8", "pcie3-x4", "nvlink-bridge-3090", "nvlink4", "ib-ndr"])),
+                "ram": mostly(st.sampled_from(["ddr5-6000-2ch", "ddr4-2133-1ch"])), "engine": mostly(engines)}
     return st, {
-        "/api/fit": {**common, "gpus": gpus, "link": links, "ram": rams, "kv": st.one_of(st.sampled_from(["f16", "q8_0", "q4_0"]), junk),
-                     "engine": st.one_of(st.sampled_from(["llama.cpp", "vllm", "exllamav2", "ollama"]), junk)},
-        "/api/plan": {**common, "gpus": gpus, "link": links, "ram": rams, "ram_gib": num, "nodes": num,
-                      "goal": st.one_of(st.sampled_from(["latency", "throughput", "cost"]), junk),
-                      "min_user_tok_s": num, "prompt_tokens": num, "output_tokens": num},
-        "/api/builds": {**common, "budget": num, "electricity": num},
-        "/api/scaling": {**common, "gpu": gpus, "max_gpus": num, "link": links},
-        "/api/compare": {**common, "setup": gpus, "scenario": junk},
-        "/api/catalog/models": {"search": junk},
+        "/api/fit": ({"model": mostly(models), "gpus": mostly(gpus)},
+                     {**common, **fit_plan, "kv": mostly(st.sampled_from(["f16", "q8_0", "q4_0"]))}),
+        "/api/plan": ({"model": mostly(models), "gpus": mostly(gpus)},
+                      {**common, **fit_plan, "ram_gib": mostly(ints), "nodes": mostly(st.sampled_from(["1", "2", "4"])),
+                       "goal": mostly(st.sampled_from(["latency", "throughput", "cost"])),
+                       "min_user_tok_s": mostly(st.floats(0, 500).map(str)), "prompt_tokens": mostly(ints),
+                       "output_tokens": mostly(ints)}),
+        "/api/builds": ({"model": mostly(models)}, {**common, "budget": mostly(st.floats(0, 1e6).map(str)),
+                                                    "electricity": mostly(st.floats(0, 2).map(str))}),
+        "/api/scaling": ({"model": mostly(models), "gpu": mostly(st.sampled_from(["rtx-4090", "rtx-3090", "h100-sxm-80gb",
+                                                                                  "apple-m2-ultra-76c", "mi210"]))},
+                         {**common, "max_gpus": mostly(st.integers(1, 16).map(str)), "link": fit_plan["link"]}),
+        "/api/compare": ({"model": mostly(models), "setup": st.lists(mostly(gpus), min_size=1, max_size=4)},
+                         {**common, **({"scenario": junk} if with_junk else {})}),
+        "/api/catalog/models": ({}, {"search": junk}),
     }
 
 
-def _fuzz(endpoint, max_examples):
+def _fuzz(endpoint, max_examples, with_junk=True):
     from hypothesis import HealthCheck, given, settings
 
-    st, table = _fuzz_strategies()
-    fields = table[endpoint]
+    st, table = _fuzz_strategies(with_junk)
+    required, optional = table[endpoint]
     client = TestClient(webapp.create_app(), raise_server_exceptions=False)
 
-    @settings(max_examples=max_examples, deadline=None, suppress_health_check=list(HealthCheck))
-    @given(st.fixed_dictionaries({}, optional=fields))
+    @settings(max_examples=max_examples * FUZZ_SCALE, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.fixed_dictionaries(required, optional=optional))
     def check(params):
         r = client.get(endpoint, params=params)
         assert r.status_code < 500, (endpoint, params, r.text)
@@ -293,6 +310,12 @@ def _fuzz(endpoint, max_examples):
                                          ("/api/scaling", 40), ("/api/compare", 40), ("/api/catalog/models", 30)])
 def test_no_input_gives_500(endpoint, n):
     _fuzz(endpoint, n)
+
+
+@pytest.mark.parametrize("endpoint, n", [("/api/fit", 60), ("/api/plan", 60), ("/api/builds", 25),
+                                         ("/api/scaling", 25), ("/api/compare", 25)])
+def test_legal_combinations_give_no_500(endpoint, n):
+    _fuzz(endpoint, n, with_junk=False)
 
 
 def test_random_path_kinds_give_4xx(client):
@@ -319,7 +342,7 @@ def test_random_uploads_give_4xx(client, tmp_path):
     _small_gguf(p)
     real = p.read_bytes()[:4096]
 
-    @settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=120 * FUZZ_SCALE, deadline=None, suppress_health_check=list(HealthCheck))
     @given(st.one_of(
         st.binary(max_size=600).map(lambda b: b"GGUF\x03\x00\x00\x00" + b),
         st.binary(max_size=300),
@@ -329,5 +352,32 @@ def test_random_uploads_give_4xx(client, tmp_path):
     def check(data, name):
         r = client.post("/api/model/inspect", files={"file": (name, data)})
         assert r.status_code < 500, (name, data[:64], r.text)
+
+    check()
+
+
+def test_huge_layer_count_is_refused(client, tmp_path):
+    cfg = json.loads((FIXTURES / "configs" / "Meta-Llama-3-8B.json").read_text())
+    cfg["num_hidden_layers"] = 2**40
+    msg = _error(client.post("/api/model/inspect", files={"file": ("config.json", json.dumps(cfg).encode())}))
+    assert "num_hidden_layers" in msg or "n_layers" in msg
+
+
+def test_random_configs_give_4xx(client):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    base = json.loads((FIXTURES / "configs" / "Meta-Llama-3-8B.json").read_text())
+    values = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(), st.text(max_size=8),
+                       st.lists(st.integers(0, 3), max_size=4), st.dictionaries(st.text(max_size=4), st.integers(), max_size=2))
+
+    @settings(max_examples=150 * FUZZ_SCALE, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.dictionaries(st.sampled_from(sorted(base) + ["text_config", "layer_types", "quantization_config"]),
+                           values, max_size=4))
+    def check(changes):
+        cfg = {**base, **changes}
+        r = client.post("/api/model/inspect", files={"file": ("config.json", json.dumps(cfg).encode())},
+                        params={"gpus": "rtx-4090"})
+        assert r.status_code < 500, (changes, r.text)
 
     check()

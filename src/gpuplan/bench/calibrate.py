@@ -36,7 +36,7 @@ def _median_ape(rows, c) -> float | None:
 
 
 def calibrate(files: list[str], out: str | Path) -> dict:
-    from .fitting import USER_PARAMS, _value, fit, relevant
+    from .fitting import USER_PARAMS, fit, fitted_values, relevant
     from .measurements import read_measurements
 
     rows, errors = read_measurements(files)
@@ -53,14 +53,7 @@ def calibrate(files: list[str], out: str | Path) -> dict:
     before = _median_ape(rows, DEFAULT)
     best, _, _ = fit(rows, params, DEFAULT, maxiter=400)
     after = _median_ape(rows, best)
-    fitted = {}
-    for p in params:
-        head, _, tail = p.partition(".")
-        v = round(_value(best, p), 8)
-        if tail:
-            fitted.setdefault(head, {})[tail] = v
-        else:
-            fitted[head] = v
+    fitted = fitted_values(best, params)
     doc = {"fitted_on": f"{len(rows)} rows from {', '.join(Path(f).name for f in files)}",
            "constants": fitted}
     out = Path(out)

@@ -17,8 +17,11 @@ CLIP = 0.7
 
 # (dotted path, lower, upper): every constant the fit may move
 ALL_PARAMS = [
-    ("mem_eff.GDDR6", 0.4, 1.0), ("mem_eff.GDDR6X", 0.4, 1.0), ("mem_eff.GDDR5", 0.3, 1.0),
-    ("mem_eff.HBM2e", 0.4, 1.0), ("mem_eff.LPDDR5", 0.4, 1.0), ("mem_eff.DDR5", 0.3, 1.0),
+    # GDDR5 and HBM2e are left at their priors: the dev set has them only in rows whose error
+    # comes from elsewhere (Pascal flash attention at 32K context, TensorRT-LLM per-GPU tables)
+    # kin share a value ('|'): GDDR7 with GDDR6X, all LPDDR generations together
+    ("mem_eff.GDDR6", 0.4, 1.0), ("mem_eff.GDDR6X|GDDR7", 0.4, 1.0),
+    ("mem_eff.LPDDR5|LPDDR4X|LPDDR5X", 0.4, 1.0), ("mem_eff.DDR5|DDR4", 0.3, 1.0),
     ("multi_die_mem_eff", 0.4, 1.0),
     ("token_fixed_s.cuda", 1e-5, 3e-3), ("token_fixed_s.metal", 1e-5, 5e-3),
     ("layer_fixed_s.cuda", 1e-6, 3e-4), ("layer_fixed_s.metal", 1e-6, 5e-4),
@@ -26,12 +29,13 @@ ALL_PARAMS = [
     ("kv_read_eff", 0.1, 1.0), ("attn_eff", 0.05, 1.0), ("int8_share", 0.1, 1.0),
     ("prefill_eff.llama.cpp/cuda", 0.1, 1.0), ("prefill_eff.llama.cpp/metal", 0.1, 1.0),
     ("prefill_eff.exllamav2/cuda", 0.1, 1.0), ("dequant_bytes_per_weight", 0.0, 6.0),
+    # 2025 prompt speed is carried by int8_share alone (the 2025 rows are all int8 MMQ runs)
     ("era_decode.2023-01", 0.5, 1.5), ("era_decode.2025-01", 0.5, 1.5),
-    ("era_prefill.2023-01", 0.4, 1.5), ("era_prefill.2025-01", 0.5, 1.5),
+    ("era_prefill.2023-01", 0.4, 1.5),
 ]
 # The few a user's own measurements can pin down: engine and memory efficiencies.
 USER_PARAMS = ["mem_eff.GDDR6", "mem_eff.GDDR6X", "mem_eff.GDDR7", "mem_eff.HBM3", "mem_eff.HBM2e",
-               "mem_eff.LPDDR5", "mem_eff.DDR5", "mem_eff.DDR4", "token_fixed_s.cuda", "token_fixed_s.metal",
+               "mem_eff.HBM3e", "mem_eff.LPDDR5|LPDDR4X|LPDDR5X", "mem_eff.DDR5|DDR4", "token_fixed_s.cuda", "token_fixed_s.metal",
                "token_fixed_s.cpu", "prefill_eff.llama.cpp/cuda", "prefill_eff.llama.cpp/metal",
                "prefill_eff.llama.cpp/cpu", "prefill_eff.vllm/cuda", "engine_eff.vllm/cuda",
                "engine_eff.llama.cpp/cpu"]
@@ -50,7 +54,8 @@ def overrides(c: Constants, values: dict[str, float]) -> dict:
     for path, v in values.items():
         head, _, tail = path.partition(".")
         if tail:
-            out.setdefault(head, dict(base[head]))[tail] = v
+            for key in tail.split("|"):
+                out.setdefault(head, dict(base[head]))[key] = v
         else:
             out[head] = v
     return out
@@ -90,7 +95,7 @@ def _value(c: Constants, path: str) -> float:
     head, _, tail = path.partition(".")
     v = getattr(c, head)
     if tail:
-        return v.get(tail, 0.8)
+        return v.get(tail.split("|")[0], 0.8)
     return v
 
 
@@ -115,3 +120,17 @@ def fit(rows, params: list[str], base: Constants, maxiter: int = 2000) -> tuple[
                    options={"maxfev": maxiter, "xtol": 1e-3, "ftol": 1e-5})
     best = build(res.x)
     return best, before, f(res.x)
+
+
+def fitted_values(c: Constants, params: list[str]) -> dict:
+    """The fitted constants as a calibration file's `constants` mapping (kin written out)."""
+    out: dict = {}
+    for p in params:
+        head, _, tail = p.partition(".")
+        v = round(_value(c, p), 8)
+        if tail:
+            for key in tail.split("|"):
+                out.setdefault(head, {})[key] = v
+        else:
+            out[head] = v
+    return out

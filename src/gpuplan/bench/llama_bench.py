@@ -44,6 +44,20 @@ def quant_from_type(model_type: str, filename: str = "") -> str:
     return m.group(1).upper() if m else "unknown"
 
 
+# llama-bench's table names only "architecture size quant". Models of one row share their
+# shapes, so a representative catalog entry stands for them (Llama 1 and 2 7B/13B are identical;
+# "llama 8B"/"llama 70B" are Llama 3, whose vocabulary llama-bench's size reflects).
+_TYPE_REPRESENTATIVE = {
+    "llama 1b": "meta-llama/Llama-3.2-1B", "llama 3b": "meta-llama/Llama-3.2-3B",
+    "llama 7b": "meta-llama/Llama-2-7b-hf", "llama 8b": "meta-llama/Meta-Llama-3-8B",
+    "llama 13b": "meta-llama/Llama-2-13b-hf", "llama 30b": "huggyllama/llama-30b",
+    "llama 65b": "huggyllama/llama-65b", "llama 70b": "meta-llama/Meta-Llama-3-70B",
+    "qwen2 7b": "Qwen/Qwen2.5-7B", "qwen2 14b": "Qwen/Qwen2.5-14B", "qwen2 32b": "Qwen/Qwen2.5-32B",
+    "qwen2 72b": "Qwen/Qwen2.5-72B", "qwen3 8b": "Qwen/Qwen3-8B", "qwen3 32b": "Qwen/Qwen3-32B",
+    "gemma3 27b": "google/gemma-3-27b-it", "gemma2 9b": "google/gemma-2-9b",
+}
+
+
 def model_id(model_type: str, filename: str = "") -> str:
     """A catalog model id when the file name or type names one; else the raw text."""
     stem = Path(filename).name
@@ -63,6 +77,10 @@ def model_id(model_type: str, filename: str = "") -> str:
         for real_id in set(index.values()):  # "Meta-Llama-3-8B" matches "meta-llama/Meta-Llama-3-8B"
             if k and real_id.lower().split("/")[-1] == k:
                 return real_id
+    arch_size = " ".join(_QUANT_IN_NAME.sub("", model_type or "").lower().split()[:2])
+    rep = _TYPE_REPRESENTATIVE.get(arch_size)
+    if rep and not stem and (index.get(rep.lower()) or index.get(rep.lower() + "-instruct")):
+        return index.get(rep.lower()) or index[rep.lower() + "-instruct"]
     return stem or model_type
 
 

@@ -13,7 +13,10 @@ def gb(x: float) -> float:
 
 def check_range(name: str, value: float, lo: float, hi: float) -> None:
     if not (lo <= value <= hi):
-        raise InputError(f"{name} {value:g} is out of range; accepted: {lo:g} to {hi:g}")
+        def fmt(v):
+            return f"{v:,}" if float(v).is_integer() else f"{v:g}"
+
+        raise InputError(f"{name} {fmt(value)} is out of range; accepted: {fmt(lo)} to {fmt(hi)}")
 
 
 def resolve_hardware(gpus: str | None, hardware: str | None, link: str | None = None,

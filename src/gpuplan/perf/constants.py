@@ -62,7 +62,7 @@ class Constants:
     dequant_bytes_per_weight: float = 2.0
     # llama.cpp releases got faster: decode and prefill speed factors by era (YYYY-MM start).
     era_decode: dict = _d(**{"2023-01": 0.88, "2024-01": 1.0, "2025-01": 1.12})
-    era_prefill: dict = _d(**{"2023-01": 0.75, "2024-01": 1.0, "2025-01": 1.12})
+    era_prefill: dict = _d(**{"2023-01": 0.75, "2024-01": 1.0, "2025-01": 1.0})
     fitted_on: str = "shared/data/measurements/dev.csv (defaults)"
 
     def with_overrides(self, data: dict) -> "Constants":

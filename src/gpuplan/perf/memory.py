@@ -131,8 +131,10 @@ def device_memory(model: LoadedModel, hw: Hardware, plan: Plan, wl: Workload) ->
     gpu_layers = n_layers if plan.gpu_layers is None else max(0, min(plan.gpu_layers, n_layers))
     first_gpu_layer = n_layers - gpu_layers  # llama.cpp keeps the first layers in RAM
     experts_host = plan.experts_on_host
-    # llama.cpp keeps the token embedding in host RAM; GPU engines keep it on the GPUs
-    embed_on_host = engine in (Engine.LLAMA_CPP, Engine.OLLAMA)
+    # llama.cpp keeps the token embedding in host RAM; GPU engines keep it on the GPUs.
+    # On a CPU device everything is host RAM already.
+    cpu_only = all(hw.devices[i].kind == "cpu" for i in idx)
+    embed_on_host = engine in (Engine.LLAMA_CPP, Engine.OLLAMA) and not cpu_only
     out_bytes = w.output_bytes if w.output_bytes else (w.embed_bytes if spec.tied_embeddings else 0)
 
     if plan.split in (Split.TENSOR, Split.PIPELINE) and plan.tp > 1 or plan.split == Split.ROW:
@@ -199,8 +201,16 @@ def device_memory(model: LoadedModel, hw: Hardware, plan: Plan, wl: Workload) ->
         reserve = em.reserve_fraction * cap
         out.append(DeviceMemory(name=dev.id, weights=weights[d], kv_cache=kvs[d],
                                 overhead=buf + ctx + graphs + reserve, capacity=cap))
+    if cpu_only:
+        weights[0] += host_w
+        kvs[0] += host_kv
+        host_w = host_kv = 0.0
     if host_w or host_kv:
         ram = (hw.host_ram_gib or _default_ram(hw)) * GIB
+        apple = [hw.devices[i] for i in idx if hw.devices[i].kind == "apple"]
+        if apple:  # unified memory: what the GPU may not wire is all the CPU side has
+            a = apple[0]
+            ram = hw.memory_gib[idx[0]] * GIB * (1 - (a.gpu_share_default or 0.75))
         out.append(DeviceMemory(name="host RAM", weights=host_w, kv_cache=host_kv,
                                 overhead=0.0, capacity=ram))
     return out

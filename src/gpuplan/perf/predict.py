@@ -120,7 +120,9 @@ def predict_row(m, calibration: Constants | None = None) -> float | None:
         if wl.prompt_tokens <= 0:
             raise InputError("prefill row with n_prompt = 0")
         return prefill(model, hw, plan, prompt=wl.prompt_tokens, depth=wl.depth, c=c, date=date).value
-    seq = wl.prompt_tokens + wl.output_tokens
+    # paged KV caches (vLLM, TensorRT-LLM) hold what each sequence has so far: on average its
+    # prompt and half its output
+    seq = wl.prompt_tokens + wl.output_tokens // 2
     mb = max(max_batch_for(model, hw, plan, seq), 1) if plan.engine not in (Engine.LLAMA_CPP, Engine.OLLAMA) else None
     est = throughput(model, hw, plan, wl.users, wl.prompt_tokens, max(wl.output_tokens, 1), max_batch=mb, c=c,
                      date=date, count_prompt=metric == Metric.THROUGHPUT_TOTAL)

@@ -303,14 +303,54 @@ def prefill_time(x: Ctx, prompt: int, depth: int = 0, seqs: int = 1) -> tuple[fl
     return total, secs
 
 
-def roofline_decode_tok_s(x: Ctx, ctx: float) -> float:
-    """The physical limit: every byte read at peak bandwidth, nothing else."""
-    t = 0.0
+def _peak_bw(x: Ctx, p: Part) -> float:
+    if p.on_host or p.device is None or p.device.kind == "cpu":
+        return _host_bw(x.hw, p.device)[0] * 1e9
+    return p.device.memory_bandwidth_gb_s * 1e9
+
+
+def _peak_flops(x: Ctx, p: Part) -> float:
+    dev = p.device
+    if dev is None:
+        return 1.5e12
+    peak = max(dev.fp16_tflops, dev.fp32_tflops, dev.int8_tops or 0.0 if x.quantized else 0.0)
+    return peak * 1e12
+
+
+def _roofline_step(x: Ctx, batch: int, ctx: float) -> float:
+    """The physical limit of one decode step: every byte at peak bandwidth or every FLOP at peak
+    compute, whichever is larger, per device; shards of one stage run at the same time."""
+    stages: dict[int, float] = {}
+    host = 0.0
+    total = max(x.model.weights.total_bytes, 1.0)
+    flops_tok = 2.0 * _active_params(x)
     for p in x.parts:
-        bw = (_host_bw(x.hw, p.device)[0] if (p.on_host or p.device is None or p.device.kind == "cpu")
-              else p.device.memory_bandwidth_gb_s) * 1e9
-        t += (p.dense_bytes + p.expert_bytes * x.expert_frac + _kv_read(p, ctx, x.spec.sliding_window)) / bw
+        wbytes = p.dense_bytes + p.expert_bytes * _touched(x.expert_frac, batch)
+        mem = (wbytes + batch * _kv_read(p, ctx, x.spec.sliding_window)) / _peak_bw(x, p)
+        comp = batch * flops_tok * (wbytes / total) / _peak_flops(x, p)
+        t = max(mem, comp)
+        if p.on_host:
+            host += t
+        else:
+            stages[p.stage] = max(stages.get(p.stage, 0.0), t)
+    return sum(stages.values()) + host
+
+
+def roofline_decode_tok_s(x: Ctx, ctx: float) -> float:
+    t = _roofline_step(x, 1, ctx)
     return 1.0 / t if t > 0 else 0.0
+
+
+def _roofline_prefill_s(x: Ctx, prompt: int, depth: int) -> float:
+    """Every FLOP of the prompt at peak compute (stages of a layer split can overlap)."""
+    total = max(x.model.weights.total_bytes, 1.0)
+    flops = 2.0 * _active_params(x, head=False) * prompt
+    stages: dict[int, float] = {}
+    for p in x.parts:
+        share = (p.dense_bytes + p.expert_bytes) / total
+        t = flops * share / _peak_flops(x, p)
+        stages[p.stage] = max(stages.get(p.stage, 0.0), t)
+    return max(stages.values()) if stages else 0.0
 
 
 def _bound(secs: dict) -> str:
@@ -329,14 +369,16 @@ def decode(model: LoadedModel, hw: Hardware, plan: Plan, depth: int = 0, n_gen: 
     t, secs, nbytes = decode_step(x, 1, ctx)
     roof = roofline_decode_tok_s(x, ctx)
     return Estimate(value=1.0 / t, metric=Metric.DECODE, seconds=secs, bytes_read=nbytes,
-                    bound=_bound(secs), roofline_fraction=(1.0 / t) / roof if roof else 0.0)
+                    bound=_bound(secs), roofline_fraction=min((1.0 / t) / roof, 1.0) if roof else 0.0)
 
 
 def prefill(model: LoadedModel, hw: Hardware, plan: Plan, prompt: int = 512, depth: int = 0,
             c: Constants = DEFAULT, date: str | None = None) -> Estimate:
     x = Ctx(model, hw, plan, c, date)
     t, secs = prefill_time(x, prompt, depth)
-    return Estimate(value=prompt / t, metric=Metric.PREFILL, seconds=secs, bound=_bound(secs))
+    roof = _roofline_prefill_s(x, prompt, depth)
+    return Estimate(value=prompt / t, metric=Metric.PREFILL, seconds=secs, bound=_bound(secs),
+                    roofline_fraction=min(roof / t, 1.0) if roof else 0.0)
 
 
 def throughput(model: LoadedModel, hw: Hardware, plan: Plan, batch: int, prompt: int, n_gen: int,
@@ -346,7 +388,7 @@ def throughput(model: LoadedModel, hw: Hardware, plan: Plan, batch: int, prompt:
     batching, across all replicas. `max_batch` caps concurrent sequences per replica (KV room);
     extra requests wait for a later wave."""
     x = Ctx(model, hw, plan, c, date)
-    reps = max(plan.replicas, 1)
+    reps = min(max(plan.replicas, 1), max(batch, 1))  # a replica without a user does nothing
     per_rep = math.ceil(batch / reps)
     conc = min(per_rep, max_batch) if max_batch else per_rep
     conc = max(conc, 1)
@@ -358,8 +400,11 @@ def throughput(model: LoadedModel, hw: Hardware, plan: Plan, batch: int, prompt:
     if pp > 1 and conc >= pp:  # micro-batches keep every pipeline stage busy
         t_dec, secs, nbytes = decode_step(x, max(conc // pp, 1), prompt + n_gen / 2.0)
     t_wave = t_pf + steps * t_dec
-    produced = per_rep * (n_gen + (prompt if count_prompt else 0))
-    tok_s = reps * produced / (waves * t_wave)
+    produced = batch * (n_gen + (prompt if count_prompt else 0))
+    tok_s = produced / (waves * t_wave)  # the busiest replica finishes last
+    roof = _roofline_step(x, conc, prompt + n_gen / 2.0)
+    roof_tok_s = reps * conc / roof if roof else 0.0
     return Estimate(value=tok_s, metric=Metric.THROUGHPUT_TOTAL if count_prompt else Metric.THROUGHPUT,
                     seconds=secs, bytes_read=nbytes, bound=_bound(secs),
+                    roofline_fraction=min(tok_s / roof_tok_s, 1.0) if roof_tok_s else 0.0,
                     notes=(f"{conc} concurrent sequences per replica, {waves} wave(s)",))

@@ -51,10 +51,13 @@ def engines_for(model: LoadedModel, hw: Hardware, engine: str | None) -> list[En
 
 def _groups(hw: Hardware) -> list[tuple[int, ...]]:
     """Which devices to use: for identical cards 1, 2, 4, ... and all of them; for mixed cards
-    each single card, the biggest first, and growing sets of the biggest."""
+    each single card, the biggest first, and growing sets of the biggest. Several nodes: the
+    user deploys across all of them, so every plan spans all devices."""
     n = hw.n
     if n == 1:
         return [(0,)]
+    if hw.nodes > 1:
+        return [tuple(range(n))]
     per_node = n // hw.nodes
     order = sorted(range(n), key=lambda i: (-hw.memory_gib[i], -hw.devices[i].memory_bandwidth_gb_s, i))
     ks = sorted({k for k in (1, 2, 3, 4, 6, 8, 16, 32, 64, per_node, n) if k <= n})
@@ -163,7 +166,8 @@ def evaluate(model: LoadedModel, hw: Hardware, plan: Plan, wl: Workload, date=No
     cand.prefill = speed.prefill(model, hw, plan, prompt=wl.prompt_tokens, date=date)
     cand.throughput = speed.throughput(model, hw, plan, wl.users, wl.prompt_tokens, wl.output_tokens,
                                        max_batch=conc, date=date)
-    cand.per_user_tok_s = min(cand.decode.value, cand.throughput.value / max(min(wl.users, conc * reps), 1))
+    # users beyond what fits wait their turn, so each user's share counts everyone
+    cand.per_user_tok_s = min(cand.decode.value, cand.throughput.value / max(wl.users, 1))
     return cand
 
 
@@ -180,7 +184,8 @@ def candidates(model: LoadedModel, hw: Hardware, wl: Workload, engine: str | Non
                 variants.append(replace(plan, experts_on_host=True))
             for kv in (("q8_0", "q4_0") if llama else ("fp8",)):
                 variants.append(replace(plan, kv_type=kv))
-            if llama:
+            unified = any(hw.devices[i].kind in ("apple", "cpu") for i in plan.device_ids)
+            if llama and not unified:  # a Mac or a CPU has no separate RAM to offload to
                 off = _offload_variant(model, hw, plan, wl)
                 if off is not None and off.gpu_layers > 0:
                     variants.append(off)

@@ -53,7 +53,7 @@ def parse_hardware(spec: str, link: str | None = None, ram: str | None = None,
             continue
         if ident not in catalog.devices() and not catalog._alias_index("device").get(ident):
             every = list(catalog.devices()) + list(catalog.links()) + list(catalog.host_memories())
-            raise InputError(f"unknown device '{ident}' in hardware spec{suggest(ident, every)}; "
+            raise InputError(f"unknown device '{ident}' in hardware spec item '{tok}'{suggest(ident, every)}; "
                              "see `gpuplan gpus` for ids")
         dev = catalog.device(ident)
         count = int(count_s) if count_s else 1

@@ -173,7 +173,7 @@ def create_app() -> FastAPI:
 
     @app.get("/api/builds", summary="Catalog builds ranked for a model: speed against price")
     def builds(model: str = Query(max_length=300), quant: Str = None,
-               budget: Annotated[Optional[float], Query(ge=0, le=1e8)] = None, users: Users = 1,
+               budget: Annotated[Optional[float], Query(gt=0, le=1e8)] = None, users: Users = 1,
                context: Context = 8192, electricity: Annotated[float, Query(ge=0, le=100)] = 0.15):
         return _cached("builds", _model_id(model), quant, budget, users, context, electricity)
 

@@ -16,6 +16,11 @@ from pathlib import Path
 
 from ..errors import InputError
 
+# Upper bounds on an uploaded architecture: the largest real models are far inside them (Llama 3.1
+# 405B: 126 layers, hidden 16384; DeepSeek-V3: 256 experts; Gemma 3: 262k vocabulary). Without them a
+# corrupt or hostile header (block_count = 2**40) would make the size tables allocate without end.
+LIMITS = {"n_layers": 1024, "hidden_size": 262_144, "n_heads": 8192, "n_kv_heads": 8192, "head_dim": 65_536,
+          "intermediate_size": 4_194_304, "vocab_size": 16_777_216, "n_experts": 16_384}
 # fields that identify an architecture well enough to match an upload to a catalog entry
 SIGNATURE = ("architecture", "n_layers", "hidden_size", "n_heads", "n_kv_heads", "vocab_size", "n_experts")
 
@@ -39,6 +44,14 @@ def _prefix_reader(path: Path):
             return super()._get(offset, dtype, count, override_order)
 
     return PrefixReader(path)
+
+
+def _check_sane(spec, filename: str) -> None:
+    for k, hi in LIMITS.items():
+        v = getattr(spec, k, None)
+        if isinstance(v, int) and v > hi:
+            raise InputError(f"upload '{filename}': {k} = {v} is beyond any real model (at most {hi:,}); "
+                             "the file is corrupt or not a model header")
 
 
 def _gguf(data: bytes, filename: str):
@@ -69,6 +82,7 @@ def _gguf(data: bytes, filename: str):
         try:
             spec = _spec(r, Path(name))
             spec = spec.model_copy(update={"source": f"upload:{name}"})
+            _check_sane(spec, filename)
             model = LoadedModel(spec=spec, quant=catalog.quant(_quant_id(r)), weights=_weights(r, spec.n_layers),
                                 label=name)
         except (ValidationError, ValueError, TypeError, ArithmeticError, IndexError) as e:
@@ -83,6 +97,8 @@ def _gguf(data: bytes, filename: str):
 
 
 def _config(data: bytes, filename: str, quant: str | None):
+    from pydantic import ValidationError
+
     from ..perf.weights import estimate_weights
     from ..sources.hf_config import native_quant, read_config
     from ..sources.resolve import parse_quant
@@ -102,7 +118,12 @@ def _config(data: bytes, filename: str, quant: str | None):
             spec = read_config(p)
         except InputError as e:  # the message names the temp path; name the upload instead
             raise InputError(str(e).replace(str(p), f"upload '{filename}'")) from None
+        except (ValidationError, ValueError, TypeError, ArithmeticError, AttributeError) as e:
+            lines = str(e).replace(str(p), "config.json").splitlines()
+            raise InputError(f"upload '{filename}': config.json values are not a usable model description "
+                             f"({'; '.join(lines[:3]) or type(e).__name__})") from None
     spec = spec.model_copy(update={"id": name, "name": name, "source": f"upload:{Path(filename).name}"})
+    _check_sane(spec, filename)
     if quant:
         q, bpw = parse_quant(quant)
     else:
