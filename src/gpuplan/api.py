@@ -51,8 +51,9 @@ def plan(model: str, gpus: str | None = None, quant: str | None = None, context:
     from .planner.report import plan_json
 
     _check_workload(context, users)
+    file_ref = model_ref if model_ref and model_ref.lower().endswith(".gguf") else None
     return plan_json(model, quant, _hw(gpus, hardware, link, ram, nodes, ram_gib), context, users, engine, goal,
-                     min_user_tok_s, prompt_tokens, output_tokens, model_ref)
+                     min_user_tok_s, prompt_tokens, output_tokens, file_ref)
 
 
 def compare(model: str | None, setups: list[str], quant: str | None = None, context: int = 8192,

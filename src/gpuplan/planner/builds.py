@@ -17,9 +17,9 @@ def builds_json(model_ref: str, quant: str | None, budget: float | None, users: 
     from .search import candidates, rank
 
     if budget is not None and budget <= 0:
-        raise InputError(f"--budget {budget:g} must be more than 0 USD")
+        raise InputError(f"budget {budget:g} USD is not accepted; give more than 0 USD")
     if not (0 <= electricity <= 10):
-        raise InputError(f"--electricity {electricity:g} USD per kWh is out of range; accepted: 0 to 10")
+        raise InputError(f"electricity price {electricity:g} USD per kWh is out of range; accepted: 0 to 10")
     model = resolve_model(model_ref, quant)
     wl = Workload(context=context, prompt_tokens=min(512, context), output_tokens=256, users=users,
                   goal="latency" if users <= 1 else "throughput")

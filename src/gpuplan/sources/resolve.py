@@ -4,6 +4,7 @@ and an optional --quant into a LoadedModel."""
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from pathlib import Path
 
 from .. import catalog
@@ -54,6 +55,12 @@ def resolve_model(text: str, quant: str | None = None) -> LoadedModel:
             return LoadedModel(spec, q, w, label=text)
         q, bpw = parse_quant(quant)
         return LoadedModel(spec, q, estimate_weights(spec, q, bpw), label=text, bits_per_weight_override=bpw)
-    spec = catalog.model(t)
-    q, bpw = parse_quant(quant or DEFAULT_QUANT)
-    return LoadedModel(spec, q, estimate_weights(spec, q, bpw), label=text, bits_per_weight_override=bpw)
+    return _from_catalog(t, quant or DEFAULT_QUANT)
+
+
+@lru_cache(maxsize=256)
+def _from_catalog(model_id: str, quant: str) -> LoadedModel:
+    """Catalog models are pure data: estimate their weights once per (model, quant)."""
+    spec = catalog.model(model_id)
+    q, bpw = parse_quant(quant)
+    return LoadedModel(spec, q, estimate_weights(spec, q, bpw), label=model_id, bits_per_weight_override=bpw)
