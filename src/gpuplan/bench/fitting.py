@@ -30,7 +30,7 @@ ALL_PARAMS = [
     ("prefill_eff.llama.cpp/cuda", 0.1, 1.0), ("prefill_eff.llama.cpp/metal", 0.1, 1.0),
     ("prefill_eff.exllamav2/cuda", 0.1, 1.0), ("dequant_bytes_per_weight", 0.0, 6.0),
     # 2025 prompt speed is carried by int8_share alone (the 2025 rows are all int8 MMQ runs)
-    ("era_decode.2023-01", 0.5, 1.5), ("era_decode.2025-01", 0.5, 1.5),
+    ("era_fixed.2023-01", 0.3, 3.0), ("era_fixed.2025-01", 0.1, 3.0),
     ("era_prefill.2023-01", 0.4, 1.5),
 ]
 # The few a user's own measurements can pin down: engine and memory efficiencies.

@@ -60,8 +60,10 @@ class Constants:
     # llama.cpp CUDA before MMQ became the default (b3250, 2024-06): quantized prompts are
     # dequantized to F16 first; extra bytes moved per weight per ubatch.
     dequant_bytes_per_weight: float = 2.0
-    # llama.cpp releases got faster: decode and prefill speed factors by era (YYYY-MM start).
-    era_decode: dict = _d(**{"2023-01": 0.88, "2024-01": 1.0, "2025-01": 1.12})
+    # llama.cpp releases got faster by era (YYYY-MM start): decode's fixed per-token and
+    # per-layer costs are multiplied by era_fixed (CUDA graphs and fused kernels cut them),
+    # prompt speed by era_prefill.
+    era_fixed: dict = _d(**{"2023-01": 1.2, "2024-01": 1.0, "2025-01": 0.5})
     era_prefill: dict = _d(**{"2023-01": 0.75, "2024-01": 1.0, "2025-01": 1.0})
     fitted_on: str = "shared/data/measurements/dev.csv (defaults)"
 

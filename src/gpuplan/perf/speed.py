@@ -49,8 +49,11 @@ class Ctx:
         self.backend = backend_key(plan.engine, gpu)
         self.hw_backend = gpu.backend if gpu is not None else "cpu"
         is_llama = plan.engine in (Engine.LLAMA_CPP, Engine.OLLAMA)
-        self.era_dec = era_factor(c.era_decode, date) if is_llama else 1.0
-        self.era_pf = era_factor(c.era_prefill, date) if is_llama else 1.0
+        # engine-era factors were measured on CUDA (the same NVIDIA cards, 2023 vs 2024 vs 2025
+        # builds); other backends have no such evidence and keep their fitted values
+        era = is_llama and self.hw_backend == "cuda"
+        self.era_fixed = era_factor(c.era_fixed, date) if era else 1.0
+        self.era_pf = era_factor(c.era_prefill, date) if era else 1.0
         self.pre_mmq = is_llama and (date or "9999") < MMQ_DEFAULT_DATE
         self.quantized = model.quant.kind in ("gguf", "gguf-mix") and model.quant.id not in ("F16", "BF16", "F32")
         self.expert_frac = (self.spec.n_experts_active / self.spec.n_experts) if self.spec.n_experts else 1.0
@@ -65,7 +68,7 @@ class Ctx:
         else:
             bw, mtype = p.device.memory_bandwidth_gb_s, p.device.memory_type
             key = self.backend
-        eff = c.mem_eff.get(mtype, 0.8) * c.engine_eff.get(key, 0.9) * self.era_dec
+        eff = c.mem_eff.get(mtype, 0.8) * c.engine_eff.get(key, 0.9)
         if p.device is not None and p.device.dies > 1:
             eff *= c.multi_die_mem_eff
         return bw * 1e9 * min(eff, 1.0)
@@ -88,7 +91,7 @@ class Ctx:
 
     def fixed(self, p: Part) -> float:
         hb = "cpu" if (p.on_host or p.device is None) else p.device.backend
-        return p.layers * self.c.layer_fixed_s.get(hb, 1e-4)
+        return p.layers * self.c.layer_fixed_s.get(hb, 1e-4) * self.era_fixed
 
 
 def _touched(frac: float, batch: float) -> float:
@@ -139,7 +142,7 @@ def decode_step(x: Ctx, batch: int, ctx: float) -> tuple[float, dict, dict]:
             stages[key] = max(stages.get(key, 0.0), t)  # TP/row shards of one stage run together
         secs["fixed"] += x.fixed(p) if p.device is None or p is _first_of_stage(x, p) else 0.0
     total_mem = sum(stages.values())
-    secs["fixed"] += c.token_fixed_s.get(x.hw_backend, 5e-4)
+    secs["fixed"] += c.token_fixed_s.get(x.hw_backend, 5e-4) * x.era_fixed
     secs["communication"] = _decode_comm(x, batch)
     # bookkeeping: the sums above split each stage's time by component
     t = total_mem + secs["fixed"] + secs["communication"]
