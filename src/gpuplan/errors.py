@@ -11,3 +11,18 @@ def suggest(name: str, choices, n: int = 3) -> str:
 
     close = difflib.get_close_matches(name.lower(), list(choices), n=n, cutoff=0.5)
     return f" (did you mean: {', '.join(close)}?)" if close else ""
+
+
+def read_yaml_file(path, what: str):
+    """A user's YAML file, or one clear InputError naming it (missing, a directory, not YAML)."""
+    from pathlib import Path
+
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{what} {path} does not exist or is not a file")
+    try:
+        return yaml.safe_load(p.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise InputError(f"{what} {path} is not valid YAML ({str(e).splitlines()[0]})") from None

@@ -83,17 +83,9 @@ class Constants:
 def load_constants(path, base: Constants | None = None) -> Constants:
     """Constants from a fitted file ({constants: {...}, fitted_on: ...}) over `base`
     (the built-in values when None)."""
-    import yaml
+    from ..errors import InputError, read_yaml_file
 
-    from ..errors import InputError
-
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"calibration file {path} does not exist or is not a file")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise InputError(f"calibration file {path} is not valid YAML ({str(e).splitlines()[0]})") from None
+    data = read_yaml_file(path, "calibration file")
     if not isinstance(data, dict) or not isinstance(data.get("constants"), dict):
         raise InputError(f"calibration file {path} needs a 'constants' mapping (as `gpuplan calibrate` writes)")
     c = (base or Constants()).with_overrides(data["constants"])

@@ -233,12 +233,18 @@ def max_context(model: LoadedModel, hw: Hardware, plan: Plan, wl: Workload) -> i
     def ok(c: int) -> bool:
         return fits(device_memory(model, hw, plan, replace(wl, context=c)))
 
-    hi = model.spec.max_context
+    return largest(ok, model.spec.max_context)
+
+
+def largest(ok, limit: int) -> int:
+    """The largest n in 1..limit with ok(n), for ok true up to some point and false after it
+    (0 when ok(1) is false): doubling, then bisection."""
     if not ok(1):
         return 0
-    if ok(hi):
-        return hi
-    lo = 1
+    lo, hi = 1, 2
+    while hi <= limit and ok(hi):
+        lo, hi = hi, hi * 2
+    hi = min(hi, limit + 1)
     while hi - lo > 1:
         mid = (lo + hi) // 2
         if ok(mid):

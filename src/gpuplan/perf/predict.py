@@ -84,26 +84,14 @@ def row_setup(m) -> tuple[LoadedModel, Hardware, Plan, Workload]:
 def max_batch_for(model: LoadedModel, hw: Hardware, plan: Plan, seq_tokens: int, limit: int = 1 << 16) -> int:
     """Concurrent sequences of `seq_tokens` whose KV cache fits beside the weights, per replica
     (0 when not even one does): a doubling then bisection over the exact memory model."""
-    from .memory import device_memory, fits
+    from .memory import device_memory, fits, largest
 
     reps = max(plan.replicas, 1)
 
     def ok(u: int) -> bool:
         return fits(device_memory(model, hw, plan, Workload(context=seq_tokens, users=u * reps)))
 
-    if not ok(1):
-        return 0
-    lo, hi = 1, 2
-    while hi <= limit and ok(hi):
-        lo, hi = hi, hi * 2
-    hi = min(hi, limit + 1)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if ok(mid):
-            lo = mid
-        else:
-            hi = mid
-    return lo
+    return largest(ok, limit)
 
 
 def predict_row(m, calibration: Constants | None = None) -> float | None:

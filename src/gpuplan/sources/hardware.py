@@ -107,15 +107,9 @@ def _default_link(devices) -> "object | None":
 def load_hardware_file(path: str | Path) -> Hardware:
     """A hardware file written by `gpuplan probe --save` (or by hand):
     gpus: "2x rtx-3090"   link: pcie4-x16   host_memory: ddr5-6000-2ch   ram_gib: 64"""
-    import yaml
+    from ..errors import read_yaml_file
 
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"hardware file {path} does not exist or is not a file")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise InputError(f"hardware file {path} is not valid YAML ({str(e).splitlines()[0]})") from None
+    data = read_yaml_file(path, "hardware file")
     if not isinstance(data, dict) or not (data.get("gpus") or isinstance(data.get("cpu"), dict)):
         raise InputError(f"hardware file {path} needs a 'gpus' entry, e.g. gpus: \"2x rtx-3090\", "
                          "or a 'cpu' entry as `gpuplan probe --save` writes")
