@@ -71,9 +71,12 @@ def main():
     lines += ["", "Known reasons: the December 2023 row-split prompt figures on RTX 3090 rigs are 4-30x below"
               " any PCIe model (those rigs' links look far slower than the RTX 4090 rigs' on identical"
               " software); the P40 rows run flash attention at 8-32K context on Pascal, whose attention"
-              " kernels are much slower than its bandwidth suggests; the TensorRT-LLM/vLLM A100 throughput"
-              " rows depend on scheduler details (static batches, padding) the model does not carry; the"
-              " M1 Max 24-core 13B F16 rows exceed that machine's memory and swap.", "",
+              " kernels are much slower than its bandwidth suggests; the TensorRT-LLM multi-GPU throughput"
+              " rows are about n_gpus times below our totals, i.e. they read as per-GPU figures (the"
+              " single-GPU rows agree within 15-60%); the vLLM 0.2 TP=8 row is slower than TP=1 on the"
+              " same node, which no bandwidth or link model reproduces; the M1 Max 24-core 13B F16 rows"
+              " exceed that machine's memory and swap; dev.csv rows 320 and 336 (65B F16 row split on"
+              " 6 cards) only fit at the 512-token context `./main` defaulted to in December 2023.", "",
               "## Generalisation: fitted on half of the GPUs, scored on the other half", ""]
     for train, test in ((half_a, half_b), (half_b, half_a)):
         with tempfile.TemporaryDirectory() as tmp:

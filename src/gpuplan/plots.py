@@ -155,17 +155,19 @@ def plot_compare(compare_json: dict, path) -> Path:
         ax.barh(y - 0.2, d, height=0.4, color="#4a78c2", hatch=h)
         ax.barh(y + 0.2, t, height=0.4, color="#2a9d6f", hatch=h)
         ax.text(d, y - 0.2, f" {d:.1f}", va="center", fontsize=8)
-    ax.barh([], [], color="#4a78c2", label="decode tok/s (one user)")
-    ax.barh([], [], color="#2a9d6f", label="throughput tok/s (all users)")
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color="#4a78c2", label="decode tok/s (one user)"),
+               Patch(color="#2a9d6f", label="throughput tok/s (all users)")]
     if any(hatch):
-        ax.barh([], [], color="white", edgecolor="black", hatch="//", label="does not fit")
+        handles.append(Patch(facecolor="white", edgecolor="black", hatch="//", label="does not fit"))
     ax.set_yticks(ys, [_label(r) for r in rows], fontsize=8)
     ax.invert_yaxis()
     title = " ".join(str(x) for x in (compare_json.get("model"), compare_json.get("quant")) if x)
     ax.set(xlabel="tokens/s", title=f"compare: {title}" if title else "compare")
     if not rows:
         ax.text(0.5, 0.5, "no setups", transform=ax.transAxes, ha="center")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(handles=handles, fontsize=8, loc="lower right")
     return _save(fig, path)
 
 

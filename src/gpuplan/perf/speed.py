@@ -54,6 +54,7 @@ class Ctx:
         era = is_llama and self.hw_backend == "cuda"
         self.era_fixed = era_factor(c.era_fixed, date) if era else 1.0
         self.era_pf = era_factor(c.era_prefill, date) if era else 1.0
+        self.is_llama = is_llama
         self.pre_mmq = is_llama and (date or "9999") < MMQ_DEFAULT_DATE
         self.quantized = model.quant.kind in ("gguf", "gguf-mix") and model.quant.id not in ("F16", "BF16", "F32")
         self.expert_frac = (self.spec.n_experts_active / self.spec.n_experts) if self.spec.n_experts else 1.0
@@ -81,6 +82,10 @@ class Ctx:
             cpu_tflops = dev.fp32_tflops if dev is not None else 1.5  # a desktop CPU, AVX2, 8 cores
             return cpu_tflops * 1e12 * c.prefill_eff.get("llama.cpp/cpu", 0.5)
         peak = max(dev.fp16_tflops, dev.fp32_tflops)
+        if not self.is_llama and dev.vendor == "nvidia" and dev.segment == "consumer":
+            # PyTorch engines accumulate FP16/BF16 GEMMs in FP32, which GeForce cards run at half
+            # their FP16-accumulate tensor rate (NVIDIA Ada/Ampere GPU architecture whitepapers)
+            peak = max(dev.fp16_tflops / 2, dev.fp32_tflops)
         if self.quantized and dev.backend == "cuda" and dev.int8_tops and (
                 not self.pre_mmq or dev.fp16_tflops < dev.fp32_tflops):
             # llama.cpp's MMQ multiplies quantized weights with int8 dot products (DP4A / int8 MMA);
