@@ -113,7 +113,7 @@ def _kv_read(p: Part, ctx: float, window: int | None) -> float:
 
 def decode_step(x: Ctx, batch: int, ctx: float) -> tuple[float, dict, dict]:
     """Seconds for one decode step of `batch` sequences at average context `ctx`, with breakdown."""
-    c, spec, plan = x.c, x.spec, x.plan
+    c, spec = x.c, x.spec
     secs = {"weights": 0.0, "kv_cache": 0.0, "compute": 0.0, "host": 0.0, "communication": 0.0, "fixed": 0.0}
     nbytes = {"weights": 0.0, "kv_cache": 0.0, "host": 0.0}
     touched = _touched(x.expert_frac, batch)

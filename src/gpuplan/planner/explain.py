@@ -3,7 +3,7 @@ context? NVLink or PCIe?) walked with this model's numbers, saying what decided 
 
 from __future__ import annotations
 
-from ..perf.memory import device_memory, kv_bytes_per_token, max_context
+from ..perf.memory import kv_bytes_per_token, max_context
 from ..types import Hardware, LoadedModel, Split, Workload
 from .search import Candidate
 

@@ -3,7 +3,7 @@ article's decision framework with this model's numbers at every step."""
 
 from __future__ import annotations
 
-from ..types import Engine, Hardware, LoadedModel, Split, Workload
+from ..types import Hardware, LoadedModel, Split, Workload
 from .search import Candidate, candidates, rank
 
 
