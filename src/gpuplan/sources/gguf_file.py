@@ -172,14 +172,39 @@ def _weights(r, n_layers: int) -> Weights:
     return Weights(tuple(layers), tuple(experts), embed, output, other, origin="gguf")
 
 
-def model_from_header(h: GGUFHeader, p: Path, label: str | None = None) -> LoadedModel:
+# Upper bounds on an architecture read from a file: the largest real models are far inside them
+# (Llama 3.1 405B: 126 layers, hidden 16384; DeepSeek-V3: 256 experts; Gemma 3: 262k vocabulary).
+# Without them a corrupt header (block_count = 2**40) would make the size tables allocate without end.
+LIMITS = {"n_layers": 1024, "hidden_size": 262_144, "n_heads": 8192, "n_kv_heads": 8192, "head_dim": 65_536,
+          "intermediate_size": 4_194_304, "vocab_size": 16_777_216, "n_experts": 16_384}
+
+
+def check_sane(spec: ModelSpec, where: str) -> None:
+    for k, hi in LIMITS.items():
+        v = getattr(spec, k, None)
+        if isinstance(v, int) and v > hi:
+            raise InputError(f"{where}: {k} = {v} is beyond any real model (at most {hi:,}); "
+                             "the file is corrupt or not a model header")
+
+
+def model_from_header(h: GGUFHeader, p: Path, label: str | None = None, where: str | None = None) -> LoadedModel:
     """A LoadedModel from a parsed header (a whole file's or an upload prefix's); p names the model
-    (ModelSpec.id is p.name, ModelSpec.source its resolved path) and starts error messages."""
+    (ModelSpec.id is p.name, ModelSpec.source its resolved path); `where` starts error messages."""
+    from pydantic import ValidationError
+
+    where = where or str(p)
     if not h.tensors:
-        raise InputError(f"{p}: GGUF file lists no tensors (a vocabulary-only file?)")
-    spec = _spec(h, p)
-    return LoadedModel(spec=spec, quant=catalog.quant(_quant_id(h)), weights=_weights(h, spec.n_layers),
-                       label=label or str(p))
+        raise InputError(f"{where}: GGUF file lists no tensors (a vocabulary-only file?)")
+    try:
+        spec = _spec(h, p)
+        check_sane(spec, where)
+        return LoadedModel(spec=spec, quant=catalog.quant(_quant_id(h)), weights=_weights(h, spec.n_layers),
+                           label=label or str(p))
+    except (ValidationError, ValueError, TypeError, ArithmeticError, IndexError) as e:
+        # corrupt metadata (zero heads, negative sizes, wrong value types) fails ModelSpec's checks
+        lines = str(e).splitlines()
+        detail = "; ".join(lines[:3]) if lines else type(e).__name__
+        raise InputError(f"{where}: GGUF metadata is not a usable model description ({detail})") from None
 
 
 def read_gguf(path: str | Path) -> LoadedModel:

@@ -9,91 +9,39 @@ out empty (stride-0) views instead of slicing past the end of the prefix.
 from __future__ import annotations
 
 import json
-import os
-import struct
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from ..errors import InputError
 
-# Upper bounds on an uploaded architecture: the largest real models are far inside them (Llama 3.1
-# 405B: 126 layers, hidden 16384; DeepSeek-V3: 256 experts; Gemma 3: 262k vocabulary). Without them a
-# corrupt or hostile header (block_count = 2**40) would make the size tables allocate without end.
-LIMITS = {"n_layers": 1024, "hidden_size": 262_144, "n_heads": 8192, "n_kv_heads": 8192, "head_dim": 65_536,
-          "intermediate_size": 4_194_304, "vocab_size": 16_777_216, "n_experts": 16_384}
 # fields that identify an architecture well enough to match an upload to a catalog entry
 SIGNATURE = ("architecture", "n_layers", "hidden_size", "n_heads", "n_kv_heads", "vocab_size", "n_experts")
 
 
-def _prefix_reader(path: Path):
-    import numpy as np
-
-    from ..sources.gguf_file import _reader_class
-
-    class PrefixReader(_reader_class()):
-        def _build_tensors(self, start_offs, fields):
-            self._tensor_start = start_offs
-            super()._build_tensors(start_offs, fields)
-
-        def _get(self, offset, dtype, count=1, override_order=None):
-            start = getattr(self, "_tensor_start", None)
-            if start is not None and offset >= start:  # tensor data: not uploaded, not needed
-                return np.broadcast_to(np.zeros(1, dtype=dtype), (int(count),))
-            if offset + np.dtype(dtype).itemsize * int(count) > len(self.data):
-                raise IndexError("header runs past the end of the upload")
-            return super()._get(offset, dtype, count, override_order)
-
-    return PrefixReader(path)
-
-
 def _check_sane(spec, filename: str) -> None:
-    for k, hi in LIMITS.items():
-        v = getattr(spec, k, None)
-        if isinstance(v, int) and v > hi:
-            raise InputError(f"upload '{filename}': {k} = {v} is beyond any real model (at most {hi:,}); "
-                             "the file is corrupt or not a model header")
+    from ..sources.gguf_file import check_sane
+
+    check_sane(spec, f"upload '{filename}'")
 
 
 def _gguf(data: bytes, filename: str):
-    from pydantic import ValidationError
+    """Only the header and tensor table are needed: sizes come from tensor types and shapes."""
+    from ..sources.gguf_file import model_from_header
+    from ..sources.gguf_header import read_gguf_header
 
-    from .. import catalog
-    from ..sources.gguf_file import _quant_id, _spec, _weights
-    from ..types import LoadedModel
-
-    if len(data) < 8 or data[:4] != b"GGUF":
-        raise InputError(f"upload '{filename}': not a GGUF file (no GGUF magic at the start)")
-    version = struct.unpack("<I", data[4:8])[0]
-    if version not in (2, 3):
-        raise InputError(f"upload '{filename}': GGUF version {version} is not supported; accepted: 2 and 3")
-    fd, tmp = tempfile.mkstemp(suffix=".gguf")
+    where = f"upload '{filename}'"
+    name = Path(filename).name or "upload.gguf"
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        try:
-            r = _prefix_reader(Path(tmp))
-        except (ValueError, IndexError, OverflowError, MemoryError, KeyError, struct.error,
-                UnicodeDecodeError) as e:
-            raise InputError(f"upload '{filename}': GGUF header is incomplete or corrupt ({e}); "
-                             "send more of the file (the header and tensor table, usually the first few MB)") from None
-        if not r.tensors:
-            raise InputError(f"upload '{filename}': GGUF file lists no tensors")
-        name = Path(filename).name or "upload.gguf"
-        try:
-            spec = _spec(r, Path(name))
-            spec = spec.model_copy(update={"source": f"upload:{name}"})
-            _check_sane(spec, filename)
-            model = LoadedModel(spec=spec, quant=catalog.quant(_quant_id(r)), weights=_weights(r, spec.n_layers),
-                                label=name)
-        except (ValidationError, ValueError, TypeError, ArithmeticError, IndexError) as e:
-            # corrupt metadata (zero heads, negative sizes, wrong value types) fails ModelSpec's checks
-            first = str(e).splitlines()
-            detail = "; ".join(first[:3]) if first else type(e).__name__
-            raise InputError(f"upload '{filename}': GGUF metadata is not a usable model description ({detail})") from None
-        del r
-        return model
-    finally:
-        os.unlink(tmp)
+        h = read_gguf_header(data, require_data=False, name=where)
+    except InputError as e:
+        if "truncated" in str(e):
+            raise InputError(f"{e}; send more of the file (the header and tensor table, usually the first"
+                             " few MB)") from None
+        raise
+    model = model_from_header(h, Path(name), label=name, where=where)
+    spec = model.spec.model_copy(update={"source": f"upload:{name}"})
+    return replace(model, spec=spec)
 
 
 def _config(data: bytes, filename: str, quant: str | None):
