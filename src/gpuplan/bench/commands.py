@@ -59,16 +59,28 @@ def _positive(name: str, value, allow_none=True):
 
 
 def _predictor():
-    try:
-        from ..perf.predict import predict_row
-    except Exception:  # the lead's predictor is not there yet, or fails to import
-        return None
+    from ..perf.predict import predict_row
+
     return predict_row
+
+
+_PROBED = {}
+
+
+def _probed_hardware():
+    """This machine as the probe sees it: a CPU-only bench is predicted for this CPU and RAM."""
+    if "hw" not in _PROBED:
+        from ..sources.hardware import hardware_from_dict
+        from ..sources.probe import probe
+
+        _PROBED["hw"] = hardware_from_dict(probe(measure_bandwidth=True).to_hardware(), "probed machine")
+    return _PROBED["hw"]
 
 
 def _predict(predict_row, m) -> str:
     try:
-        v = predict_row(m)
+        hw = _probed_hardware() if m.gpu == "cpu" and not m.host_mem else None
+        v = predict_row(m, hardware=hw)
     except Exception as e:  # an unknown model or GPU: say why instead of failing the run
         return f"n/a ({str(e).splitlines()[0][:60] if str(e) else type(e).__name__})"
     return "n/a" if v is None else f"{v:.1f}"
@@ -79,8 +91,6 @@ def _print_rows(rows, predict: bool) -> None:
     from rich.table import Table
 
     pr = _predictor() if predict else None
-    if predict and pr is None:
-        typer.echo("prediction unavailable: gpuplan.perf.predict.predict_row cannot be imported")
     t = Table(title="measurement rows")
     for col in ("metric", "batch", "n_prompt", "n_gen", "n_depth", "tok/s") + (("predicted",) if pr else ()):
         t.add_column(col, justify="right")

@@ -51,8 +51,9 @@ def _link_for(interconnect: str, dev) -> object | None:
     raise InputError(f"unknown interconnect '{interconnect}'")
 
 
-def row_setup(m) -> tuple[LoadedModel, Hardware, Plan, Workload]:
-    """Turn a measurement row into (model, hardware, plan, workload)."""
+def row_setup(m, hardware: Hardware | None = None) -> tuple[LoadedModel, Hardware, Plan, Workload]:
+    """Turn a measurement row into (model, hardware, plan, workload); `hardware` replaces the
+    row's catalog devices (a bench on this machine is predicted for the probed machine)."""
     model = _model(m.model, m.quant)
     n = int(m.n_gpus)
     host_id = host_memory_id(getattr(m, "host_mem", "") or "")
@@ -64,7 +65,9 @@ def row_setup(m) -> tuple[LoadedModel, Hardware, Plan, Workload]:
     else:
         mem = (dev.memory_gib,) * n
     link = _link_for(getattr(m, "interconnect", ""), dev) if n > 1 else None
-    hw = Hardware(devices=(dev,) * n, memory_gib=mem, link=link, host=host)
+    hw = hardware or Hardware(devices=(dev,) * n, memory_gib=mem, link=link, host=host)
+    if hardware is not None:
+        dev, n = hardware.devices[0], hardware.n
     split = Split(m.split) if m.split in {s.value for s in Split} else Split.LAYER
     if n == 1:
         split = Split.NONE
@@ -94,10 +97,10 @@ def max_batch_for(model: LoadedModel, hw: Hardware, plan: Plan, seq_tokens: int,
     return largest(ok, limit)
 
 
-def predict_row(m, calibration: Constants | None = None) -> float | None:
+def predict_row(m, calibration: Constants | None = None, hardware: Hardware | None = None) -> float | None:
     """Predicted tok/s for a measurement row, or raise InputError saying why it can't be."""
     c = calibration or DEFAULT
-    model, hw, plan, wl = row_setup(m)
+    model, hw, plan, wl = row_setup(m, hardware)
     date = getattr(m, "date", None) or None
     metric = Metric(m.metric)
     if metric == Metric.DECODE:
