@@ -280,3 +280,13 @@ def test_plan_commands_are_engine_command_lines():
     assert "llama-server" in r["commands"]["llama.cpp"] or "llama-cli" in r["commands"]["llama.cpp"]
     r = api.plan("Qwen/Qwen3-32B", "2x a100-sxm-80gb", quant="FP16")
     assert "vllm" in r["commands"] and "vllm serve" in r["commands"]["vllm"]
+
+
+def test_explanation_sets_the_published_measurement_beside_the_article():
+    from gpuplan import api
+
+    res = api.plan("meta-llama/Meta-Llama-3-70B", "2x rtx-3090", quant="Q4_K_M")
+    note = [line for line in res["explanation"] if "article" in line]
+    assert note and "16.6 tok/s" in note[0] and "XiongjieDai" in note[0]
+    other = api.plan("meta-llama/Meta-Llama-3-70B", "2x rtx-a6000", quant="Q4_K_M")
+    assert not [line for line in other["explanation"] if "article" in line]

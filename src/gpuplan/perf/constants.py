@@ -1,12 +1,17 @@
-"""Fitted constants of the performance model, kept apart from the physics and from spec data.
+"""Constants of the performance model, kept apart from the physics and from spec data.
 
-Every value below was fitted by `scripts/fit_constants.py` on
-shared/data/measurements/dev.csv (573 published rows: llama.cpp on RTX 30/40 series and
-Apple M1/M2, one P40 set, a few vLLM / TensorRT-LLM / ExLlamaV2 rows on A100 and RTX 3090),
-minimising the median absolute log error of decode and prefill together. None is specific to
-a GPU model: they are per engine backend, per memory technology, or per engine release era.
-`gpuplan calibrate` refits them on a user's own measurements and writes a file that
-`--calibration FILE` loads in place of these defaults.
+The values in `fitted.yaml` beside this file override the defaults below. They were fitted by
+`scripts/fit_constants.py` on shared/data/measurements/dev.csv (573 published rows: llama.cpp
+on RTX 30/40 series and Apple M1/M2, one P40 set, a few vLLM / TensorRT-LLM / ExLlamaV2 rows on
+A100 and RTX 3090), minimising a robust mean |log error| of every row; `fitted.yaml` says when
+and with what loss. None is specific to a GPU model: they are per engine backend, per memory
+technology (kin share a value: GDDR7 with GDDR6X, all LPDDR together) or per engine era.
+
+The defaults that no dev row can move are priors, not fits: HBM and GDDR5 efficiency, ROCm and
+SYCL backends, vLLM/SGLang/TensorRT-LLM prefill shares and engine factors, the tensor-parallel
+all-reduce latency, and the CPU values (set from gpuplan's own CI machine, see prefill_eff).
+`gpuplan calibrate` refits the engine and memory efficiencies on a user's own measurements and
+writes a file that later estimates load over these.
 """
 
 from __future__ import annotations

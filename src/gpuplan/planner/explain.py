@@ -123,6 +123,7 @@ def explanation(model: LoadedModel, hw: Hardware, wl: Workload, ranked: list[Can
                    " quantization (e.g. Q4_K_M), a shorter context or fewer users, a quantized KV cache"
                    " (--kv q8_0), RAM offload (give --ram), or more GPUs.")
         return out
+    out += _article_note(model, hw, wl)
     d = best.decode
     if d is not None:
         read = sum(v for k, v in d.bytes_read.items()) / 1e9
@@ -130,3 +131,18 @@ def explanation(model: LoadedModel, hw: Hardware, wl: Workload, ranked: list[Can
                    f" reading {read:.2f} GB per token, at {d.roofline_fraction:.0%} of the hardware's"
                    " bandwidth limit.")
     return out
+
+
+def _article_note(model: LoadedModel, hw: Hardware, wl: Workload) -> list[str]:
+    """Where the article gave rough figures for this very setup, set the published measurement
+    beside them (and so beside ours)."""
+    from .compare import SCENARIOS
+
+    ids = {d.id for d in hw.devices}
+    for name, sc in SCENARIOS.items():
+        same_model = model.spec.id == sc["model"] and model.quant.id == sc["quant"]
+        same_cards = ids <= {"rtx-4090", "rtx-3090"}
+        serving = name == "serving"
+        if same_model and same_cards and (wl.users > 1) == serving:
+            return [f"{sc['article']} {sc['measured']} (`gpuplan compare --scenario {name}`)"]
+    return []
