@@ -7,7 +7,8 @@ import pytest
 from gpuplan import catalog
 from gpuplan.errors import InputError
 from gpuplan.perf.weights import estimate_weights, gguf_tensor_type
-from gpuplan.sources.gguf_file import _reader_class, read_gguf
+from gguf_reference import reader_class as _reader_class
+from gpuplan.sources.gguf_file import read_gguf
 from gpuplan.sources.resolve import resolve_model
 from gpuplan.sources.tensors import tensor_list
 

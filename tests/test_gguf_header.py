@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from gpuplan.errors import InputError
-from gpuplan.sources.gguf_file import _quant_id, _reader_class, _spec, _weights, model_from_header, read_gguf
+from gguf_reference import reader_class as _reader_class
+from gpuplan.sources.gguf_file import _quant_id, _spec, _weights, model_from_header, read_gguf
 from gpuplan.sources.gguf_header import StringArray, read_gguf_header
 
 GEMMA = Path("/tmp/gemma.gguf")  # shared cache: assembling it takes a few seconds
