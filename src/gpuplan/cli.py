@@ -5,7 +5,6 @@ Heavy modules are imported inside commands so that start-up stays fast.
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Optional
 
@@ -17,24 +16,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=False, rich_markup_mode=
                   help="Will this LLM fit, how should it be split, how fast will it run, which flags start it.")
 models_app = typer.Typer(add_completion=False, help="List and search the model catalog; `models show` one model.")
 app.add_typer(models_app, name="models")
-
-
-def _console():
-    from rich.console import Console
-
-    return Console()
-
-
-def _print_json(obj) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, default=_json_default) + "\n")
-
-
-def _json_default(o):
-    if hasattr(o, "model_dump"):
-        return o.model_dump()
-    if hasattr(o, "value"):
-        return o.value
-    raise TypeError(type(o).__name__)
 
 
 @app.callback(invoke_without_command=True)
@@ -108,22 +89,17 @@ def validate_cmd(files: list[str] = typer.Argument(..., help="measurement CSV/JS
     run_validate(files, as_json, plot, calibration)
 
 
-def _register_optional():
+def _register_commands():
     """Commands that live in their own modules register themselves here."""
-    import importlib
+    from .bench import commands as bench_commands
+    from .commands import calibrate, planning
+    from .web import commands as web_commands
 
-    for mod in ("gpuplan.bench.commands", "gpuplan.commands.planning", "gpuplan.commands.calibrate",
-                "gpuplan.web.commands"):
-        try:
-            m = importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name and e.name.startswith("gpuplan"):
-                continue
-            raise
+    for m in (bench_commands, planning, calibrate, web_commands):
         m.register(app)
 
 
-_register_optional()
+_register_commands()
 
 
 def main() -> None:

@@ -38,21 +38,16 @@ def scaling_json(model_ref: str, gpu: str, quant: str | None, context: int, user
     for n in range(1, max_gpus + 1):
         hw = parse_hardware(f"{n}x {gpu}", link=link)
         ids = tuple(range(n))
-        if n == 1:
-            one = Plan(split=Split.NONE, engine=Engine.LLAMA_CPP, device_ids=ids)
-            d, t = run(one, hw)
-            series["gpus"].append(n)
-            series["layer_split"].append(d)
-            series["tensor_parallel"].append(d)
-            series["replicas_throughput"].append(t)
-            series["layer_split_throughput"].append(t)
-            continue
-        layer = Plan(split=Split.LAYER, engine=Engine.LLAMA_CPP, device_ids=ids, shares=tuple([1.0] * n))
-        tp = Plan(split=Split.TENSOR, engine=Engine.VLLM, device_ids=ids, tp=n)
-        rep = Plan(split=Split.NONE, engine=Engine.LLAMA_CPP, device_ids=(0,), replicas=n)
-        dl, tl = run(layer, hw)
-        dt, _ = run(tp, hw) if model.spec.n_heads % n == 0 else (None, None)
-        _, tr = run(rep, hw)
+        if n == 1:  # one card: every strategy is the same plan
+            dl, tl = run(Plan(split=Split.NONE, engine=Engine.LLAMA_CPP, device_ids=ids), hw)
+            dt, tr = dl, tl
+        else:
+            layer = Plan(split=Split.LAYER, engine=Engine.LLAMA_CPP, device_ids=ids, shares=tuple([1.0] * n))
+            tp = Plan(split=Split.TENSOR, engine=Engine.VLLM, device_ids=ids, tp=n)
+            rep = Plan(split=Split.NONE, engine=Engine.LLAMA_CPP, device_ids=(0,), replicas=n)
+            dl, tl = run(layer, hw)
+            dt, _ = run(tp, hw) if model.spec.n_heads % n == 0 else (None, None)
+            _, tr = run(rep, hw)
         series["gpus"].append(n)
         series["layer_split"].append(dl)
         series["tensor_parallel"].append(dt)

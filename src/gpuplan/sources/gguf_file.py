@@ -17,7 +17,7 @@ from .. import catalog
 from ..catalog.schema import ModelSpec
 from ..errors import InputError
 from ..types import LoadedModel, Weights
-from .gguf_header import GGUF_MAGIC, SUPPORTED_VERSIONS, GGUFHeader, StringArray, check_magic, read_gguf_header
+from .gguf_header import GGUF_MAGIC, SUPPORTED_VERSIONS, GGUFHeader, StringArray, check_file, check_magic, read_gguf_header
 
 __all__ = ["GGUF_MAGIC", "SUPPORTED_VERSIONS", "read_gguf", "read_gguf_header", "model_from_header", "sliding_layers"]
 
@@ -39,10 +39,8 @@ def sliding_layers(arch: str, n_layers: int, window: int | None) -> int:
 
 
 def _check_header(p: Path) -> None:
-    if not p.exists():
-        raise InputError(f"{p}: no such file; give a .gguf file, a config.json or a catalog model id")
-    if p.is_dir():
-        raise InputError(f"{p}: is a directory; give the .gguf file inside it")
+    """Before the cache looks at mtime and size: a file, with the GGUF magic."""
+    check_file(p, str(p))
     with p.open("rb") as f:
         head = f.read(8)
     check_magic(head, str(p))

@@ -140,10 +140,7 @@ def read_gguf_header(source: str | Path | bytes | bytearray | memoryview, requir
         return _parse(source, label, require_data)
     p = Path(source).expanduser()
     label = name or str(p)
-    if not p.exists():
-        raise InputError(f"{label}: no such file; give a .gguf file, a config.json or a catalog model id")
-    if p.is_dir():
-        raise InputError(f"{label}: is a directory; give the .gguf file inside it")
+    check_file(p, label)
     with p.open("rb") as f:
         head = f.read(24)
         check_magic(head, label)
@@ -155,6 +152,14 @@ def read_gguf_header(source: str | Path | bytes | bytearray | memoryview, requir
         return _parse(mm, label, require_data)
     finally:
         mm.close()  # nothing returned refers to the map: arrays and strings are copies
+
+
+def check_file(p: Path, label: str) -> None:
+    """A path that names a file, or one InputError saying what it is instead."""
+    if not p.exists():
+        raise InputError(f"{label}: no such file; give a .gguf file, a config.json or a catalog model id")
+    if p.is_dir():
+        raise InputError(f"{label}: is a directory; give the .gguf file inside it")
 
 
 def check_magic(head: bytes, label: str) -> int:
