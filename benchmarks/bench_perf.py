@@ -1,7 +1,7 @@
 """Speed of the performance model: one estimate in-process (target < 1 ms) and validating the
 dev set (target < 2 s).
 
-    python benchmarks/bench_perf.py [../shared/data/measurements/dev.csv]
+    python benchmarks/bench_perf.py [data/measurements/dev.csv]
 """
 import sys
 import time
@@ -28,7 +28,7 @@ def main():
         speed.prefill(model, hw, plan, prompt=512)
     print(f"one prefill estimate: {(time.perf_counter() - t) / n * 1e3:.3f} ms")
 
-    dev = sys.argv[1] if len(sys.argv) > 1 else str(Path(__file__).parents[2] / "shared/data/measurements/dev.csv")
+    dev = sys.argv[1] if len(sys.argv) > 1 else str(Path(__file__).parents[1] / "data/measurements/dev.csv")
     if Path(dev).is_file():
         from gpuplan.bench.validate import validate
 

@@ -4,7 +4,7 @@ from collections import defaultdict
 from gpuplan.bench.measurements import read_measurements
 from gpuplan.bench.validate import predict_rows
 
-rows, _ = read_measurements(sys.argv[1:] or ["../shared/data/measurements/dev.csv"])
+rows, _ = read_measurements(sys.argv[1:] or ["data/measurements/dev.csv"])
 res = predict_rows(rows)
 g = defaultdict(list)
 for r in res:

@@ -1,7 +1,7 @@
 """Fit the performance model's constants on published measurements and write
 src/gpuplan/perf/fitted.yaml (the shipped defaults).
 
-  python scripts/fit_constants.py ../shared/data/measurements/dev.csv
+  python scripts/fit_constants.py data/measurements/dev.csv
   python scripts/fit_constants.py FILE --train-gpus rtx-3090,apple-m1-max-24c --out /tmp/half.yaml
 
 Only physical constants per engine backend, memory technology or engine era are fitted

@@ -23,9 +23,7 @@ from gpuplan.types import Engine, Plan, Split, Workload
 
 L3_8B = "meta-llama/Meta-Llama-3-8B"
 L3_70B = "meta-llama/Meta-Llama-3-70B"
-DEV_CSV = Path("/work/shared/data/measurements/dev.csv")
-if not DEV_CSV.exists():  # the shared folder beside the repository
-    DEV_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "measurements" / "dev.csv"
+DEV_CSV = Path(__file__).resolve().parents[1] / "data" / "measurements" / "dev.csv"
 
 runner = CliRunner()
 

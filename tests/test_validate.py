@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parents[1]
-DEV = ROOT.parent / "shared" / "data" / "measurements" / "dev.csv"
+DEV = ROOT / "data" / "measurements" / "dev.csv"
 HEADER = ("source,engine,date,model,quant,gpu,n_gpus,split,interconnect,n_gpu_layers,host_mem,n_depth,"
           "n_prompt,n_gen,batch,metric,tok_s,note\n")
 ROW = "https://example.org,llama.cpp,2024-05,meta-llama/Meta-Llama-3-8B,Q4_K_M,{gpu},1,none,none,,,0,{p},{g},1,{m},{v},\n"
@@ -49,7 +49,6 @@ def test_nothing_readable_is_exit_2(tmp_path):
     assert r.returncode == 2 and r.stderr.startswith("error:") and "Traceback" not in r.stderr
 
 
-@pytest.mark.skipif(not DEV.is_file(), reason=f"{DEV} not present (shared/ lies beside the repository)")
 def test_accuracy_on_dev_set_meets_the_targets():
     from gpuplan.bench.validate import validate
 
@@ -62,7 +61,6 @@ def test_accuracy_on_dev_set_meets_the_targets():
     assert s["direction"]["agreement"] >= 0.95 and s["direction"]["pairs"] > 100, s["direction"]
 
 
-@pytest.mark.skipif(not DEV.is_file(), reason="dev set not present")
 def test_validate_plot_writes_a_png(tmp_path):
     out = tmp_path / "v.png"
     r = _cli("validate", str(DEV), "--plot", str(out))

@@ -229,9 +229,7 @@ def test_upload_over_limit(client, monkeypatch):
 
 
 def test_validate_upload(client):
-    csv = (Path(__file__).parents[1].parent / "shared" / "data" / "measurements" / "dev.csv")
-    if not csv.is_file():
-        pytest.skip("shared measurements not present")
+    csv = Path(__file__).parents[1] / "data" / "measurements" / "dev.csv"
     data = b"".join(csv.read_bytes().splitlines(keepends=True)[:4])
     r = client.post("/api/validate", files={"file": ("dev.csv", data)})
     assert r.status_code == 200, r.text

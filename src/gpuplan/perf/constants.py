@@ -1,7 +1,7 @@
 """Constants of the performance model, kept apart from the physics and from spec data.
 
 The values in `fitted.yaml` beside this file override the defaults below. They were fitted by
-`scripts/fit_constants.py` on shared/data/measurements/dev.csv (573 published rows: llama.cpp
+`scripts/fit_constants.py` on data/measurements/dev.csv (573 published rows: llama.cpp
 on RTX 30/40 series and Apple M1/M2, one P40 set, a few vLLM / TensorRT-LLM / ExLlamaV2 rows on
 A100 and RTX 3090), minimising a robust mean |log error| of every row; `fitted.yaml` says when
 and with what loss. None is specific to a GPU model: they are per engine backend, per memory
@@ -70,7 +70,7 @@ class Constants:
     # prompt speed by era_prefill.
     era_fixed: dict = _d(**{"2023-01": 1.2, "2024-01": 1.0, "2025-01": 0.5})
     era_prefill: dict = _d(**{"2023-01": 0.75, "2024-01": 1.0, "2025-01": 1.0})
-    fitted_on: str = "shared/data/measurements/dev.csv (defaults)"
+    fitted_on: str = "data/measurements/dev.csv (defaults)"
 
     def with_overrides(self, data: dict) -> "Constants":
         known = asdict(self)

@@ -1,4 +1,4 @@
-"""Predict one measurement row (the schema of shared/data/measurements/README.md)."""
+"""Predict one measurement row (the schema of data/measurements/README.md in the repository)."""
 
 from __future__ import annotations
 

@@ -251,10 +251,13 @@ def _value(buf, off: int, vtype: int, key: str):
         return arr, end, (vtype, itype)
     if itype == _STRING:
         start, unpack = off, _U64.unpack_from
+        size = len(buf)
         for _ in range(count):  # just the lengths: ~30 ms for 262k tokens
+            if off + 8 > size:
+                raise _Short()
             (n,) = unpack(buf, off)
             off += 8 + n
-        if off > len(buf):
+        if off > size:
             raise _Short()
         return StringArray(bytes(buf[start:off]), count), off, (vtype, itype)
     if itype == _ARRAY:
