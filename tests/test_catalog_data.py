@@ -4,11 +4,12 @@ resolve, and a few published identities hold with their units."""
 from __future__ import annotations
 
 import re
+import typing
 
 import pytest
 
 from gpuplan import catalog
-from gpuplan.catalog.schema import Device
+from gpuplan.catalog.schema import Build, Device, GpuShareTable, HostMemory, Link
 
 REQUIRED_DEVICES = """
 a100-pcie-80gb a100-sxm-80gb a40 apple-m1-7c apple-m1-8c apple-m1-max-24c apple-m1-max-32c
@@ -217,7 +218,8 @@ def test_apple_entries_are_complete():
             continue
         assert d.memory_options_gib, d.id
         assert d.memory_gib == max(d.memory_options_gib), d.id
-        assert d.gpu_share_default is not None and 0.6 <= d.gpu_share_default <= 0.8, d.id
+        assert d.unified and d.gpu_share_default is not None and 0.6 <= d.gpu_share_default <= 0.9, d.id
+        assert d.gpu_share_default == pytest.approx(d.gpu_share(d.memory_gib)), d.id
         m = re.fullmatch(r"apple-m\d(?:-(?:pro|max|ultra))?-(\d+)c", d.id)
         assert m and int(m.group(1)) == d.cores, d.id
         assert d.dies == (2 if "-ultra-" in d.id else 1), d.id
@@ -244,3 +246,154 @@ def test_dense_tensor_rates_are_plausible():
             assert d.int8_tops <= 2.05 * d.fp16_tflops, d.id
         if d.fp8_tflops is not None:
             assert d.fp8_tflops <= 2.05 * d.fp16_tflops, d.id
+
+
+# ---------------------------------------------------------------- spec fields for the speed model
+# Number fields carry their unit in the name; these are plain counts or ratios.
+COUNT_FIELDS = {"cores", "compute_units", "dies", "compute_dies", "threads", "efficiency_cores",
+                "memory_channels", "channels", "pcie_gen", "pcie_lanes", "gpu_share_default"}
+UNIT_SUFFIXES = ("_gib", "_mib", "_gb_s", "_tflops", "_tops", "_mhz", "_mt_s", "_bits", "_w", "_usd", "_us",
+                 "_per_clock_per_core")
+
+
+def _number_fields(model):
+    for name, f in model.model_fields.items():
+        kinds = set(typing.get_args(f.annotation)) or {f.annotation}
+        if kinds & {int, float}:
+            yield name
+
+
+@pytest.mark.parametrize("model", [Device, Link, HostMemory, Build])
+def test_number_fields_name_their_unit(model):
+    bad = [n for n in _number_fields(model) if n not in COUNT_FIELDS and not n.endswith(UNIT_SUFFIXES)]
+    assert not bad, f"{model.__name__}: number fields without a unit in the name: {bad}"
+
+
+# Devices whose vendor publishes no unit count or clock (the note says so).
+NO_UNITS = {"b200"}
+NO_CLOCK = {"b200", "dgx-spark"}
+
+
+def test_every_gpu_and_cpu_has_the_speed_model_fields():
+    for d in catalog.devices().values():
+        if d.id not in NO_UNITS:
+            assert d.compute_units, f"{d.id}: compute_units missing"
+        assert d.fp16_fp32acc_tflops or d.id in ("dgx-spark",), f"{d.id}: fp16_fp32acc_tflops missing"
+        assert d.memory_speed_mt_s, f"{d.id}: memory_speed_mt_s missing"
+        if d.kind == "cpu":
+            for f in ("threads", "simd", "simd_width_bits", "fp32_flops_per_clock_per_core", "memory_channels",
+                      "boost_clock_mhz"):
+                assert getattr(d, f), f"{d.id}: {f} missing"
+            assert d.threads >= d.compute_units, d.id
+        elif d.id not in NO_CLOCK:
+            assert d.boost_clock_mhz, f"{d.id}: boost_clock_mhz missing"
+        if d.kind == "gpu" and d.id not in NO_UNITS | {"dgx-spark"}:
+            assert d.l2_cache_mib, f"{d.id}: l2_cache_mib missing"
+
+
+def test_bus_width_times_data_rate_is_the_bandwidth():
+    """bits on the bus x MT/s / 8 ~= GB/s (vendors round: within 4%); CPUs: 64-bit channels."""
+    checked = 0
+    for d in catalog.devices().values():
+        bits = d.memory_bus_bits
+        if d.kind == "cpu" and d.memory_channels:
+            bits = 64 * d.memory_channels
+        if bits and d.memory_speed_mt_s:
+            peak = bits * d.memory_speed_mt_s / 8 / 1000
+            assert d.memory_bandwidth_gb_s == pytest.approx(peak, rel=0.04), (d.id, peak)
+            checked += 1
+    assert checked >= 100
+
+
+def test_fp32_rate_is_units_times_lanes_times_clock():
+    """fp32 = compute units x FP32 FLOP per unit per clock x boost clock, where the FLOP per unit per
+    clock is one of the architectures' 128 / 256 (NVIDIA SM, AMD CU with dual issue or packed FP32,
+    Intel Xe core, Apple GPU core): catches a clock or unit count copied from another card."""
+    checked = 0
+    for d in catalog.devices().values():
+        if d.kind == "cpu" or not (d.compute_units and d.boost_clock_mhz) or d.backend == "hpu":
+            continue
+        per = d.fp32_tflops * 1e6 / (d.compute_units * d.boost_clock_mhz)
+        assert any(abs(per / k - 1) < 0.03 for k in (128, 256)), (d.id, round(per, 1))
+        checked += 1
+    assert checked >= 90
+
+
+def test_cpu_fp32_peak_fits_cores_width_and_clock():
+    for d in catalog.devices().values():
+        if d.kind != "cpu":
+            continue
+        assert d.fp32_flops_per_clock_per_core == 2 * 2 * d.simd_width_bits // 32, d.id  # 2 FMA pipes
+        top = d.compute_units * d.fp32_flops_per_clock_per_core * d.boost_clock_mhz / 1e6
+        assert 0.35 * top <= d.fp32_tflops <= top * 1.01, (d.id, top)
+
+
+TENSOR_ARCHS = {"Turing", "Volta", "Ampere", "Ada Lovelace", "Blackwell"}
+
+
+def test_nvidia_tensor_rate_is_sms_times_clock():
+    """Dense FP16 (FP16 accumulate) = SMs x 1024 (or 2048 on GA100/Volta-class SMs) FLOP per clock x boost
+    clock on GeForce, workstation and pre-Hopper datacenter cards (Hopper/Blackwell datacenter figures use
+    a lower tensor clock than the boost)."""
+    checked = 0
+    for d in catalog.devices().values():
+        if (d.vendor != "nvidia" or d.architecture not in TENSOR_ARCHS or d.fp16_tflops <= d.fp32_tflops
+                or not (d.compute_units and d.boost_clock_mhz) or d.segment == "datacenter" and d.architecture
+                == "Blackwell"):
+            continue
+        per = d.fp16_tflops * 1e6 / (d.compute_units * d.boost_clock_mhz)
+        assert any(abs(per / k - 1) < 0.03 for k in (1024, 2048)), (d.id, round(per))
+        checked += 1
+    assert checked >= 50
+
+
+def test_fp32_accumulate_rates():
+    for d in catalog.devices().values():
+        acc = d.fp16_fp32acc_tflops
+        if acc is None:
+            continue
+        assert acc <= max(d.fp16_tflops, d.fp32_tflops) * 1.001, d.id
+        tensor = d.vendor == "nvidia" and d.architecture in TENSOR_ARCHS and d.fp16_tflops > 2 * d.fp32_tflops
+        if tensor and d.segment == "consumer":
+            assert acc == pytest.approx(d.fp16_tflops / 2, rel=0.01), f"{d.id}: GeForce runs FP32 accumulate at half rate"
+        elif tensor and d.id != "l40":
+            assert acc == pytest.approx(d.fp16_tflops, rel=0.01), f"{d.id}: pro/datacenter cards run it at full rate"
+    l40 = catalog.device("l40")
+    assert l40.fp16_fp32acc_tflops == pytest.approx(181.05) and l40.fp16_tflops == pytest.approx(362.1)
+
+
+def test_gpu_share_tables():
+    tables = catalog.gpu_share_tables()
+    default = [t for t in tables.values() if t.default]
+    assert [t.id for t in default] == ["macos-26"]
+    t26, t15 = tables["macos-26"], tables["macos-13-15"]
+    assert t26.share(16) == pytest.approx(0.74) and t26.share(128) == pytest.approx(0.84)
+    assert t15.share(32) == pytest.approx(2 / 3, abs=0.001) and t15.share(64) == pytest.approx(0.75)
+    assert t26.share(20) == t26.share(18)  # between keys: the nearest smaller key
+    for t in tables.values():
+        shares = [t.share_by_memory_gib[k] for k in sorted(t.share_by_memory_gib)]
+        assert shares == sorted(shares), f"{t.id}: share falls as memory grows"
+        for gib in t.measured_memory_gib:
+            assert str(int(gib)) in t.sources, f"{t.id}: measured {gib} GiB without a source"
+    m2 = catalog.device("apple-m2-max-38c")
+    assert m2.gpu_share(64) == pytest.approx(0.807) and m2.gpu_share(64, "macos-13-15") == pytest.approx(0.75)
+    assert catalog.device("rtx-4090").gpu_share(24) is None
+
+
+def test_unified_memory_devices_name_their_share():
+    for d in catalog.devices().values():
+        if d.unified:
+            assert d.gpu_share() is not None and d.kind != "cpu", d.id
+        else:
+            assert d.gpu_share() is None, d.id
+
+
+def test_unified_memory_capacity_follows_the_share():
+    """perf.memory gives a unified-memory GPU (not only Apple) its share, and the CPU side the rest."""
+    from gpuplan import api
+
+    for spec, dev_id in (("dgx-spark", "dgx-spark"), ("apple-m4-max-40c:64gb", "apple-m4-max-40c")):
+        r = api.fit("meta-llama/Llama-3.1-8B", spec, quant="Q4_K_M")
+        dev = catalog.device(dev_id)
+        gib = float(spec.split(":")[1][:-2]) if ":" in spec else dev.memory_gib
+        assert r["devices"][0]["capacity_gb"] == pytest.approx(gib * 2**30 * dev.gpu_share(gib) / 1e9, abs=0.01)

@@ -90,6 +90,27 @@ def builds() -> dict:
 
 
 @cache
+def gpu_share_tables() -> dict:
+    from .schema import GpuShareTable
+
+    tables = _load(GpuShareTable, _files("gpu_share"))
+    if sum(t.default for t in tables.values()) != 1:
+        raise ValueError("catalog gpu_share.yaml: exactly one table must be the default")
+    return tables
+
+
+def gpu_share_for(memory_gib: float, table: str | None = None) -> float:
+    """macOS's default GPU share of `memory_gib` of unified memory, from the named table
+    (a macOS version id in gpu_share.yaml) or the default one."""
+    tables = gpu_share_tables()
+    if table is None:
+        return next(t for t in tables.values() if t.default).share(memory_gib)
+    if table not in tables:
+        raise InputError(f"unknown macOS memory table '{table}'; accepted: " + ", ".join(tables))
+    return tables[table].share(memory_gib)
+
+
+@cache
 def _alias_index(kind: str) -> dict[str, str]:
     table = {"device": devices, "model": models, "quant": quants}[kind]()
     idx: dict[str, str] = {}

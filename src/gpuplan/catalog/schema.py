@@ -24,42 +24,83 @@ class Entry(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+SimdIsa = Literal["avx2", "avx512", "neon", "sve", "sve2"]
+MatrixIsa = Literal["amx", "sme"]
+
+
 class Device(Entry):
-    """A GPU, an Apple chip (its GPU and unified memory) or a CPU used as an inference device."""
+    """A GPU, an Apple chip (its GPU and unified memory), another unified-memory APU/SoC or
+    accelerator, or a CPU used as an inference device."""
 
     id: str
     name: str
     vendor: Literal["nvidia", "amd", "intel", "apple"]
-    kind: Literal["gpu", "apple", "cpu"]
-    segment: Literal["consumer", "workstation", "datacenter", "apple", "desktop-cpu", "server-cpu"]
+    kind: Literal["gpu", "apple", "cpu"]  # unified-memory APUs that are not Apple: gpu + unified_memory
+    segment: Literal["consumer", "workstation", "datacenter", "apple", "embedded", "desktop-cpu", "server-cpu"]
     architecture: str
-    backend: Literal["cuda", "rocm", "metal", "sycl", "cpu"]
+    # hpu: Intel Gaudi (Habana) accelerators, run by vLLM/TGI forks through the Habana stack
+    backend: Literal["cuda", "rocm", "metal", "sycl", "cpu", "hpu"]
     release_date: str = Field(pattern=r"^\d{4}-\d{2}$")
-    # Memory. GPUs: VRAM. Apple: the default/largest option is memory_gib, all options in
-    # memory_options_gib, and macOS lets the GPU wire gpu_share_default of it by default.
-    # CPUs: memory_gib is null (the host memory decides); bandwidth is the platform maximum.
+    # Memory. GPUs: VRAM. Apple and other unified-memory chips: the default/largest option is
+    # memory_gib, all options in memory_options_gib, and the GPU may use gpu_share() of it
+    # (gpu_share_default at memory_gib; Apple's share depends on the memory size and macOS
+    # version: gpu_share.yaml). CPUs: memory_gib is null (the host memory decides); bandwidth
+    # is the platform maximum.
     memory_gib: float | None = Field(default=None, gt=0)
     memory_options_gib: list[float] | None = None
+    unified_memory: bool = False  # CPU and GPU share one memory (Apple, Strix Halo, Jetson, GB10, MI300A)
     gpu_share_default: float | None = Field(default=None, gt=0, le=1)
     memory_bandwidth_gb_s: float = Field(gt=0)
     memory_type: MemoryType
     memory_bus_bits: int | None = None
+    memory_speed_mt_s: int | None = Field(default=None, gt=0)  # data rate per pin (19.5 Gbps = 19500)
+    memory_channels: int | None = Field(default=None, gt=0)  # CPUs: 64-bit channels (a DDR5 DIMM = 1)
+    # Apple: what the GPU alone reaches in a published bandwidth test (sources[...] says how)
+    gpu_bandwidth_measured_gb_s: float | None = Field(default=None, gt=0)
     # Compute, dense. fp16_tflops: FP16 tensor/matrix throughput with FP16 accumulate
     # (the rate cuBLAS/llama.cpp F16 GEMMs use); on chips without tensor cores the plain
-    # FP16 rate. int8_tops: INT8 tensor (or DP4A) rate. fp8_tflops: where the chip has FP8.
+    # FP16 rate. fp16_fp32acc_tflops: the same with FP32 accumulate (what PyTorch engines
+    # use): half of fp16_tflops on GeForce, equal on datacenter/workstation cards; chips with
+    # no fast FP16 run it on the FP32 units. int8_tops: INT8 tensor (or DP4A) rate.
+    # fp8_tflops: where the chip has FP8.
     fp32_tflops: float = Field(gt=0)
     fp16_tflops: float = Field(gt=0)
+    fp16_fp32acc_tflops: float | None = Field(default=None, gt=0)
     int8_tops: float | None = Field(default=None, gt=0)
     fp8_tflops: float | None = Field(default=None, gt=0)
     cores: int | None = None  # CUDA cores / stream processors / Apple GPU cores / CPU cores
-    dies: int = 1  # GPU dies sharing the memory (Apple Ultra = 2 fused Max dies, MI250X = 2)
+    # Compute units: NVIDIA SMs, AMD CUs, Intel Xe cores, Apple GPU cores, Gaudi MMEs+TPCs are
+    # described in the note; CPUs: physical cores (efficiency_cores of them are small cores).
+    compute_units: int | None = Field(default=None, gt=0)
+    dies: int = 1  # GPU dies software sees as separate memory domains (Apple Ultra = 2 fused Max dies, MI250X = 2)
+    compute_dies: int | None = Field(default=None, gt=0)  # dies holding the compute units (MI300X 8 XCDs, B200 2)
+    base_clock_mhz: float | None = Field(default=None, gt=0)
+    boost_clock_mhz: float | None = Field(default=None, gt=0)  # GPUs: boost; CPUs: max boost (note says)
+    all_core_clock_mhz: float | None = Field(default=None, gt=0)  # CPUs: all-core turbo where published
+    # Caches. l2_cache_mib: GPU L2 (all dies). infinity_cache_mib: AMD's memory-side cache
+    # (RDNA 2+ Infinity Cache, MI300 Infinity Cache, Strix Halo MALL). llc_mib: CPU L3 and
+    # Apple's system-level cache (the last level before DRAM, shared by CPU and GPU).
+    l2_cache_mib: float | None = Field(default=None, gt=0)
+    infinity_cache_mib: float | None = Field(default=None, gt=0)
+    llc_mib: float | None = Field(default=None, gt=0)
+    # CPUs: hardware threads, the widest vector ISA llama.cpp uses, the width of one FMA
+    # datapath (Zen 4 runs AVX-512 on 256-bit units), matrix extensions and the resulting
+    # peak FP32 FLOP per clock of one (big) core.
+    threads: int | None = Field(default=None, gt=0)
+    efficiency_cores: int | None = Field(default=None, ge=0)
+    simd: SimdIsa | None = None
+    simd_width_bits: int | None = Field(default=None, gt=0)
+    matrix_isa: MatrixIsa | None = None
+    fp32_flops_per_clock_per_core: int | None = Field(default=None, gt=0)
     tdp_w: float = Field(gt=0)
     pcie_gen: int | None = None
     pcie_lanes: int | None = None
-    nvlink: str | None = None  # a link id from links.yaml (bridge or SXM NVLink)
+    nvlink: str | None = None  # a link id from links.yaml (bridge or SXM NVLink) that fits this device
     launch_price_usd: float | None = Field(default=None, gt=0)
     used_price_usd: float | None = Field(default=None, gt=0)
     used_price_date: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}$")
+    street_price_usd: float | None = Field(default=None, gt=0)  # new, from resellers, at street_price_date
+    street_price_date: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}$")
     aliases: list[str] = []  # other names (NVML / marketing) that map to this id
     source: str  # main spec page
     sources: dict[str, str] = {}  # field -> source, where it differs from `source`
@@ -71,7 +112,58 @@ class Device(Entry):
             raise ValueError(f"{self.id}: memory_gib is required for kind {self.kind}")
         if self.used_price_usd is not None and self.used_price_date is None:
             raise ValueError(f"{self.id}: used_price_usd needs used_price_date")
+        if self.street_price_usd is not None and self.street_price_date is None:
+            raise ValueError(f"{self.id}: street_price_usd needs street_price_date")
+        if self.unified and self.gpu_share_default is None:
+            raise ValueError(f"{self.id}: a unified-memory device needs gpu_share_default")
         return self
+
+    @property
+    def unified(self) -> bool:
+        """CPU and GPU share one memory: layers 'offloaded to RAM' add no capacity."""
+        return self.kind == "apple" or self.unified_memory
+
+    def gpu_share(self, memory_gib: float | None = None, os_table: str | None = None) -> float | None:
+        """Share of `memory_gib` (default: memory_gib) the GPU may use; None for devices with
+        their own VRAM. Apple: macOS's default wired limit for that memory size (gpu_share.yaml,
+        `os_table` picks a macOS version, default the current one)."""
+        if not self.unified:
+            return None
+        if self.kind == "apple":
+            from . import gpu_share_for
+
+            return gpu_share_for(memory_gib or self.memory_gib, os_table) or self.gpu_share_default
+        return self.gpu_share_default
+
+
+class GpuShareTable(Entry):
+    """macOS's default GPU wired-memory limit (Metal recommendedMaxWorkingSetSize, the
+    iogpu.wired_limit_mb default) as a share of unified memory, by memory size in GiB. A size
+    between keys takes the share of the nearest smaller key (the smallest key below all)."""
+
+    id: str
+    name: str
+    default: bool = False  # the table gpu_share() uses when none is named
+    share_by_memory_gib: dict[float, float]
+    measured_memory_gib: list[float]  # keys read from published logs; the rest are interpolated
+    source: str
+    sources: dict[str, str] = {}  # memory size (as text) -> source of that measurement
+    note: str
+
+    @model_validator(mode="after")
+    def _shares(self):
+        for gib, share in self.share_by_memory_gib.items():
+            if not (gib > 0 and 0 < share <= 1):
+                raise ValueError(f"{self.id}: share {share} at {gib} GiB is out of range")
+        missing = set(self.measured_memory_gib) - set(self.share_by_memory_gib)
+        if missing:
+            raise ValueError(f"{self.id}: measured sizes {sorted(missing)} have no share")
+        return self
+
+    def share(self, memory_gib: float) -> float:
+        keys = sorted(self.share_by_memory_gib)
+        below = [k for k in keys if k <= memory_gib]
+        return self.share_by_memory_gib[below[-1] if below else keys[0]]
 
 
 class Link(Entry):
@@ -79,10 +171,13 @@ class Link(Entry):
 
     id: str
     name: str
-    kind: Literal["pcie", "nvlink-bridge", "nvlink", "nvswitch", "infiniband", "ethernet"]
+    kind: Literal["pcie", "nvlink-bridge", "nvlink", "nvswitch", "infinity-fabric", "infiniband", "ethernet"]
     scope: Literal["intra-node", "inter-node"]
     bandwidth_gb_s: float = Field(gt=0)  # usable per direction, between one pair of devices
     latency_us: float = Field(gt=0)  # one small message, typical
+    # Device ids this link physically fits (bridges, SXM/OAM fabrics); empty: any device with
+    # the right slot (PCIe) or port (networks). A pair of devices not listed cannot use it.
+    fits_devices: list[str] = []
     source: str
     note: str | None = None
 
@@ -93,10 +188,12 @@ class HostMemory(Entry):
     id: str
     name: str
     memory_type: MemoryType
+    module: Literal["dimm", "mrdimm", "soldered"] = "dimm"  # soldered: LPDDR on the package/board
     speed_mt_s: int = Field(gt=0)
-    channels: int = Field(gt=0)
+    channels: int = Field(gt=0)  # 64-bit channels (a 256-bit LPDDR5X bus = 4)
     bandwidth_gb_s: float = Field(gt=0)  # theoretical peak: MT/s x 8 bytes x channels
     source: str
+    note: str | None = None
 
 
 class ModelSpec(Entry):
@@ -191,6 +288,8 @@ class Build(Entry):
     price_usd: float = Field(gt=0)  # the GPUs (or the whole Mac) at the stated date
     price_kind: Literal["new", "used", "launch"]
     price_date: str = Field(pattern=r"^\d{4}-\d{2}$")
+    price_scope: Literal["gpus", "system"] = "gpus"  # what price_usd buys: the GPUs alone or the whole machine
     power_w: float = Field(gt=0)  # whole system under inference load
     notes: str
     source: str
+    sources: dict[str, str] = {}  # field -> source, where it differs from `source`

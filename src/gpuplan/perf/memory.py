@@ -192,8 +192,9 @@ def device_memory(model: LoadedModel, hw: Hardware, plan: Plan, wl: Workload) ->
     for d in range(n_dev):
         dev = hw.devices[idx[d]]
         cap = hw.memory_gib[idx[d]] * GIB
-        if dev.kind == "apple":
-            cap *= dev.gpu_share_default or 0.75
+        share = dev.gpu_share(hw.memory_gib[idx[d]])  # unified memory: what the GPU may use of it
+        if share is not None:
+            cap *= share
         holds_output = d == n_dev - 1 or plan.split in (Split.TENSOR, Split.ROW)
         buf = compute_buffer_bytes(model, engine, wl.context, seqs, holds_output, plan.flash_attention)
         ctx = em.context_gib * GIB if dev.kind == "gpu" else 0.0
@@ -207,10 +208,10 @@ def device_memory(model: LoadedModel, hw: Hardware, plan: Plan, wl: Workload) ->
         host_w = host_kv = 0.0
     if host_w or host_kv:
         ram = (hw.host_ram_gib or _default_ram(hw)) * GIB
-        apple = [hw.devices[i] for i in idx if hw.devices[i].kind == "apple"]
-        if apple:  # unified memory: what the GPU may not wire is all the CPU side has
-            a = apple[0]
-            ram = hw.memory_gib[idx[0]] * GIB * (1 - (a.gpu_share_default or 0.75))
+        unified = [i for i in idx if hw.devices[i].unified]
+        if unified:  # unified memory: what the GPU may not use is all the CPU side has
+            i = unified[0]
+            ram = hw.memory_gib[i] * GIB * (1 - hw.devices[i].gpu_share(hw.memory_gib[i]))
         out.append(DeviceMemory(name="host RAM", weights=host_w, kv_cache=host_kv,
                                 overhead=0.0, capacity=ram))
     return out

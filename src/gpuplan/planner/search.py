@@ -184,7 +184,7 @@ def candidates(model: LoadedModel, hw: Hardware, wl: Workload, engine: str | Non
                 variants.append(replace(plan, experts_on_host=True))
             for kv in (("q8_0", "q4_0") if llama else ("fp8",)):
                 variants.append(replace(plan, kv_type=kv))
-            unified = any(hw.devices[i].kind in ("apple", "cpu") for i in plan.device_ids)
+            unified = any(hw.devices[i].kind == "cpu" or hw.devices[i].unified for i in plan.device_ids)
             if llama and not unified:  # a Mac or a CPU has no separate RAM to offload to
                 off = _offload_variant(model, hw, plan, wl)
                 if off is not None and off.gpu_layers > 0:
