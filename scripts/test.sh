@@ -3,6 +3,7 @@
 #   - Debian's Chromium for the browser test (nothing downloads a browser of its own)
 #   - a virtual environment with gpuplan and its test extras, including llama-cpp-python[server],
 #     which builds llama.cpp from source the first time (several minutes on 2 cores)
+#   - llama.cpp's llama-server, llama-bench and rpc-server (scripts/build_llama_cpp.sh, cached)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +21,9 @@ fi
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
 python -m pip install -q -e '.[test]'
+# llama-server, llama-bench and rpc-server from the llama.cpp that llama-cpp-python vendors
+# (built once into ~/.cache/gpuplan/llama.cpp/<version>/bin; about 11 minutes on 2 cores)
+bash scripts/build_llama_cpp.sh python >/dev/null
 
 set +e
 python -m pytest -q "$@"
