@@ -3,8 +3,10 @@ resolve, and a few published identities hold with their units."""
 
 from __future__ import annotations
 
+import csv
 import re
 import typing
+from pathlib import Path
 
 import pytest
 
@@ -29,9 +31,22 @@ tesla-t4 tesla-p100 mi210 mi250x mi300x mi325x rx-7900-xtx rx-7900-xt arc-a770-1
 cpu cpu-ryzen-9-7950x cpu-ryzen-9-9950x cpu-core-i9-13900k cpu-epyc-9654 cpu-xeon-platinum-8480
 """.split()
 
+# The hardware people run in 2025-2026 (issue 12).
+REQUIRED_DEVICES_2026 = """
+rtx-5050 rtx-5060 rtx-5060-ti-8gb rtx-pro-6000-max-q rtx-pro-6000-server rtx-pro-5000 rtx-pro-4500
+rtx-pro-4000 h200-nvl h20 b300 gb200 gb300 jetson-agx-thor jetson-agx-orin-64gb mi355x mi350x mi300a
+rx-9070-xt rx-9070 rx-9060-xt-16gb radeon-ai-pro-r9700 radeon-pro-w7900 mi50-32gb mi100 rx-6800-xt
+ryzen-ai-max-395 arc-pro-b60 arc-pro-b50 arc-b570 gaudi3 apple-m3-ultra-80c apple-m5-10c apple-m5-pro-20c
+apple-m5-max-40c cpu-epyc-9755 cpu-epyc-9575f cpu-epyc-9355 cpu-xeon-6980p cpu-xeon-6787p
+""".split()
+
 REQUIRED_LINKS = """
 pcie3-x16 pcie3-x8 pcie3-x4 pcie4-x16 pcie4-x8 pcie4-x4 pcie5-x16 pcie5-x8 pcie5-x4
 nvlink-bridge-3090 nvlink-bridge-a6000 nvlink3 nvlink4 nvlink5 ib-hdr ib-ndr eth-100g eth-400g
+xgmi xgmi-mi355x nvlink-bridge-2080ti nvlink-bridge-a100 nvlink-bridge-h100 nvlink-bridge-h200-nvl
+""".split()
+REQUIRED_HOST_MEMORY = """
+ddr5-6400-2ch ddr5-6400-12ch ddr5-8000-2ch mrdimm-8800-12ch mrdimm-8000-8ch lpddr5x-8000-4ch lpddr5x-8533-4ch
 """.split()
 
 # What each Build must cover (by gpus string and link), from the `gpuplan builds` brief.
@@ -42,6 +57,7 @@ REQUIRED_BUILDS = [
     ("2x tesla-p40", None), ("apple-m2-max-38c:96gb", None), ("apple-m2-ultra-76c:192gb", None),
     ("apple-m3-ultra-80c:512gb", None), ("apple-m4-pro-20c:64gb", None),
     ("apple-m4-max-40c:128gb", None), ("dgx-spark", None), ("h100-pcie-80gb", None),
+    ("ryzen-ai-max-395:128gb", None), ("apple-m3-ultra-60c:96gb", None), ("2x rtx-pro-6000-max-q", None),
 ]
 
 # The hardware spec grammar: `(N x )?id(:NNgb)?`, joined by commas or `+`.
@@ -64,13 +80,15 @@ def all_entries():
 
 
 def test_required_devices_exist():
-    missing = sorted(set(REQUIRED_DEVICES) - set(catalog.devices()))
+    missing = sorted(set(REQUIRED_DEVICES + REQUIRED_DEVICES_2026) - set(catalog.devices()))
     assert not missing, f"missing device ids: {missing}"
 
 
-def test_required_links_exist():
+def test_required_links_and_host_memories_exist():
     missing = sorted(set(REQUIRED_LINKS) - set(catalog.links()))
     assert not missing, f"missing link ids: {missing}"
+    missing = sorted(set(REQUIRED_HOST_MEMORY) - set(catalog.host_memories()))
+    assert not missing, f"missing host memory ids: {missing}"
 
 
 def test_every_entry_names_an_http_source():
@@ -100,6 +118,10 @@ def test_nvlink_references_resolve():
     ("a40", "nvlink-bridge-a6000"), ("rtx-a5000", "nvlink-bridge-a6000"),
     ("a100-sxm-80gb", "nvlink3"), ("h100-sxm-80gb", "nvlink4"), ("h200-sxm-141gb", "nvlink4"),
     ("b200", "nvlink5"), ("rtx-4090", None), ("rtx-5090", None), ("tesla-p40", None),
+    ("rtx-3090-ti", "nvlink-bridge-3090"), ("rtx-2080-ti", "nvlink-bridge-2080ti"),
+    ("rtx-2080", "nvlink-bridge-2080"), ("rtx-2060", None), ("a100-pcie-80gb", "nvlink-bridge-a100"),
+    ("h100-pcie-80gb", "nvlink-bridge-h100"), ("h200-nvl", "nvlink-bridge-h200-nvl"), ("h20", "nvlink4"),
+    ("b300", "nvlink5"), ("gb300", "nvlink5"), ("rtx-6000-ada", None), ("l40s", None), ("rtx-pro-6000", None),
 ])
 def test_nvlink_assignments(dev_id, link_id):
     assert catalog.device(dev_id).nvlink == link_id
@@ -183,7 +205,9 @@ def test_host_memory_bandwidth_formula():
     assert catalog.host_memory("ddr5-4800-8ch").bandwidth_gb_s == pytest.approx(307.2)
     for h in catalog.host_memories().values():
         assert h.bandwidth_gb_s == pytest.approx(h.speed_mt_s * 8 * h.channels / 1000, rel=1e-3)
-        assert h.id == f"{h.memory_type.lower()}-{h.speed_mt_s}-{h.channels}ch"
+        prefix = "mrdimm" if h.module == "mrdimm" else h.memory_type.lower()
+        assert h.id == f"{prefix}-{h.speed_mt_s}-{h.channels}ch"
+        assert (h.module == "soldered") == h.memory_type.startswith("LPDDR"), h.id
 
 
 def test_host_memory_grid():
@@ -270,15 +294,17 @@ def test_number_fields_name_their_unit(model):
 
 
 # Devices whose vendor publishes no unit count or clock (the note says so).
-NO_UNITS = {"b200"}
-NO_CLOCK = {"b200", "dgx-spark"}
+NO_UNITS = {"b200", "b300", "gb200", "gb300"}
+NO_CLOCK = NO_UNITS | {"dgx-spark", "h20", "gaudi3"}
+NO_L2 = NO_UNITS | {"dgx-spark", "rtx-5050", "jetson-agx-thor"}
+NO_FP32ACC = {"dgx-spark", "jetson-agx-thor"}
 
 
 def test_every_gpu_and_cpu_has_the_speed_model_fields():
     for d in catalog.devices().values():
         if d.id not in NO_UNITS:
             assert d.compute_units, f"{d.id}: compute_units missing"
-        assert d.fp16_fp32acc_tflops or d.id in ("dgx-spark",), f"{d.id}: fp16_fp32acc_tflops missing"
+        assert d.fp16_fp32acc_tflops or d.id in NO_FP32ACC, f"{d.id}: fp16_fp32acc_tflops missing"
         assert d.memory_speed_mt_s, f"{d.id}: memory_speed_mt_s missing"
         if d.kind == "cpu":
             for f in ("threads", "simd", "simd_width_bits", "fp32_flops_per_clock_per_core", "memory_channels",
@@ -287,7 +313,7 @@ def test_every_gpu_and_cpu_has_the_speed_model_fields():
             assert d.threads >= d.compute_units, d.id
         elif d.id not in NO_CLOCK:
             assert d.boost_clock_mhz, f"{d.id}: boost_clock_mhz missing"
-        if d.kind == "gpu" and d.id not in NO_UNITS | {"dgx-spark"}:
+        if d.kind == "gpu" and d.id not in NO_L2:
             assert d.l2_cache_mib, f"{d.id}: l2_cache_mib missing"
 
 
@@ -338,8 +364,8 @@ def test_nvidia_tensor_rate_is_sms_times_clock():
     checked = 0
     for d in catalog.devices().values():
         if (d.vendor != "nvidia" or d.architecture not in TENSOR_ARCHS or d.fp16_tflops <= d.fp32_tflops
-                or not (d.compute_units and d.boost_clock_mhz) or d.segment == "datacenter" and d.architecture
-                == "Blackwell"):
+                or not (d.compute_units and d.boost_clock_mhz)
+                or d.segment in ("datacenter", "embedded") and d.architecture.startswith("Blackwell")):
             continue
         per = d.fp16_tflops * 1e6 / (d.compute_units * d.boost_clock_mhz)
         assert any(abs(per / k - 1) < 0.03 for k in (1024, 2048)), (d.id, round(per))
@@ -397,3 +423,81 @@ def test_unified_memory_capacity_follows_the_share():
         dev = catalog.device(dev_id)
         gib = float(spec.split(":")[1][:-2]) if ":" in spec else dev.memory_gib
         assert r["devices"][0]["capacity_gb"] == pytest.approx(gib * 2**30 * dev.gpu_share(gib) / 1e9, abs=0.01)
+
+
+# ---------------------------------------------------------------- links fit the devices they join
+@pytest.mark.parametrize("link_id, dev_id, fits", [
+    ("nvlink-bridge-3090", "rtx-3090", True), ("nvlink-bridge-3090", "rtx-3090-ti", True),
+    ("nvlink-bridge-3090", "rtx-4090", False), ("nvlink-bridge-a6000", "rtx-3090", False),
+    ("nvlink-bridge-3090", "rtx-a6000", False), ("nvlink4", "rtx-4090", False), ("nvlink4", "h100-sxm-80gb", True),
+    ("nvlink4", "h100-pcie-80gb", False), ("xgmi", "mi300x", True), ("xgmi", "mi250x", False),
+    ("pcie4-x16", "rtx-4090", True), ("ib-ndr", "h100-sxm-80gb", True),
+])
+def test_links_fit_only_their_devices(link_id, dev_id, fits):
+    assert catalog.link(link_id).fits(dev_id) is fits
+
+
+def test_fit_lists_match_the_devices():
+    links, devices = catalog.links(), catalog.devices()
+    for l in links.values():
+        for dev_id in l.fits_devices:
+            assert dev_id in devices, f"link {l.id}: unknown device {dev_id}"
+        if l.kind in ("nvlink", "nvlink-bridge", "nvswitch", "infinity-fabric"):
+            assert l.fits_devices, f"link {l.id}: a bridge or fabric must list the devices it fits"
+        if l.kind in ("nvlink", "nvlink-bridge"):
+            for dev_id in l.fits_devices:
+                assert devices[dev_id].nvlink == l.id, f"{dev_id} is listed by {l.id} but names {devices[dev_id].nvlink}"
+    for d in devices.values():
+        if d.nvlink:
+            assert links[d.nvlink].fits(d.id), f"{d.id}: its nvlink {d.nvlink} does not list it"
+        if d.vendor != "nvidia" or d.segment == "consumer" and d.architecture in ("Ada Lovelace", "Blackwell"):
+            assert d.nvlink is None, f"{d.id}: no NVLink connector"
+
+
+def test_mi300x_fabric_is_per_direction():
+    """AMD's 128 GB/s per Infinity Fabric link adds both directions: 64 GB/s each way."""
+    assert catalog.link("xgmi").bandwidth_gb_s == pytest.approx(64)
+    assert "64 GB/s each way" in catalog.device("mi300x").note
+
+
+# ---------------------------------------------------------------- issue 12 corrections
+def test_issue_12_corrections():
+    assert catalog.device("rtx-4000-ada").release_date == "2023-08"
+    assert catalog.device("b200").memory_bandwidth_gb_s == pytest.approx(7700)
+    h100 = catalog.device("h100-pcie-80gb")
+    assert h100.launch_price_usd is None and h100.street_price_usd and h100.street_price_date
+    a770, b580 = catalog.device("arc-a770-16gb"), catalog.device("arc-b580")
+    for d in (a770, b580):  # FP32 and XMX rates at one clock: XMX FP16 = 8x the FP32 rate per Xe core
+        assert d.fp16_tflops == pytest.approx(8 * d.fp32_tflops, rel=0.01), d.id
+        assert d.int8_tops == pytest.approx(2 * d.fp16_tflops, rel=0.01), d.id
+
+
+# ---------------------------------------------------------------- measurement rows resolve
+MEASUREMENTS = Path(__file__).resolve().parents[1] / "data" / "measurements"
+
+
+@pytest.mark.parametrize("name", ["dev.csv", "dev-2026-12.csv"])
+def test_every_measurement_device_link_and_host_memory_resolves(name):
+    from gpuplan.perf.predict import _link_for, host_memory_id
+
+    rows = list(csv.DictReader((MEASUREMENTS / name).open()))
+    assert rows
+    for r in rows:
+        dev = catalog.device(r["gpu"])  # raises InputError for an unknown id
+        if int(r["n_gpus"] or 0) > 1:
+            link = _link_for(r["interconnect"], dev)
+            assert link.fits(dev.id), f"{name}: {r['interconnect']} does not fit {dev.id}"
+        if r["host_mem"]:
+            assert host_memory_id(r["host_mem"]) in catalog.host_memories()
+
+
+def test_new_backends_and_kinds_plan_without_tracebacks():
+    """Devices of the new kinds go through the planner: Gaudi (backend hpu, which the catalog's engines do
+    not run), unified-memory APUs, Jetson, M5 with matrix units."""
+    from gpuplan import api
+
+    for spec in ("gaudi3", "ryzen-ai-max-395:128gb", "jetson-agx-thor", "mi300a", "apple-m5-max-40c:128gb",
+                 "8x mi300x", "2x rtx-3090-ti", "cpu-xeon-6980p"):
+        r = api.plan("meta-llama/Llama-3.1-8B", spec, quant="Q4_K_M")
+        assert r["fits"], spec
+        assert r["decode_tok_s"] > 0, spec

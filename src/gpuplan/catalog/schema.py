@@ -181,6 +181,10 @@ class Link(Entry):
     source: str
     note: str | None = None
 
+    def fits(self, device_id: str) -> bool:
+        """Whether this link can join devices of this id (a bridge or fabric made for other cards cannot)."""
+        return not self.fits_devices or device_id in self.fits_devices
+
 
 class HostMemory(Entry):
     """System RAM: where offloaded layers live and CPU inference reads from."""
