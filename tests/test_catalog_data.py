@@ -75,7 +75,8 @@ def parse_spec(spec: str) -> list[tuple[int, str, int | None]]:
 
 
 def all_entries():
-    for table in (catalog.devices(), catalog.links(), catalog.host_memories(), catalog.builds()):
+    for table in (catalog.devices(), catalog.links(), catalog.host_memories(), catalog.builds(),
+                  catalog.gpu_share_tables()):
         yield from table.values()
 
 
@@ -99,10 +100,12 @@ def test_every_entry_names_an_http_source():
 
 
 def test_per_field_sources_name_real_fields():
-    fields = set(Device.model_fields)
-    for d in catalog.devices().values():
-        unknown = set(d.sources) - fields
-        assert not unknown, f"{d.id}: sources for unknown fields {sorted(unknown)}"
+    for model, table in ((Device, catalog.devices()), (Build, catalog.builds())):
+        fields = set(model.model_fields)
+        for d in table.values():
+            unknown = set(d.sources) - fields
+            assert not unknown, f"{d.id}: sources for unknown fields {sorted(unknown)}"
+            assert all(getattr(d, f) is not None for f in d.sources), f"{d.id}: a source for an empty field"
 
 
 def test_nvlink_references_resolve():

@@ -2,8 +2,10 @@
 in its name; every entry names where its numbers come from.
 
 Units: bandwidths in GB/s (10^9 bytes per second, per direction for links), memory
-capacities in GiB (what vendors print as "GB" on VRAM and unified memory is binary),
-throughput in TFLOPS/TOPS (dense, no sparsity), power in W, prices in USD.
+capacities in GiB (what vendors print as "GB" on VRAM and unified memory is binary), caches
+in MiB, clocks in MHz, memory data rates in MT/s, throughput in TFLOPS/TOPS (dense, no
+sparsity), power in W, prices in USD. Counts (compute units, cores, threads, channels) and
+shares carry no unit.
 """
 
 from __future__ import annotations
