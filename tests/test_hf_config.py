@@ -106,3 +106,99 @@ def test_missing_config(tmp_path):
         read_config(tmp_path)
     with pytest.raises(InputError, match="no config.json"):
         resolve_model(str(tmp_path))
+
+
+# ---------------------------------------------------------------- families and hostile input
+def _write(tmp_path, cfg, name="config.json"):
+    p = tmp_path / name
+    p.write_text(json.dumps(cfg))
+    return p
+
+
+LLAMA = json.loads((CONFIGS / "Meta-Llama-3-8B.json").read_text())
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("num_hidden_layers", -3, "outside 1..1,000"),
+    ("num_hidden_layers", 0, "outside 1..1,000"),
+    ("num_hidden_layers", 10**12, "outside 1..1,000"),
+    ("num_hidden_layers", "32", "not a whole number"),
+    ("num_hidden_layers", 32.5, "not a whole number"),
+    ("num_hidden_layers", True, "not a whole number"),
+    ("num_hidden_layers", [32], "not a whole number"),
+    ("hidden_size", float("nan"), "not a whole number"),
+    ("hidden_size", float("inf"), "not a whole number"),
+    ("hidden_size", 10**9, "outside 1..1,000,000"),
+    ("num_key_value_heads", 0, "outside 1..100,000"),
+    ("vocab_size", -1, "outside 1..100,000,000"),
+    ("intermediate_size", {"a": 1}, "not a whole number"),
+    ("max_position_embeddings", 10**15, "outside"),
+    ("tie_word_embeddings", "yes", "not true or false"),
+])
+def test_hostile_values_are_one_line(tmp_path, key, value, match):
+    cfg = {**LLAMA, key: value}
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps(cfg, allow_nan=True))
+    _bad(p, f"{key} = .*{match}")
+
+
+def test_hostile_family_fields_are_one_line(tmp_path):
+    q3n = json.loads((CONFIGS / "Qwen3-Next-80B-A3B-Instruct.json").read_text())
+    for key, value in (("linear_num_value_heads", -1), ("num_experts", 10**9), ("full_attention_interval", 0),
+                       ("num_experts_per_tok", 513), ("linear_conv_kernel_dim", "4")):
+        p = _write(tmp_path, {**q3n, key: value})
+        with pytest.raises(InputError) as e:
+            read_config(p)
+        assert str(p) in str(e.value) and "\n" not in str(e.value), (key, e.value)
+    nem = json.loads((CONFIGS / "NVIDIA-Nemotron-Nano-9B-v2.json").read_text())
+    _bad(_write(tmp_path, {**nem, "hybrid_override_pattern": "M*"}), "hybrid_override_pattern")
+
+
+def test_hostile_config_through_the_command_line(tmp_path):
+    import subprocess
+    import sys
+
+    p = _write(tmp_path, {**LLAMA, "num_hidden_layers": 10**12})
+    r = subprocess.run([sys.executable, "-m", "gpuplan.cli", "fit", str(p), "--gpus", "rtx-4090"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.startswith("error:") and len(r.stderr.strip().splitlines()) == 1
+    assert "num_hidden_layers" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_huge_or_deep_json_is_refused(tmp_path):
+    p = tmp_path / "config.json"
+    p.write_text("[" * 100_000 + "]" * 100_000)
+    _bad(p, "not JSON|not a config")
+    p.write_text(json.dumps({**LLAMA, "pad": "x" * (17 * 2**20)}))
+    _bad(p, "is not a config.json")
+
+
+def test_unknown_model_type_with_usual_fields_reads_with_a_note(tmp_path):
+    s = read_config(_write(tmp_path, {**LLAMA, "model_type": "brand_new_llm"}))
+    assert s.architecture == "llama" and s.n_layers == 32 and "brand_new_llm" in s.note
+
+
+def test_multimodal_wrappers_read_their_text_model():
+    scout = read_config(CONFIGS / "Llama-4-Scout-17B-16E-Instruct.json")
+    assert (scout.architecture, scout.n_layers, scout.hidden_size, scout.vocab_size) == ("llama4", 48, 5120, 202048)
+    g = read_config(CONFIGS / "gemma-3n-E4B-it.json")
+    assert (g.architecture, g.n_layers, g.kv_shared_layers, g.per_layer_embedding_dim) == ("gemma3n", 35, 15, 256)
+
+
+ENTRY_ONLY = {"id", "name", "source", "aliases", "note", "params_b_published", "active_params_b_published"}
+
+
+@pytest.mark.parametrize("fixture,model_id", [
+    ("Qwen3-Next-80B-A3B-Instruct.json", "Qwen/Qwen3-Next-80B-A3B-Instruct"),
+    ("Llama-4-Scout-17B-16E-Instruct.json", "meta-llama/Llama-4-Scout-17B-16E-Instruct"),
+    ("Llama-4-Maverick-17B-128E-Instruct.json", "meta-llama/Llama-4-Maverick-17B-128E-Instruct"),
+    ("gemma-3n-E4B-it.json", "google/gemma-3n-E4B-it"),
+    ("gemma-3n-E2B-it.json", "google/gemma-3n-E2B-it"),
+    ("NVIDIA-Nemotron-Nano-9B-v2.json", "nvidia/NVIDIA-Nemotron-Nano-9B-v2"),
+])
+def test_catalog_entry_is_its_config(fixture, model_id):
+    """Every architecture field of the catalog entry is what the published config.json says."""
+    got = read_config(CONFIGS / fixture).model_dump()
+    want = catalog.model(model_id).model_dump()
+    diff = {k: (got[k], want[k]) for k in got if k not in ENTRY_ONLY and got[k] != want[k]}
+    assert not diff

@@ -90,7 +90,9 @@ def test_tensor_list_shapes():
     ds = {t.name: t for t in tensor_list(catalog.model("deepseek-ai/DeepSeek-V3"))}
     assert "blk.2.ffn_gate.weight" in ds and "blk.3.ffn_gate_exps.weight" in ds
     assert ds["blk.3.ffn_down_exps.weight"].shape == (2048, 7168, 256) and ds["blk.3.ffn_down_exps.weight"].expert
-    assert ds["blk.3.attn_kv_b.weight"].shape == (512, 128 * 256)
+    # current GGUFs store MLA's kv_b split for the absorbed path: k_b (nope x rank x heads), v_b
+    assert ds["blk.3.attn_k_b.weight"].shape == (128, 512, 128)
+    assert ds["blk.3.attn_v_b.weight"].shape == (512, 128, 128)
     assert "blk.3.ffn_down_shexp.weight" in ds
     qw = {t.name for t in tensor_list(catalog.model("Qwen/Qwen2.5-7B-Instruct"))}
     assert "blk.0.attn_q.bias" in qw
@@ -187,3 +189,67 @@ def test_weights_parts_add_up(model_id, qid):
     assert (w.output_bytes == 0) == spec.tied_embeddings
     total, _ = param_count(spec)
     assert 2.5 < 8 * w.total_bytes / total < 17
+
+
+# --- the user's own catalog: `gpuplan models add`
+
+def _cli(args, env):
+    import os
+    import subprocess
+    import sys
+
+    e = {k: v for k, v in os.environ.items() if k not in ("GPUPLAN_CONFIG_DIR", "XDG_CONFIG_HOME")}
+    return subprocess.run([sys.executable, "-m", "gpuplan.cli", *args], capture_output=True, text=True,
+                          env={**e, **env}, timeout=120)
+
+
+def test_models_add_config_then_every_command_resolves_it(tmp_path):
+    import json
+    import shutil
+    from pathlib import Path
+
+    d = tmp_path / "Qwen3-Next-local"
+    d.mkdir()
+    shutil.copy(Path(__file__).parent / "fixtures/configs/Qwen3-Next-80B-A3B-Instruct.json", d / "config.json")
+    env = {"GPUPLAN_CONFIG_DIR": str(tmp_path / "cfg")}
+    r = _cli(["models", "add", str(d), "--id", "me/qwen3-next-local", "--json"], env)
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert Path(info["file"]).parent == tmp_path / "cfg" / "models" and info["source"] == str((d / "config.json").resolve())
+    shown = json.loads(_cli(["models", "show", "me/qwen3-next-local", "--json"], env).stdout)
+    assert shown["architecture"] == "qwen3_next" and shown["layer_kinds"] == {"recurrent": 36, "full": 12}
+    fit = _cli(["fit", "me/qwen3-next-local", "--gpus", "rtx-4090", "--json"], env)
+    assert fit.returncode == 0, fit.stderr
+    # the same id again is refused, one line, exit 2; --force replaces it
+    again = _cli(["models", "add", str(d), "--id", "me/qwen3-next-local"], env)
+    assert again.returncode == 2 and "already in the catalog" in again.stderr
+    assert _cli(["models", "add", str(d), "--id", "me/qwen3-next-local", "--force"], env).returncode == 0
+    # another config dir does not see it
+    other = _cli(["models", "show", "me/qwen3-next-local"], {"GPUPLAN_CONFIG_DIR": str(tmp_path / "other")})
+    assert other.returncode == 2 and "unknown model" in other.stderr
+
+
+def test_models_add_gguf_under_xdg_config_home(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from gguf_writer import write_gguf
+    from gpuplan.sources.hf_config import spec_from_config
+
+    spec = spec_from_config({"model_type": "llama", "num_hidden_layers": 2, "hidden_size": 64, "intermediate_size": 128,
+                             "num_attention_heads": 4, "vocab_size": 64}, "tiny", "tiny", "test")
+    write_gguf(spec, tmp_path / "tiny-llama.gguf")
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    r = _cli(["models", "add", str(tmp_path / "tiny-llama.gguf")], env)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "xdg" / "gpuplan" / "models" / "tiny-llama.yaml").is_file()
+    assert _cli(["models", "show", "tiny-llama"], env).returncode == 0
+
+
+def test_broken_user_catalog_file_is_one_line(tmp_path):
+    d = tmp_path / "cfg" / "models"
+    d.mkdir(parents=True)
+    (d / "bad.yaml").write_text("- id: me/x\n  name: x\n  architecture: llama\n  n_layers: 99999999\n")
+    r = _cli(["models", "show", "meta-llama/Meta-Llama-3-8B"], {"GPUPLAN_CONFIG_DIR": str(tmp_path / "cfg")})
+    assert r.returncode == 2 and str(d / "bad.yaml") in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -58,6 +58,17 @@ def models_show(model: str = typer.Argument(..., help="catalog id, .gguf file, o
     show_model(model, quant, as_json)
 
 
+@models_app.command("add")
+def models_add(path: str = typer.Argument(..., help="a config.json, the directory holding one, or a .gguf file"),
+               model_id: Optional[str] = typer.Option(None, "--id", help="id to file it under (default: from the file)"),
+               force: bool = typer.Option(False, "--force", help="replace an entry of the same id"),
+               as_json: bool = typer.Option(False, "--json")):
+    """Add a model to your own catalog (~/.config/gpuplan/models/): later commands resolve it by id."""
+    from .commands.listing import add_model
+
+    add_model(path, model_id, force, as_json)
+
+
 # ---------------------------------------------------------------- fit
 @app.command("fit")
 def fit_cmd(model: str = typer.Argument(..., help="catalog id, .gguf file, or config.json"),

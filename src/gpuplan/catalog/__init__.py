@@ -70,9 +70,44 @@ def host_memories() -> dict:
 
 @cache
 def models() -> dict:
+    """The package's models, then the user's own (`gpuplan models add`, catalog/user.py)."""
     from .schema import ModelSpec
+    from .user import model_files
 
-    return _load(ModelSpec, _files("models"))
+    out = _load(ModelSpec, _files("models"))
+    for path in model_files():
+        for entry in _load_user(ModelSpec, path):
+            if entry.id in out:
+                raise InputError(f"{path}: model {entry.id} is already in the catalog; remove it from this file")
+            out[entry.id] = entry
+    return out
+
+
+def _load_user(kind, path: Path) -> list:
+    """A user's catalog file: one clear error naming the file and entry, not a traceback."""
+    from pydantic import ValidationError
+
+    from ..errors import read_yaml_file
+
+    data = read_yaml_file(path, "user catalog file")
+    if not isinstance(data, list):
+        raise InputError(f"user catalog file {path}: expected a list of model entries")
+    out = []
+    for raw in data:
+        try:
+            out.append(kind.model_validate(raw))
+        except ValidationError as e:
+            err = e.errors()[0]
+            loc = ".".join(str(x) for x in err.get("loc", ())) or "entry"
+            name = raw.get("id", "?") if isinstance(raw, dict) else "?"
+            raise InputError(f"user catalog file {path}: entry {name}: {loc}: {err.get('msg')}") from None
+    return out
+
+
+def reload() -> None:
+    """Forget what was loaded (after `gpuplan models add`, or a test pointing at another config dir)."""
+    for f in (devices, links, host_memories, models, quants, builds, _alias_index):
+        f.cache_clear()
 
 
 @cache

@@ -202,44 +202,109 @@ class HostMemory(Entry):
     note: str | None = None
 
 
+LayerType = Literal["full_attention", "sliding_attention", "chunked_attention", "linear_attention", "mamba",
+                    "hybrid", "none"]
+FfnType = Literal["dense", "moe", "none"]
+
+# Physical bounds for architecture numbers: the largest real models sit far inside them (Llama 3.1
+# 405B: 126 layers, hidden 16384; DeepSeek-V3 and Kimi K2: 256-384 experts; Gemma 3: 262k vocabulary;
+# Llama 4 Scout: 10M context). They turn a hostile or corrupt config into one clear error instead of
+# a table sized by it.
+LAYERS = Field(ge=1, le=1000)
+WIDTH = Field(ge=1, le=10**6)
+HEADS = Field(ge=1, le=100_000)
+TOKENS = Field(ge=1, le=10**9)
+
+
 class ModelSpec(Entry):
-    """A model's architecture, with fields named as in its config.json where one exists."""
+    """A model's architecture, with fields named as in its config.json where one exists.
+
+    The flat fields describe the uniform case; the per-layer lists (layer_types, ffn_types,
+    intermediate_sizes, kv_heads_per_layer) are given only where layers differ. sources/arch.py
+    turns both into one description per layer."""
 
     id: str  # Hugging Face repository id
     name: str
-    architecture: str  # llama, mistral, mixtral, qwen2, qwen3, qwen3_moe, gemma2, gemma3, phi3, deepseek_v3, gpt_oss
-    n_layers: int = Field(gt=0)  # num_hidden_layers
-    hidden_size: int = Field(gt=0)
-    n_heads: int = Field(gt=0)  # num_attention_heads
-    n_kv_heads: int = Field(gt=0)  # num_key_value_heads
-    head_dim: int = Field(gt=0)
-    intermediate_size: int = Field(gt=0)  # dense MLP width (for MoE: of the dense layers)
-    vocab_size: int = Field(gt=0)
+    architecture: str  # config.json model_type: llama, qwen3_next, nemotron_h, ...
+    n_layers: int = LAYERS  # num_hidden_layers
+    hidden_size: int = WIDTH
+    n_heads: int = HEADS  # num_attention_heads
+    n_kv_heads: int = HEADS  # num_key_value_heads
+    head_dim: int = Field(ge=1, le=100_000)  # of queries and keys
+    v_head_dim: int | None = Field(default=None, ge=1, le=100_000)  # when values differ from keys
+    intermediate_size: int = Field(ge=1, le=10**7)  # dense MLP width (for MoE: of the dense layers)
+    vocab_size: int = Field(ge=1, le=10**8)
     tied_embeddings: bool = False
     mlp_gated: bool = True  # SwiGLU/GeGLU: 3 matrices per MLP
     attention_bias: bool = False  # q/k/v biases (Qwen2, gpt-oss)
+    qk_norm: bool | None = None  # per-head q/k RMSNorm; None: the architecture's default
+    attention_sinks: bool = False  # gpt-oss
+    attention_output_gate: bool = False  # Qwen3-Next: sigmoid gate from a doubled q_proj
     # Mixture of experts
-    n_experts: int = 0
-    n_experts_active: int = 0
-    moe_intermediate_size: int | None = None
-    n_shared_experts: int = 0
-    n_dense_layers: int = 0  # leading layers with a dense MLP (DeepSeek first_k_dense_replace)
+    n_experts: int = Field(default=0, ge=0, le=10_000)
+    n_experts_active: int = Field(default=0, ge=0, le=10_000)
+    moe_intermediate_size: int | None = Field(default=None, ge=1, le=10**7)  # width of one routed expert
+    n_shared_experts: int = Field(default=0, ge=0, le=1000)
+    shared_expert_intermediate_size: int | None = Field(default=None, ge=1, le=10**7)  # all shared experts
+    n_dense_layers: int = Field(default=0, ge=0, le=1000)  # leading dense layers (DeepSeek first_k_dense_replace)
     # Sliding-window attention: n_sliding_layers of n_layers attend to sliding_window tokens
-    sliding_window: int | None = None
-    n_sliding_layers: int = 0
+    sliding_window: int | None = Field(default=None, ge=1, le=10**9)
+    n_sliding_layers: int = Field(default=0, ge=0, le=1000)
+    attention_chunk_size: int | None = Field(default=None, ge=1, le=10**9)  # Llama 4 chunked attention
+    kv_shared_layers: int = Field(default=0, ge=0, le=1000)  # Gemma 3n: last layers reuse earlier caches
+    # Per-layer structure where layers differ (lists of n_layers entries)
+    layer_types: list[LayerType] | None = Field(default=None, max_length=1000)
+    ffn_types: list[FfnType] | None = Field(default=None, max_length=1000)
+    intermediate_sizes: list[int] | None = Field(default=None, max_length=1000)  # 0: no FFN
+    kv_heads_per_layer: list[int] | None = Field(default=None, max_length=1000)  # 0: no attention
+    # Recurrent blocks (linear attention / SSM), in llama.cpp's ssm_* terms
+    ssm_kind: Literal["gated_deltanet", "mamba", "mamba2"] | None = None
+    ssm_d_inner: int | None = Field(default=None, ge=1, le=10**6)
+    ssm_d_state: int | None = Field(default=None, ge=1, le=100_000)
+    ssm_n_groups: int = Field(default=0, ge=0, le=100_000)
+    ssm_dt_rank: int | None = Field(default=None, ge=1, le=100_000)  # SSM / value heads (Mamba-1: dt rank)
+    ssm_d_conv: int | None = Field(default=None, ge=1, le=1000)
+    # Gemma 3n
+    per_layer_embedding_dim: int | None = Field(default=None, ge=1, le=100_000)  # hidden_size_per_layer_input
+    per_layer_embedding_vocab: int | None = Field(default=None, ge=1, le=10**8)  # vocab_size_per_layer_input
+    altup_inputs: int | None = Field(default=None, ge=1, le=64)
+    laurel_rank: int | None = Field(default=None, ge=1, le=100_000)
     # Multi-head latent attention (DeepSeek-V2/V3): the KV cache holds a compressed latent
-    mla_kv_lora_rank: int | None = None
-    mla_q_lora_rank: int | None = None
-    mla_qk_rope_head_dim: int | None = None
-    mla_qk_nope_head_dim: int | None = None
-    mla_v_head_dim: int | None = None
-    max_context: int = Field(gt=0)  # max_position_embeddings
+    mla_kv_lora_rank: int | None = Field(default=None, ge=1, le=100_000)
+    mla_q_lora_rank: int | None = Field(default=None, ge=1, le=100_000)
+    mla_qk_rope_head_dim: int | None = Field(default=None, ge=1, le=100_000)
+    mla_qk_nope_head_dim: int | None = Field(default=None, ge=1, le=100_000)
+    mla_v_head_dim: int | None = Field(default=None, ge=1, le=100_000)
+    max_context: int = TOKENS  # max_position_embeddings
     native_dtype: Literal["BF16", "F16", "F32", "FP8", "MXFP4"] = "BF16"
     params_b_published: float | None = None  # total parameters as the model card states, billions
     active_params_b_published: float | None = None
     source: str  # config.json URL
     aliases: list[str] = []
     note: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        n = self.n_layers
+        for name in ("layer_types", "ffn_types", "intermediate_sizes", "kv_heads_per_layer"):
+            v = getattr(self, name)
+            if v is not None and len(v) != n:
+                raise ValueError(f"{name} lists {len(v)} layers, num_hidden_layers is {n}")
+        for name in ("intermediate_sizes", "kv_heads_per_layer"):
+            v = getattr(self, name)
+            if v is not None and any(not 0 <= x <= 10**7 for x in v):
+                raise ValueError(f"{name} values must be 0 to 10,000,000")
+        if self.n_experts_active > self.n_experts:
+            raise ValueError(f"{self.n_experts_active} active experts of {self.n_experts}")
+        if self.n_dense_layers > n or self.n_sliding_layers > n or self.kv_shared_layers >= n:
+            raise ValueError("more dense, sliding or KV-sharing layers than layers")
+        kinds = set(self.layer_types or ())
+        if kinds & {"linear_attention", "mamba", "hybrid"} and not (
+                self.ssm_kind and self.ssm_d_inner and self.ssm_d_state and self.ssm_dt_rank and self.ssm_d_conv):
+            raise ValueError("recurrent layers need ssm_kind, ssm_d_inner, ssm_d_state, ssm_dt_rank and ssm_d_conv")
+        if "moe" in (self.ffn_types or ()) and not self.n_experts:
+            raise ValueError("MoE layers need n_experts")
+        return self
 
 
 class QuantRule(Entry):

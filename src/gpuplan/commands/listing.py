@@ -1,9 +1,10 @@
-"""`gpuplan gpus`, `gpuplan models`, `gpuplan models show`."""
+"""`gpuplan gpus`, `gpuplan models`, `gpuplan models show`, `gpuplan models add`."""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 
 from .. import catalog
 from ..errors import InputError
@@ -65,7 +66,8 @@ def list_models(search, as_json):
 
 
 def describe(loaded) -> dict:
-    from ..perf.memory import kv_bytes_per_token
+    from ..perf.memory import kv_bytes_per_token, kv_layer_bytes, recurrent_state_bytes
+    from ..sources.arch import describe as layers
     from ..sources.tensors import param_count
 
     spec, w = loaded.spec, loaded.weights
@@ -81,7 +83,10 @@ def describe(loaded) -> dict:
         "experts_gb": gb(sum(w.layer_expert_bytes)), "embedding_gb": gb(w.embed_bytes),
         "output_head_gb": gb(w.output_bytes), "bits_per_weight": round(8 * w.total_bytes / max(total, 1), 3),
         "kv_cache_per_token_kib_f16": round(kv_bytes_per_token(spec, "f16") / 1024, 2),
-        "kv_cache_gb_at_max_context_f16": gb(kv_bytes_per_token(spec, "f16") * spec.max_context),
+        "kv_cache_gb_at_max_context_f16": gb(sum(kv_layer_bytes(spec, "f16", spec.max_context, 1, "f32"))
+                                             - recurrent_state_bytes(spec)),
+        "layer_kinds": dict(Counter(ly.kind for ly in layers(spec).layers)),
+        "recurrent_state_mib_per_sequence_f32": round(recurrent_state_bytes(spec) / 2**20, 2),
     }
 
 
@@ -93,3 +98,20 @@ def show_model(model, quant, as_json):
         sys.stdout.write(json.dumps(d, indent=2) + "\n")
         return
     _table(f"{d['id']} ({d['quant']})", ["field", "value"], [(k, v) for k, v in d.items()])
+
+
+def add_model(path: str, model_id: str | None, force: bool, as_json: bool) -> None:
+    from ..catalog.user import write_entry
+    from ..sources.user_models import spec_for_catalog
+
+    spec = spec_for_catalog(path, model_id)
+    if not force and spec.id in catalog.models():
+        raise InputError(f"model id '{spec.id}' is already in the catalog; give another with --id, or --force "
+                         "to replace your own entry")
+    out = write_entry(spec, overwrite=force)
+    catalog.reload()
+    info = {"id": spec.id, "architecture": spec.architecture, "file": str(out), "source": spec.source}
+    if as_json:
+        sys.stdout.write(json.dumps(info, indent=2) + "\n")
+    else:
+        sys.stdout.write(f"added {spec.id} ({spec.architecture}, {spec.n_layers} layers) to {out}\n")

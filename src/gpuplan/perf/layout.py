@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..sources.arch import describe
 from ..types import Engine, Hardware, LoadedModel, Plan, Split
-from .memory import kv_elements_per_token, kv_type_bytes, layers_per_device
+from .memory import kv_type_bytes, layers_per_device
 
 
 @dataclass(frozen=True)
@@ -18,10 +19,11 @@ class Part:
     dense_bytes: float  # weights read every step regardless of routing
     expert_bytes: float  # routed-expert weights held (a step reads a share of them)
     kv_bytes_per_ctx: float  # KV bytes read per token of context per sequence (full-attention layers)
-    swa_kv_bytes: float  # KV bytes per token of window on sliding-window layers
+    swa_kv_bytes: float  # KV bytes per token of window on sliding-window / chunked layers
     layers: int
     stage: int  # pipeline position (layer split / PP); TP shards share a stage
     on_host: bool = False
+    state_bytes: float = 0.0  # recurrent-layer state per sequence (read and rewritten every step)
 
 
 def backend_key(engine: Engine, device) -> str:
@@ -32,8 +34,8 @@ def backend_key(engine: Engine, device) -> str:
 def parts(model: LoadedModel, hw: Hardware, plan: Plan) -> list[Part]:
     spec, w = model.spec, model.weights
     n = spec.n_layers
-    kv_per = kv_elements_per_token(spec) * kv_type_bytes(plan.kv_type)
-    n_swa = spec.n_sliding_layers if spec.sliding_window else 0
+    kv_b = kv_type_bytes(plan.kv_type)
+    arch = describe(spec)
     # routed-expert bytes per layer, the rest of the layer is read every step
     exp = w.layer_expert_bytes
     out_bytes = w.output_bytes if w.output_bytes else (w.embed_bytes if spec.tied_embeddings else 0)
@@ -44,14 +46,17 @@ def parts(model: LoadedModel, hw: Hardware, plan: Plan) -> list[Part]:
         dense = sum(w.layer_bytes[a:b]) - sum(exp[a:b])
         expert = sum(exp[a:b])
         k = b - a
-        swa = round(k * n_swa / n) if n_swa else 0
-        return dense * share, expert * share, kv_per * (k - swa) * kv_share, kv_per * swa * kv_share, k
+        lys = arch.layers[a:b]  # per-layer cache: full layers grow with context, windowed ones stop
+        full = sum(ly.kv_elements_per_token for ly in lys if ly.grows_with_context) * kv_b
+        win = sum(ly.kv_elements_per_token for ly in lys if ly.attention and not ly.grows_with_context) * kv_b
+        state = sum(ly.recurrent.state_bytes() for ly in lys if ly.recurrent)
+        return dense * share, expert * share, full * kv_share, win * kv_share, k, state * kv_share
 
     gpu_layers = n if plan.gpu_layers is None else max(0, min(plan.gpu_layers, n))
     first = n - gpu_layers
     if first:  # leading layers in host RAM (llama.cpp -ngl)
-        d, e, kf, ks, k = span(0, first)
-        result.append(Part(None, d + e, 0.0, kf, ks, k, 0, on_host=True))
+        d, e, kf, ks, k, st = span(0, first)
+        result.append(Part(None, d + e, 0.0, kf, ks, k, 0, on_host=True, state_bytes=st))
     tp_like = plan.split in (Split.ROW, Split.TENSOR)
     if tp_like:
         tp = len(devs) if plan.split == Split.ROW else max(plan.tp, 1)
@@ -64,24 +69,24 @@ def parts(model: LoadedModel, hw: Hardware, plan: Plan) -> list[Part]:
                 kv_div = 1.0 if spec.mla_kv_lora_rank else 1.0 / min(tp, spec.n_kv_heads)
                 if plan.split == Split.ROW:
                     kv_div = 1.0 if r == 0 else 0.0  # row split keeps the KV cache on the main GPU
-                d, e, kf, ks, k = span(a, a + cnt, share, kv_div)
+                d, e, kf, ks, k, st = span(a, a + cnt, share, kv_div)
                 if s == pp - 1:
                     d += out_bytes * share
-                result.append(Part(devs[s * tp + r], d, e, kf, ks, k, s + (1 if first else 0)))
+                result.append(Part(devs[s * tp + r], d, e, kf, ks, k, s + (1 if first else 0), state_bytes=st))
             a += cnt
     else:
         shares = plan.shares if plan.shares else tuple([1.0] * len(devs))
         counts = layers_per_device(gpu_layers, shares)
         a = first
         for i, cnt in enumerate(counts):
-            d, e, kf, ks, k = span(a, a + cnt)
+            d, e, kf, ks, k, st = span(a, a + cnt)
             if i == len(counts) - 1:
                 d += out_bytes
-            result.append(Part(devs[i], d, e, kf, ks, k, i + (1 if first else 0)))
+            result.append(Part(devs[i], d, e, kf, ks, k, i + (1 if first else 0), state_bytes=st))
             a += cnt
     if plan.experts_on_host:  # MoE experts kept in RAM: move expert bytes to a host part
         moved = sum(p.expert_bytes for p in result if not p.on_host)
         result = [Part(p.device, p.dense_bytes, 0.0 if not p.on_host else p.expert_bytes, p.kv_bytes_per_ctx,
-                       p.swa_kv_bytes, p.layers, p.stage, p.on_host) for p in result]
+                       p.swa_kv_bytes, p.layers, p.stage, p.on_host, p.state_bytes) for p in result]
         result.append(Part(None, 0.0, moved, 0.0, 0.0, 0, -1, on_host=True))
     return result

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from ..catalog.schema import ModelSpec
 from ..errors import InputError
+from ..sources.arch import STATE_DTYPE_BYTES, describe
 from ..types import DeviceMemory, Engine, Hardware, LoadedModel, Plan, Split, Workload
 
 GIB = 2**30
@@ -58,29 +59,37 @@ def kv_type_bytes(kv_type: str) -> float:
 
 
 def kv_elements_per_token(spec: ModelSpec) -> float:
-    """KV elements cached per token per layer (K and V): 2 x kv_heads x head_dim under GQA;
-    the compressed latent plus the RoPE key under MLA."""
-    if spec.mla_kv_lora_rank:
-        return float(spec.mla_kv_lora_rank + (spec.mla_qk_rope_head_dim or 0))
-    return 2.0 * spec.n_kv_heads * spec.head_dim
+    """KV elements one token adds to one attention layer's cache (K and V): 2 x kv_heads x head_dim
+    under GQA; the compressed latent plus the RoPE key under MLA. The largest over layers."""
+    return float(max((ly.kv_elements_per_token for ly in describe(spec).layers), default=0))
 
 
 def kv_bytes_per_token(spec: ModelSpec, kv_type: str = "f16") -> float:
-    """Bytes of KV cache one token adds across all layers (Llama 3 8B, f16: 128 KiB)."""
-    return spec.n_layers * kv_elements_per_token(spec) * kv_type_bytes(kv_type)
+    """Bytes of KV cache one token adds across all layers that keep their own cache (Llama 3 8B,
+    f16: 128 KiB); recurrent layers and layers reading another's cache add nothing."""
+    return sum(ly.kv_elements_per_token for ly in describe(spec).layers) * kv_type_bytes(kv_type)
 
 
-def kv_layer_bytes(spec: ModelSpec, kv_type: str, context: int, seqs: int) -> list[float]:
-    """KV bytes per layer for `seqs` sequences of `context` tokens. Sliding-window layers keep
-    only the window (llama.cpp's SWA cache, vLLM's hybrid allocator); they are spread evenly."""
-    per = kv_elements_per_token(spec) * kv_type_bytes(kv_type)
-    n_swa = spec.n_sliding_layers if spec.sliding_window else 0
+def recurrent_state_bytes(spec: ModelSpec, state_type: str = "f32") -> float:
+    """Constant state of one sequence over all recurrent layers (conv + SSM / delta-rule state);
+    llama.cpp allocates it in F32 (llama_memory_recurrent), vLLM in the model dtype by default."""
+    b = STATE_DTYPE_BYTES[state_type]
+    return float(sum(ly.recurrent.state_bytes(b, b) for ly in describe(spec).layers if ly.recurrent))
+
+
+def kv_layer_bytes(spec: ModelSpec, kv_type: str, context: int, seqs: int, state_type: str = "f32") -> list[float]:
+    """Cache bytes per layer for `seqs` sequences of `context` tokens: full-attention layers hold
+    every token, sliding layers their window, chunked layers their chunk (the engine's own sizing
+    rules, llama.cpp's swa_full and ubatch padding, go on top of this), recurrent layers a constant
+    state per sequence, layers that read an earlier layer's cache nothing."""
+    per_elem = kv_type_bytes(kv_type)
+    sb = STATE_DTYPE_BYTES[state_type]
     out = []
-    for i in range(spec.n_layers):
-        # which layers are local: spread evenly (Gemma 3: 5 of every 6, gpt-oss: every other)
-        local = n_swa and (i * n_swa) // spec.n_layers != ((i + 1) * n_swa) // spec.n_layers
-        tokens = min(context, spec.sliding_window) if local else context
-        out.append(per * tokens * seqs)
+    for ly in describe(spec).layers:
+        b = ly.kv_elements_per_token * per_elem * ly.kv_tokens(context) * seqs
+        if ly.recurrent:
+            b += ly.recurrent.state_bytes(sb, sb) * seqs
+        out.append(float(b))
     return out
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+from ..sources.arch import Arch, describe
 from ..types import Engine, Estimate, Hardware, LoadedModel, Metric, Plan, Split
 from .constants import DEFAULT, Constants, era_factor
 from .layout import Part, backend_key, parts
@@ -43,6 +44,7 @@ class Ctx:
     def __init__(self, model: LoadedModel, hw: Hardware, plan: Plan, c: Constants, date: str | None):
         self.model, self.hw, self.plan, self.c, self.date = model, hw, plan, c, date
         self.spec = model.spec
+        self.arch = describe(model.spec)
         self.parts = parts(model, hw, plan)
         gpu = next((p.device for p in self.parts if p.device is not None), None)
         self.lead = gpu
@@ -106,9 +108,11 @@ def _touched(frac: float, batch: float) -> float:
     return 1.0 - (1.0 - frac) ** max(batch, 1.0)
 
 
-def _kv_read(p: Part, ctx: float, window: int | None) -> float:
-    swa = p.swa_kv_bytes * min(ctx, window) if window else 0.0
-    return p.kv_bytes_per_ctx * ctx + swa
+def _kv_read(p: Part, ctx: float, arch: Arch) -> float:
+    """KV bytes one sequence's decode step reads from this part: full layers all of the context,
+    windowed layers what their window / chunk reaches, recurrent layers their state (read, then
+    written back)."""
+    return p.kv_bytes_per_ctx * ctx + p.swa_kv_bytes * arch.windowed_tokens(ctx) + 2.0 * p.state_bytes
 
 
 def decode_step(x: Ctx, batch: int, ctx: float) -> tuple[float, dict, dict]:
@@ -121,7 +125,7 @@ def decode_step(x: Ctx, batch: int, ctx: float) -> tuple[float, dict, dict]:
     stages: dict[int, float] = {}
     for p in x.parts:
         wbytes = p.dense_bytes + p.expert_bytes * touched
-        kvb = _kv_read(p, ctx, spec.sliding_window) * batch
+        kvb = _kv_read(p, ctx, x.arch) * batch
         bw = x.bw(p)
         t_mem = wbytes / bw + kvb / (bw * c.kv_read_eff)
         share = (wbytes / max(x.model.weights.total_bytes, 1.0))
@@ -231,14 +235,8 @@ def prefill_time(x: Ctx, prompt: int, depth: int = 0, seqs: int = 1) -> tuple[fl
     ub = LLAMA_CPP_UBATCH if is_llama else 8192
     n_ub = max(1, math.ceil(tokens / ub))
     mm_flops = 2.0 * _active_params(x, head=False) * tokens
-    attn_layers = spec.n_layers
-    hd = spec.n_heads * spec.head_dim
-    avg_ctx = depth + prompt / 2.0
-    if spec.sliding_window and spec.n_sliding_layers:
-        local = spec.n_sliding_layers
-        attn = 4.0 * hd * tokens * ((attn_layers - local) * avg_ctx + local * min(avg_ctx, spec.sliding_window))
-    else:
-        attn = 4.0 * hd * tokens * attn_layers * avg_ctx
+    # every layer at its own reach (sources/arch.py): full, window, chunk, or a recurrent constant
+    attn = seqs * x.arch.attention_flops(depth, depth + prompt)
     total_bytes = max(x.model.weights.total_bytes, 1.0)
     dequant = x.quantized and x.pre_mmq and x.hw_backend == "cuda" and x.lead is not None \
         and x.lead.fp16_tflops >= x.lead.fp32_tflops
@@ -334,7 +332,7 @@ def _roofline_step(x: Ctx, batch: int, ctx: float) -> float:
     flops_tok = 2.0 * _active_params(x)
     for p in x.parts:
         wbytes = p.dense_bytes + p.expert_bytes * _touched(x.expert_frac, batch)
-        mem = (wbytes + batch * _kv_read(p, ctx, x.spec.sliding_window)) / _peak_bw(x, p)
+        mem = (wbytes + batch * _kv_read(p, ctx, x.arch)) / _peak_bw(x, p)
         comp = batch * flops_tok * (wbytes / total) / _peak_flops(x, p)
         t = max(mem, comp)
         if p.on_host:

@@ -114,8 +114,8 @@ def estimate_weights(spec: ModelSpec, quant: Quant, bpw_override: float | None =
             layers[t.layer] += b
             if t.expert:
                 experts[t.layer] += b
-        elif t.kind == "token_embd":
-            embed += b
+        elif t.kind in ("token_embd", "per_layer_token_embd"):
+            embed += b  # lookup tables (Gemma 3n's per-layer one too): where the engine keeps token_embd
         elif t.kind == "output":
             output += b
         else:

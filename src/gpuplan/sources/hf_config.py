@@ -1,28 +1,50 @@
 """Read a Hugging Face config.json (and model.safetensors.index.json beside it) into a ModelSpec.
 
-Field names and defaults per model_type follow transformers' configuration_*.py files.
+Field names and defaults per model_type follow transformers' configuration_*.py files (and the
+remote-code configs of models that ship their own: DeepSeek, Kimi, ERNIE, Hunyuan, MiniMax).
+Every number is checked on the way in: a config with negative, zero, NaN, string, list or
+absurd values gets one clear error naming the key, never a traceback or a table sized by it.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from .. import catalog
 from ..catalog.schema import ModelSpec
 from ..errors import InputError
 from ..types import Weights
-from .gguf_file import sliding_layers
+from .arch import compact
 
-SUPPORTED = ("llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe", "gemma2", "gemma3", "phi3",
-             "deepseek_v3", "gpt_oss")
-ALIASES = {"gemma3_text": "gemma3"}
-# transformers defaults for keys that real configs leave out (Gemma 3's text_config is sparse)
-DEFAULTS = {"gemma3": {"vocab_size": 262208, "max_position_embeddings": 131072, "head_dim": 256,
-                       "sliding_window": 4096, "sliding_window_pattern": 6, "tie_word_embeddings": True},
-            "gemma2": {"tie_word_embeddings": True}}
-REQUIRED = ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size", "vocab_size")
+# model_type -> family read below; multimodal wrappers keep the text model in text_config
+FAMILIES = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "qwen3_next", "gemma",
+            "gemma2", "gemma3", "gemma3n", "llama4", "deepseek_v2", "deepseek_v3", "glm4_moe", "gpt_oss", "phi3",
+            "granite", "granitemoehybrid", "nemotron_h", "falcon_h1", "jamba", "minimax_m2", "ernie4_5",
+            "ernie4_5_moe", "hunyuan_v1_moe", "smollm3", "internlm", "internlm2", "olmo2", "cohere")
+ALIASES = {"gemma3_text": "gemma3", "gemma3n_text": "gemma3n", "llama4_text": "llama4", "kimi_k2": "deepseek_v3",
+           "mistral3": "mistral", "qwen3_next_text": "qwen3_next", "glm4_moe_text": "glm4_moe"}
+# transformers defaults for keys that real configs leave out
+DEFAULTS = {
+    "gemma3": {"vocab_size": 262208, "max_position_embeddings": 131072, "head_dim": 256, "sliding_window": 4096,
+               "sliding_window_pattern": 6, "tie_word_embeddings": True},
+    "gemma2": {"tie_word_embeddings": True, "head_dim": 256},
+    "gemma3n": {"vocab_size": 262400, "head_dim": 256, "sliding_window": 512, "tie_word_embeddings": True,
+                "vocab_size_per_layer_input": 262144, "hidden_size_per_layer_input": 256, "altup_num_inputs": 4,
+                "laurel_rank": 64, "num_kv_shared_layers": 15, "max_position_embeddings": 32768},
+    "llama4": {"attention_chunk_size": 8192, "interleave_moe_layer_step": 1, "intermediate_size_mlp": 16384},
+    "qwen3_next": {"full_attention_interval": 4, "linear_conv_kernel_dim": 4, "linear_key_head_dim": 128,
+                   "linear_value_head_dim": 128, "linear_num_key_heads": 16, "linear_num_value_heads": 32},
+    "nemotron_h": {"conv_kernel": 4, "expand": 2, "n_groups": 8},
+    "jamba": {"attn_layer_period": 8, "attn_layer_offset": 4, "expert_layer_period": 2, "expert_layer_offset": 1,
+              "mamba_d_state": 16, "mamba_d_conv": 4, "mamba_expand": 2, "num_experts": 16, "num_experts_per_tok": 2},
+    "falcon_h1": {"mamba_d_conv": 4, "mamba_n_groups": 1, "mamba_d_state": 256, "mamba_expand": 2},
+    "granitemoehybrid": {"mamba_d_conv": 4, "mamba_n_groups": 1, "mamba_d_state": 256, "mamba_expand": 2},
+}
+REQUIRED = ("num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size")
 DTYPES = {"bfloat16": "BF16", "float16": "F16", "float32": "F32"}
+MAX_CONFIG_BYTES = 16 * 2**20  # real config.json files are a few kB (Nemotron-NAS: 40 kB)
 
 
 def _config_path(path: str | Path) -> Path:
@@ -35,73 +57,153 @@ def _config_path(path: str | Path) -> Path:
 
 
 def _load(p: Path) -> dict:
+    if p.stat().st_size > MAX_CONFIG_BYTES:
+        raise InputError(f"{p}: {p.stat().st_size:,} bytes is not a config.json (those are a few kB)")
     try:
         cfg = json.loads(p.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(f"{p}: not JSON ({e}); give a Hugging Face config.json") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise InputError(f"{p}: not JSON ({str(e)[:120]}); give a Hugging Face config.json") from None
     if not isinstance(cfg, dict):
         raise InputError(f"{p}: not a config.json (expected a JSON object)")
     return cfg
 
 
-def _arch(cfg: dict, p: Path) -> str:
-    mt = cfg.get("model_type") or (cfg.get("text_config") or {}).get("model_type")
-    arch = ALIASES.get(mt, mt)
-    if arch not in SUPPORTED:
-        raise InputError(f"{p}: model_type '{mt}' is not supported; accepted: {', '.join(SUPPORTED)}")
-    return arch
+class _Reader:
+    """Typed access to one config's keys, each failure one line naming the key."""
+
+    def __init__(self, c: dict, where: str):
+        self.c, self.where = c, where
+
+    def has(self, key: str) -> bool:
+        return self.c.get(key) is not None
+
+    def int(self, key: str, default=None, lo: int = 1, hi: int = 10**7):
+        v = self.c.get(key)
+        if v is None:
+            if default is None:
+                raise InputError(f"{self.where}: missing required field {key}")
+            return default
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(v, float) and (
+                not math.isfinite(v) or v != int(v))):
+            raise InputError(f"{self.where}: {key} = {_show(v)} is not a whole number")
+        if not lo <= v <= hi:
+            raise InputError(f"{self.where}: {key} = {_show(v)} is outside {lo:,}..{hi:,}")
+        return int(v)
+
+    def float(self, key: str, default: float) -> float:
+        v = self.c.get(key)
+        if v is None:
+            return default
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            raise InputError(f"{self.where}: {key} = {_show(v)} is not a positive number")
+        return float(v)
+
+    def bool(self, key: str, default: bool) -> bool:
+        v = self.c.get(key)
+        if v is None:
+            return default
+        if not isinstance(v, bool):
+            raise InputError(f"{self.where}: {key} = {_show(v)} is not true or false")
+        return v
+
+    def per_layer_int(self, key: str, n: int, default=None) -> int | list[int]:
+        """A value configs give either once or once per layer (Hunyuan's moe_topk, Gemma 3n's widths)."""
+        v = self.c.get(key)
+        if isinstance(v, list):
+            if len(v) != n:
+                raise InputError(f"{self.where}: {key} lists {len(v)} values, num_hidden_layers is {n}")
+            return [_Reader({key: x}, self.where).int(key, lo=0) for x in v]
+        return self.int(key, default, lo=0)
 
 
-def _n_sliding(arch: str, c: dict, n: int, window: int | None) -> int:
-    if not window:
-        return 0
-    if isinstance(c.get("layer_types"), list):  # newer configs list each layer's attention
-        return sum(t == "sliding_attention" for t in c["layer_types"])
-    if arch == "gemma3" and c.get("sliding_window_pattern"):
-        return n - n // int(c["sliding_window_pattern"])
-    return sliding_layers(arch, n, window)
+def _show(v) -> str:
+    s = json.dumps(v) if not isinstance(v, float) or math.isfinite(v) else str(v)
+    return s if len(s) <= 40 else s[:37] + "..."
+
+
+def model_type(cfg: dict, where: str) -> tuple[str, dict, str | None]:
+    """(family, merged config, note) for a config dict; unknown types with the usual fields
+    are read as a plain decoder with a note, others get one line listing what is supported."""
+    text = cfg.get("text_config") if isinstance(cfg.get("text_config"), dict) else {}
+    mt = text.get("model_type") or cfg.get("model_type")
+    arch = ALIASES.get(mt, mt) if isinstance(mt, str) else None
+    if arch and arch.endswith("_text") and arch[:-5] in FAMILIES:
+        arch = arch[:-5]
+    merged = {**cfg, **text}
+    note = None
+    if arch not in FAMILIES:
+        if all(merged.get(k) is not None for k in REQUIRED + ("intermediate_size",)):
+            note = (f"model_type '{mt}' is not one gpuplan knows; read as a plain decoder "
+                    f"(attention + gated MLP per layer) from its standard fields")
+            arch = "llama"
+        else:
+            raise InputError(f"{where}: model_type '{mt}' is not supported; accepted: {', '.join(FAMILIES)}")
+    return arch, {**DEFAULTS.get(arch, {}), **merged}, note
+
+
+def spec_from_config(cfg: dict, where: str, model_id: str, source: str) -> ModelSpec:
+    """A ModelSpec from a config.json's contents (also what `gpuplan models add` stores)."""
+    from pydantic import ValidationError
+
+    from .hf_families import family_fields
+
+    arch, c, note = model_type(cfg, where)
+    r = _Reader(c, where)
+    missing = [k for k in REQUIRED if c.get(k) is None]
+    if missing:
+        raise InputError(f"{where}: missing required field(s) {', '.join(missing)} for model_type {arch}")
+    n = r.int("num_hidden_layers", hi=1000)
+    h = r.int("hidden_size", hi=10**6)
+    nh = r.int("num_attention_heads", hi=100_000)
+    lists: dict = {}
+    f = {"architecture": arch, "n_layers": n, "hidden_size": h, "n_heads": nh,
+         "n_kv_heads": r.int("num_key_value_heads", nh, hi=100_000),
+         "head_dim": r.int("head_dim", max(h // nh, 1), hi=100_000),
+         "intermediate_size": _width(r, n, h, lists),
+         "vocab_size": r.int("vocab_size", hi=10**8),
+         "tied_embeddings": r.bool("tie_word_embeddings", False),
+         "attention_bias": r.bool("attention_bias", False),
+         "max_context": r.int("max_position_embeddings", 4096, hi=10**9)}
+    f.update(lists)
+    window = r.int("sliding_window", 0, lo=0, hi=10**9) or None
+    if c.get("use_sliding_window") is False:
+        window = None  # Qwen configs carry a sliding_window value that is switched off
+    f["sliding_window"] = window
+    layer_types = c.get("layer_types")
+    if window and isinstance(layer_types, list) and "sliding_attention" in layer_types:
+        f["layer_types"] = layer_types
+    elif window:
+        f["n_sliding_layers"] = n  # Mistral 7B v0.1: every layer slides
+    family_fields(arch, r, f, n)
+    qc = c.get("quantization_config") if isinstance(c.get("quantization_config"), dict) else {}
+    f["native_dtype"] = {"fp8": "FP8", "mxfp4": "MXFP4"}.get(qc.get("quant_method"),
+                                                             DTYPES.get(c.get("torch_dtype") or c.get("dtype"), "BF16"))
+    compact(f, n)
+    try:
+        return ModelSpec(id=model_id, name=model_id.rsplit("/", 1)[-1], source=source, note=note, **f)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(x) for x in err.get("loc", ())) or "config"
+        raise InputError(f"{where}: not a usable model description ({loc}: {err.get('msg', 'invalid')})") from None
+
+
+def _width(r: _Reader, n: int, h: int, lists: dict) -> int:
+    """intermediate_size, given once or (Gemma 3n, ...) once per layer."""
+    v = r.per_layer_int("intermediate_size", n, 4 * h)
+    if isinstance(v, list):
+        lists["intermediate_sizes"] = v
+        return max(max(v), 1)
+    if v < 1:
+        raise InputError(f"{r.where}: intermediate_size = {v} is outside 1..10,000,000")
+    return v
 
 
 def read_config(path: str | Path) -> ModelSpec:
     """A ModelSpec from a local config.json, or a directory holding one."""
     p = _config_path(path)
     cfg = _load(p)
-    arch = _arch(cfg, p)
-    c = {**DEFAULTS.get(arch, {}), **cfg, **(cfg.get("text_config") or {})}
-    missing = [k for k in REQUIRED if c.get(k) is None]
-    if missing:
-        raise InputError(f"{p}: missing required field(s) {', '.join(missing)} for model_type {arch}")
-    n, h, nh = int(c["num_hidden_layers"]), int(c["hidden_size"]), int(c["num_attention_heads"])
-    n_exp = int(c.get("num_local_experts") or c.get("num_experts") or c.get("n_routed_experts") or 0)
-    mla = arch == "deepseek_v3"
-    head_dim = (c.get("qk_nope_head_dim", 128) + c.get("qk_rope_head_dim", 64)) if mla else (c.get("head_dim") or h // nh)
-    if arch in ("qwen2", "qwen3", "qwen3_moe") and not c.get("use_sliding_window"):
-        window = None  # Qwen configs carry a sliding_window value that is switched off
-    else:
-        window = c.get("sliding_window")
-    qc = c.get("quantization_config") or {}
-    dtype = {"fp8": "FP8", "mxfp4": "MXFP4"}.get(qc.get("quant_method"),
-                                                  DTYPES.get(c.get("torch_dtype") or c.get("dtype"), "BF16"))
-    return ModelSpec(
-        id=p.parent.name or str(p), name=p.parent.name or p.name, architecture=arch,
-        n_layers=n, hidden_size=h, n_heads=nh, n_kv_heads=int(c.get("num_key_value_heads") or nh),
-        head_dim=int(head_dim), intermediate_size=int(c["intermediate_size"]), vocab_size=int(c["vocab_size"]),
-        tied_embeddings=bool(c.get("tie_word_embeddings", False)),
-        attention_bias=arch in ("qwen2", "gpt_oss") or bool(c.get("attention_bias", False)),
-        n_experts=n_exp,
-        n_experts_active=int(c.get("num_experts_per_tok") or c.get("experts_per_token") or 0) if n_exp else 0,
-        moe_intermediate_size=(c.get("moe_intermediate_size") or c["intermediate_size"]) if n_exp else None,
-        n_shared_experts=int(c.get("n_shared_experts") or 0),
-        n_dense_layers=int(c.get("first_k_dense_replace") or 0) if n_exp else 0,
-        sliding_window=window, n_sliding_layers=_n_sliding(arch, c, n, window),
-        mla_kv_lora_rank=c.get("kv_lora_rank") if mla else None,
-        mla_q_lora_rank=c.get("q_lora_rank") if mla else None,
-        mla_qk_rope_head_dim=c.get("qk_rope_head_dim") if mla else None,
-        mla_qk_nope_head_dim=c.get("qk_nope_head_dim") if mla else None,
-        mla_v_head_dim=c.get("v_head_dim") if mla else None,
-        max_context=int(c.get("max_position_embeddings") or 4096),
-        native_dtype=dtype, source=str(p.resolve()),
-    )
+    name = p.parent.name or str(p)
+    return spec_from_config(cfg, str(p), name, str(p.resolve()))
 
 
 def native_quant(spec: ModelSpec):
@@ -122,6 +224,8 @@ def safetensors_weights(path: str | Path, spec: ModelSpec) -> Weights | None:
         total = int(json.loads(idx.read_text(encoding="utf-8"))["metadata"]["total_size"])
     except (ValueError, KeyError, TypeError) as e:
         raise InputError(f"{idx}: no metadata.total_size in this safetensors index ({e})") from None
+    if not 0 < total < 2**50:
+        raise InputError(f"{idx}: metadata.total_size = {total} is not a checkpoint size")
     est = estimate_weights(spec, native_quant(spec))
     f = total / est.total_bytes
     layers = tuple(round(b * f) for b in est.layer_bytes)

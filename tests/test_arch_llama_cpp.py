@@ -1,0 +1,133 @@
+"""The per-layer description against the real llama.cpp (llama-cpp-python's libllama, in process).
+
+For every family: the real config.json's keys with the sizes shrunk, read by gpuplan's config
+reader, written as a GGUF file from gpuplan's tensor list, loaded by llama.cpp. llama.cpp refuses
+a file with a missing, extra or misshapen tensor, so loading at all checks the tensor list; its
+log then says which layers got a KV cache and how large, and how large the recurrent state is.
+The same file read back by gpuplan's GGUF reader gives the same spec.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from gguf_writer import write_gguf
+from gpuplan.sources.arch import describe
+from gpuplan.sources.gguf_file import read_gguf
+from gpuplan.sources.hf_config import spec_from_config
+from gpuplan.sources.tensors import param_count
+from llama_cpp_probe import load
+
+pytest.importorskip("llama_cpp")
+MIB = 2**20
+BASE = dict(hidden_size=256, num_attention_heads=4, num_key_value_heads=2, head_dim=64, intermediate_size=512,
+            vocab_size=128, max_position_embeddings=65536, num_hidden_layers=4, tie_word_embeddings=False)
+TINY = {
+    "llama": dict(model_type="llama"),
+    "qwen2": dict(model_type="qwen2"),
+    "qwen3": dict(model_type="qwen3"),
+    "qwen3_moe": dict(model_type="qwen3_moe", num_experts=8, num_experts_per_tok=2, moe_intermediate_size=64),
+    "mixtral": dict(model_type="mixtral", num_local_experts=4, num_experts_per_tok=2),
+    "gemma2": dict(model_type="gemma2", sliding_window=256, tie_word_embeddings=True),
+    "gemma3": dict(model_type="gemma3_text", sliding_window=256, sliding_window_pattern=6, num_hidden_layers=6),
+    "phi3": dict(model_type="phi3"),
+    "gpt_oss": dict(model_type="gpt_oss", num_local_experts=4, experts_per_token=2, intermediate_size=256,
+                    sliding_window=128, layer_types=["sliding_attention", "full_attention"] * 2),
+    "deepseek_v3": dict(model_type="deepseek_v3", n_routed_experts=8, num_experts_per_tok=2, moe_intermediate_size=64,
+                        n_shared_experts=1, first_k_dense_replace=1, kv_lora_rank=128, q_lora_rank=96,
+                        qk_rope_head_dim=32, qk_nope_head_dim=64, v_head_dim=64, num_key_value_heads=4),
+    "llama4": dict(model_type="llama4_text", num_local_experts=4, num_experts_per_tok=1, intermediate_size=128,
+                   intermediate_size_mlp=512, interleave_moe_layer_step=2, attention_chunk_size=8192,
+                   num_hidden_layers=8),
+    "nemotron_h": dict(model_type="nemotron_h", num_hidden_layers=8, hybrid_override_pattern="M-M*-M-M",
+                       mamba_num_heads=8, mamba_head_dim=64, ssm_state_size=64, n_groups=2, conv_kernel=4,
+                       attention_head_dim=64),
+    # 25 layers: llama.cpp gives gemma3n's own KV cache to the first 20 (n_layer_kv_from_start), the
+    # real models' n - num_kv_shared_layers (E2B 30 - 10, E4B 35 - 15); PLE width and LAuReL rank
+    # are fixed in llama.cpp at the real models' 256 and 64
+    "gemma3n": dict(model_type="gemma3n_text", num_hidden_layers=25, intermediate_size=[512] * 25,
+                    num_kv_shared_layers=5, sliding_window=256, hidden_size_per_layer_input=256,
+                    vocab_size_per_layer_input=128, laurel_rank=64, tie_word_embeddings=True),
+    "qwen3_next": dict(model_type="qwen3_next", num_hidden_layers=8, num_experts=8, num_experts_per_tok=2,
+                       moe_intermediate_size=64, shared_expert_intermediate_size=64, linear_num_key_heads=2,
+                       linear_num_value_heads=8, linear_key_head_dim=64, linear_value_head_dim=64),
+}
+N_CTX, N_SEQ = 16384, 4
+
+
+def tiny(name: str):
+    return spec_from_config({**BASE, **TINY[name]}, f"tiny {name}", f"tiny-{name}", "test")
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory):
+    """Each tiny model written once and loaded once into llama.cpp (all caches at full size)."""
+    out = {}
+    d = tmp_path_factory.mktemp("tiny")
+    for name in TINY:
+        spec = tiny(name)
+        path = d / f"{name}.gguf"
+        write_gguf(spec, path)
+        out[name] = (spec, path, load(path, N_CTX, N_SEQ, swa_full=True))
+    return out
+
+
+@pytest.mark.parametrize("name", list(TINY))
+def test_llama_cpp_loads_our_tensor_list(loaded, name):
+    spec, path, r = loaded[name]
+    assert r.ok, r.error
+
+
+@pytest.mark.parametrize("name", list(TINY))
+def test_kv_layers_and_bytes_match_llama_cpp(loaded, name):
+    """Which layers hold a KV cache, and its bytes per token, as llama.cpp allocates them."""
+    spec, path, r = loaded[name]
+    a = describe(spec)
+    own = [ly for ly in a.layers if ly.kv_elements_per_token]
+    assert sum(layers for _, _, layers in r.kv) == len(own)
+    assert all(cells == N_CTX for _, cells, _ in r.kv)  # swa_full: every cache at full context
+    ours = sum(ly.kv_elements_per_token for ly in own) * 2 * N_CTX  # f16
+    assert sum(mib for mib, _, _ in r.kv) == pytest.approx(ours / MIB, abs=0.01 * len(r.kv))
+
+
+@pytest.mark.parametrize("name", ["nemotron_h", "qwen3_next"])
+def test_recurrent_state_matches_llama_cpp(loaded, name):
+    """Constant state per sequence: llama.cpp's R (conv) and S (SSM / delta-rule) buffers, F32."""
+    spec, path, r = loaded[name]
+    a = describe(spec)
+    rec = [ly.recurrent for ly in a.layers if ly.recurrent]
+    assert rec and len(r.rs) == 1
+    mib, _, r_mib, s_mib = r.rs[0]
+    assert r_mib == pytest.approx(sum(x.conv_elements for x in rec) * 4 * N_SEQ / MIB, abs=0.006)
+    assert s_mib == pytest.approx(sum(x.state_elements for x in rec) * 4 * N_SEQ / MIB, abs=0.006)
+    assert mib == pytest.approx(sum(x.state_bytes() for x in rec) * N_SEQ / MIB, abs=0.006)
+
+
+def test_windowed_caches_capped_without_swa_full(tmp_path):
+    """With llama.cpp's default (swa_full off) the sliding / chunked layers get a cache of about
+    their window, the full layers the whole context: gpuplan's per-layer kind and window say which."""
+    for name in ("gemma3", "llama4"):
+        spec = tiny(name)
+        write_gguf(spec, tmp_path / f"{name}.gguf")
+        r = load(tmp_path / f"{name}.gguf", 32768, 1, swa_full=False)
+        assert r.ok, r.error
+        a = describe(spec)
+        window = a.window
+        full = sum(ly.kind == "full" for ly in a.layers)
+        by_cells = {cells: layers for _, cells, layers in r.kv}
+        assert by_cells[32768] == full
+        (cells,) = [c for c in by_cells if c != 32768]
+        assert window <= cells <= window + 512 + 256  # window plus one ubatch, padded (llama-kv-cache-iswa)
+        assert by_cells[cells] == len(a.layers) - full
+
+
+@pytest.mark.parametrize("name", list(TINY))
+def test_gguf_round_trip(loaded, name):
+    """The GGUF reader rebuilds the same architecture from the file's metadata and tensors."""
+    spec, path, r = loaded[name]
+    got = read_gguf(path).spec
+    skip = {"id", "name", "source", "note", "native_dtype"}
+    diff = {f: (getattr(spec, f), getattr(got, f)) for f in type(spec).model_fields
+            if f not in skip and getattr(spec, f) != getattr(got, f)}
+    assert not diff
+    assert param_count(got) == param_count(spec)
