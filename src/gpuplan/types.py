@@ -20,20 +20,23 @@ class Split(str, Enum):
 
 
 class Engine(str, Enum):
-    LLAMA_CPP = "llama.cpp"
+    LLAMA_CPP = "llama.cpp"  # llama-server
+    LLAMA_CPP_PYTHON = "llama-cpp-python"  # the same library with other defaults (perf/engine_memory.yaml)
     OLLAMA = "ollama"
     VLLM = "vllm"
     SGLANG = "sglang"
     TRT_LLM = "tensorrt-llm"
     EXLLAMAV2 = "exllamav2"
     TGI = "tgi"
+    MLX = "mlx"
 
     @classmethod
     def parse(cls, text: str) -> "Engine":
         from .errors import InputError
 
         t = text.strip().lower().replace("_", "-")
-        aliases = {"llamacpp": "llama.cpp", "llama-cpp": "llama.cpp", "trtllm": "tensorrt-llm",
+        aliases = {"llamacpp": "llama.cpp", "llama-cpp": "llama.cpp", "llama-server": "llama.cpp",
+                   "llama-cpp-py": "llama-cpp-python", "mlx-lm": "mlx", "trtllm": "tensorrt-llm",
                    "trt-llm": "tensorrt-llm", "exl2": "exllamav2", "tabbyapi": "exllamav2"}
         t = aliases.get(t, t)
         for e in cls:
@@ -118,8 +121,14 @@ class Plan:
     replicas: int = 1
     gpu_layers: int | None = None  # None: all layers on the GPU(s); else the rest in host RAM
     kv_type: str = "f16"
-    experts_on_host: bool = False  # MoE experts kept in RAM (llama.cpp -ot exps=CPU)
-    flash_attention: bool = True
+    experts_on_host: bool = False  # every MoE layer's experts kept in RAM (llama.cpp --cpu-moe)
+    n_cpu_moe: int = 0  # experts of the first N MoE layers in RAM, the rest on the GPU (--n-cpu-moe N)
+    # Engine settings; None: the engine's default (perf/engine_memory.yaml), named in the answer
+    flash_attention: bool | None = None
+    swa_full: bool | None = None  # llama.cpp: sliding-window layers keep the whole context
+    n_ubatch: int | None = None  # llama.cpp physical batch (-ub), sizes the compute buffer
+    gpu_memory_utilization: float | None = None  # vLLM/SGLang share of each card the engine takes
+    repack: bool | None = None  # llama.cpp CPU weight repacking (extra buffer types; --no-repack turns it off)
 
     @property
     def strategy(self) -> str:
@@ -138,6 +147,8 @@ class Plan:
             parts.append(f"+ RAM offload ({self.gpu_layers} layers on GPU)")
         if self.experts_on_host:
             parts.append("+ experts in RAM")
+        elif self.n_cpu_moe:
+            parts.append(f"+ experts of {self.n_cpu_moe} layers in RAM")
         return " ".join(parts)
 
 
@@ -150,6 +161,9 @@ class DeviceMemory:
     kv_cache: float
     overhead: float  # compute buffers, runtime/context, CUDA graphs
     capacity: float
+    # llama.cpp's CPU_REPACK copy of weights held here (in neither weights nor total): it replaces
+    # the mapped file pages of the same tensors, which the OS reclaims, though top counts both
+    repacked: float = 0.0
 
     @property
     def total(self) -> float:

@@ -307,35 +307,24 @@ class ModelSpec(Entry):
         return self
 
 
-class QuantRule(Entry):
-    """llama.cpp's per-tensor choice for a mixed type (llama-quant.cpp, llama_tensor_get_type)."""
-
-    tensor: Literal["output", "token_embd", "attn_q", "attn_k", "attn_v", "attn_output",
-                    "attn_qkv", "ffn_gate", "ffn_up", "ffn_down", "ffn_gate_exps",
-                    "ffn_up_exps", "ffn_down_exps"]
-    type: str  # a simple quant id
-    # Conditions of llama_tensor_get_type. The i-th tensor of its kind among n: use_more_bits is
-    # i < n/8 or i >= 7n/8 or (i - n/8) % 3 == 2; first_k: i < k; first_eighth/sixteenth: i < n/8, n/16.
-    # gqa_ge_4: n_heads/n_kv_heads >= 4; n_expert_8: Mixtral-style 8-expert models; model_70b:
-    # llama.cpp's LLM_TYPE_70B (80-layer Llama).
-    when: Literal["always", "use_more_bits", "first_eighth", "first_sixteenth", "first_2", "first_4",
-                  "gqa_ge_4", "gqa_ge_8", "n_expert_8", "model_70b"] = "always"
-    from_types: list[str] = []  # apply only when the type chosen so far is one of these
-
-
 class Quant(Entry):
-    """A weight format. Simple types have an exact block layout; mixed types apply rules."""
+    """A weight format. GGUF entries name a ggml block type and, used for a whole file, the
+    llama.cpp file type (llama-quantize's name), whose per-tensor choices are perf/gguf_types.py's
+    port of llama-quant.cpp. Checkpoint formats give their layout: bits per weight including
+    scales, or a block of block_weights weights in block_bytes bytes."""
 
     id: str
     name: str
-    kind: Literal["float", "gguf", "gguf-mix", "int", "awq", "gptq", "exl2", "fp8"]
+    kind: Literal["float", "gguf", "gguf-mix", "int", "awq", "gptq", "exl2", "fp8", "mxfp4", "nvfp4",
+                  "mlx", "nf4"]
     aliases: list[str] = []
-    block_weights: int | None = None  # weights per block (GGUF)
-    block_bytes: int | None = None  # bytes per block (GGUF)
-    bits_per_weight: float = Field(gt=0)  # exact for simple types; typical for mixes
-    base: str | None = None  # for mixes: the type most tensors get
-    rules: list[QuantRule] = []
-    group_size: int | None = None  # AWQ/GPTQ
+    block_weights: int | None = None  # weights per block (GGUF, MX/NV FP4, NF4)
+    block_bytes: int | None = None  # bytes per block, scales included
+    bits_per_weight: float = Field(gt=0)  # exact for block types; for mixes: of Llama 3 8B, as computed
+    base: str | None = None  # for mixes: the type most tensors get (llama_ftype_get_default_type)
+    ftype: str | None = None  # the llama.cpp file type when it differs from the id (Q4_K -> Q4_K_M)
+    group_size: int | None = None  # AWQ/GPTQ/MLX groups; FP8 block-scaled tile side
+    engines: list[str] = []  # engines that load it, where only some do
     kv_cache: bool = False  # usable as a KV cache type
     source: str
 

@@ -1,53 +1,28 @@
 """Memory footprint per device: weights where the engine puts them, KV cache with GQA,
 sliding windows, MLA and KV quantization, and each engine's buffers and runtime overhead.
 
-All sizes are bytes; GiB = 2**30. Engine constants are documented where they are defined.
+The engine's rules come from its memory profile (perf/engine_memory.yaml, engine_profiles.py):
+llama.cpp-family buffers from llama_cpp_buffers.py, the paged engines' reservation and
+activations from paged_memory.py. All sizes are bytes; GiB = 2**30.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
 
 from ..catalog.schema import ModelSpec
 from ..errors import InputError
 from ..sources.arch import STATE_DTYPE_BYTES, describe
 from ..types import DeviceMemory, Engine, Hardware, LoadedModel, Plan, Split, Workload
+from . import llama_cpp_buffers as lcb
+from .engine_profiles import LLAMA_FAMILY, MIB, PAGED, Settings, profile, settings
+from .paged_memory import activation_bytes, paged_tokens
 
 GIB = 2**30
 
 # Bytes per KV element by cache type (ggml block layouts: q8_0 = 34 bytes / 32, q4_0 = 18 / 32).
 KV_BYTES = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "fp8": 1.0, "q8_0": 34 / 32, "q5_0": 22 / 32,
             "q5_1": 24 / 32, "q4_0": 18 / 32, "q4_1": 20 / 32, "iq4_nl": 18 / 32}
-
-
-@dataclass(frozen=True)
-class EngineMemory:
-    """Per-device memory an engine takes besides weights and KV cache. Documented constants:
-    context_gib: CUDA/HIP context + cuBLAS workspace created on every GPU the engine uses
-      (CUDA context is ~300-500 MiB on recent drivers, e.g. llama.cpp issue #1866 and the
-      vLLM docs' "non-torch memory"); Metal and CPU have none worth counting.
-    ubatch: tokens per compute step, sizing the compute buffer (llama.cpp -ub default 512;
-      vLLM profiles max_num_batched_tokens, 2048-8192 by default).
-    graphs_gib: CUDA graph capture (vLLM docs: "typically 0.5-1 GiB").
-    """
-
-    context_gib: float
-    ubatch: int
-    graphs_gib: float = 0.0
-    reserve_fraction: float = 0.0  # share of the card the engine never uses (vLLM 1 - utilization)
-
-
-ENGINE_MEMORY = {
-    Engine.LLAMA_CPP: EngineMemory(context_gib=0.35, ubatch=512),
-    # Ollama runs llama.cpp and keeps extra headroom per GPU (its scheduler's minimum, ~457 MiB,
-    # ollama/llm/memory.go "gpuZeroOverhead"/"minimumMemory").
-    Engine.OLLAMA: EngineMemory(context_gib=0.35 + 0.45, ubatch=512),
-    Engine.VLLM: EngineMemory(context_gib=0.5, ubatch=2048, graphs_gib=0.75, reserve_fraction=0.10),
-    Engine.SGLANG: EngineMemory(context_gib=0.5, ubatch=2048, graphs_gib=0.75, reserve_fraction=0.12),
-    Engine.TGI: EngineMemory(context_gib=0.5, ubatch=2048, graphs_gib=0.5, reserve_fraction=0.05),
-    Engine.TRT_LLM: EngineMemory(context_gib=0.5, ubatch=2048, graphs_gib=0.5, reserve_fraction=0.10),
-    Engine.EXLLAMAV2: EngineMemory(context_gib=0.35, ubatch=2048),
-}
 
 
 def kv_type_bytes(kv_type: str) -> float:
@@ -109,121 +84,222 @@ def layers_per_device(n_layers: int, shares: tuple[float, ...]) -> list[int]:
     return counts
 
 
-def compute_buffer_bytes(model: LoadedModel, engine: Engine, context: int, seqs: int,
-                         holds_output: bool, flash_attention: bool) -> float:
-    """Scratch for one compute step. llama.cpp: logits (n_vocab x ubatch x f32) on the device
-    holding the output head, activations (ubatch x ffn x f32 a few times), and without flash
-    attention the KQ matrix (ubatch x context x heads x f32)."""
-    spec = model.spec
-    em = ENGINE_MEMORY[engine]
-    ub = min(em.ubatch, max(context * seqs, 1))
-    ffn = max(spec.intermediate_size, spec.moe_intermediate_size or 0)
-    act = ub * (2 * ffn + 4 * spec.hidden_size) * 4.0
-    logits = spec.vocab_size * ub * 4.0 if holds_output else 0.0
-    attn = 0.0 if flash_attention else ub * min(context, 32768) * spec.n_heads * 4.0
-    return max(logits, attn) + act
+def kv_row_bytes(spec: ModelSpec, kv_type: str) -> float:
+    """Bytes one cell of one layer's cache holds: its K and V rows in the cache type."""
+    return kv_elements_per_token(spec) * kv_type_bytes(kv_type)
+
+
+def window_layers(spec: ModelSpec) -> list[bool]:
+    """Layers with a sliding window in the checkpoint's own config (what vLLM, SGLang and the
+    other PyTorch engines honour): llama.cpp's period where it has one, every layer when all
+    slide (Mistral 7B v0.1), else spread evenly."""
+    n, k = spec.n_layers, spec.n_sliding_layers if spec.sliding_window else 0
+    if not k:
+        return [False] * n
+    if spec.architecture in lcb.SWA_PERIOD:
+        return lcb.sliding_layers(spec)
+    return [(i * k) // n != ((i + 1) * k) // n for i in range(n)]
+
+
+def engine_kv_bytes(spec: ModelSpec, plan: Plan, st: Settings, context: int, seqs: int) -> list[float]:
+    """KV bytes per layer as the plan's engine allocates them for `seqs` sequences of `context`."""
+    row = kv_row_bytes(spec, plan.kv_type)
+    if plan.engine in LLAMA_FAMILY:
+        ctx = lcb.context(context, seqs, unified=False, multiple=st.ctx_multiple)
+        return [row * c for c in lcb.kv_cells(spec, ctx, seqs, False, st.n_ubatch, st.swa_full)]
+    block = {Engine.MLX: 256, Engine.EXLLAMAV2: 256}.get(plan.engine, st.block_size)
+    w = spec.sliding_window
+    return [row * seqs * paged_tokens(context, block, w if s else None) for s in window_layers(spec)]
+
+
+def _moe_host_layers(spec: ModelSpec, plan: Plan) -> set[int]:
+    """Layers whose routed experts stay in host RAM: all MoE layers (--cpu-moe) or the first
+    n_cpu_moe of them (--n-cpu-moe N)."""
+    if not spec.n_experts:
+        return set()
+    moe = [i for i in range(spec.n_layers) if i >= spec.n_dense_layers]
+    if plan.experts_on_host:
+        return set(moe)
+    return set(moe[:max(plan.n_cpu_moe, 0)])
+
+
+def cpu_features(hw: Hardware) -> frozenset[str]:
+    """SIMD the host CPU has, for llama.cpp's weight repacking: NEON on Apple, AVX-512 on the
+    CPUs that have it (Zen 4/5, Xeon Scalable), else AVX2 (every x86 CPU since 2015)."""
+    for d in hw.devices:
+        if d.vendor == "apple" or d.kind == "apple":
+            return frozenset({"neon"})
+        if d.kind == "cpu":
+            a = d.architecture.lower()
+            if "avx512" in a or "zen 4" in a or "zen 5" in a or "rapids" in a:
+                return frozenset({"avx2", "avx512"})
+    return frozenset({"avx2"})
 
 
 def device_memory(model: LoadedModel, hw: Hardware, plan: Plan, wl: Workload) -> list[DeviceMemory]:
-    """Memory per device of one replica (replicas are identical), and host RAM when layers are offloaded."""
+    """Memory per device of one replica (replicas are identical), and host RAM when anything lives
+    there. llama.cpp family: weights where llama.cpp puts them (token_embd in host RAM, the output
+    layer on the last GPU, duplicated from a tied token_embd only when that is a GPU), the repacked
+    copy of host-resident weights, KV cells as llama.cpp sizes them, a compute buffer per device.
+    Paged engines: the reservation, activation peak, CUDA context and graphs per GPU."""
     spec, w = model.spec, model.weights
     engine = plan.engine
-    em = ENGINE_MEMORY[engine]
-    seqs = max(1, wl.users // max(plan.replicas, 1) + (1 if wl.users % max(plan.replicas, 1) else 0))
-    kv = kv_layer_bytes(spec, plan.kv_type, wl.context, seqs)
+    llama = engine in LLAMA_FAMILY
+    prof = profile(engine)
+    n_layers = spec.n_layers
+    reps = max(plan.replicas, 1)
+    seqs = max(1, -(-wl.users // reps))
     idx = list(plan.device_ids)
     n_dev = len(idx)
+    devs = [hw.devices[i] for i in idx]
+    cpu_only = all(d.kind == "cpu" for d in devs)
+    unified_mem = any(d.unified for d in devs)
+    gpu_layers = n_layers if plan.gpu_layers is None or cpu_only else max(0, min(plan.gpu_layers, n_layers))
+    first_gpu_layer = n_layers - gpu_layers  # llama.cpp keeps the first layers in RAM
+    st = settings(plan, host_layers=first_gpu_layer > 0)
+    kv = engine_kv_bytes(spec, plan, st, wl.context, seqs)
+    moe_host = _moe_host_layers(spec, plan)
     weights = [0.0] * n_dev
     kvs = [0.0] * n_dev
-    host_w, host_kv = 0.0, 0.0
-    n_layers = spec.n_layers
-    gpu_layers = n_layers if plan.gpu_layers is None else max(0, min(plan.gpu_layers, n_layers))
-    first_gpu_layer = n_layers - gpu_layers  # llama.cpp keeps the first layers in RAM
-    experts_host = plan.experts_on_host
-    # llama.cpp keeps the token embedding in host RAM; GPU engines keep it on the GPUs.
-    # On a CPU device everything is host RAM already.
-    cpu_only = all(hw.devices[i].kind == "cpu" for i in idx)
-    embed_on_host = engine in (Engine.LLAMA_CPP, Engine.OLLAMA) and not cpu_only
+    on_dev: list[list[int]] = [[] for _ in range(n_dev)]
+    host_w = host_kv = 0.0
+    host_layers = list(range(first_gpu_layer))
     out_bytes = w.output_bytes if w.output_bytes else (w.embed_bytes if spec.tied_embeddings else 0)
+    # llama.cpp keeps the token embedding in host RAM; GPU engines keep it on the GPUs
+    embed_on_host = llama and not cpu_only
+    output_on_host = cpu_only or (llama and plan.gpu_layers is not None and plan.gpu_layers <= n_layers)
+    tied_free = spec.tied_embeddings and not w.output_bytes and (not llama or output_on_host or unified_mem)
+    head = 0.0 if tied_free else out_bytes  # a tied head shared with the embedding costs nothing more
 
-    if plan.split in (Split.TENSOR, Split.PIPELINE) and plan.tp > 1 or plan.split == Split.ROW:
+    def layer_w(i: int) -> float:
+        return w.layer_bytes[i] - (w.layer_expert_bytes[i] if i in moe_host else 0)
+
+    tp_like = plan.split in (Split.TENSOR, Split.PIPELINE) and plan.tp > 1 or plan.split == Split.ROW
+    if tp_like:
         # every layer cut across the devices (TP shards heads; KV sharded by kv heads, replicated
         # when there are fewer kv heads than devices)
         tp = n_dev if plan.split == Split.ROW else plan.tp
         pp = max(1, n_dev // tp)
-        stage_layers = layers_per_device(n_layers, tuple([1.0] * pp))
         li = 0
-        for stage, count in enumerate(stage_layers):
+        for stage, count in enumerate(layers_per_device(n_layers, tuple([1.0] * pp))):
             for layer in range(li, li + count):
                 for r in range(tp):
                     d = stage * tp + r
-                    shards = tp if plan.split != Split.ROW else 1
                     share = plan.shares[r] if plan.split == Split.ROW and plan.shares else 1 / tp
-                    lw = w.layer_bytes[layer] - (w.layer_expert_bytes[layer] if experts_host else 0)
-                    weights[d] += lw * share
-                    kv_div = min(tp, spec.n_kv_heads) if not spec.mla_kv_lora_rank else 1
-                    kvs[d] += kv[layer] / (kv_div if shards > 1 else 1) if plan.split != Split.ROW else 0
-                    if experts_host:
-                        host_w += w.layer_expert_bytes[layer] / tp
+                    weights[d] += layer_w(layer) * share
+                    on_dev[d].append(layer)
+                    if plan.split != Split.ROW:
+                        kv_div = min(tp, spec.n_kv_heads) if not spec.mla_kv_lora_rank else 1
+                        kvs[d] += kv[layer] / kv_div
+                if layer in moe_host:
+                    host_w += w.layer_expert_bytes[layer]
             li += count
         if plan.split == Split.ROW:  # llama.cpp row split keeps KV (and small tensors) on the main GPU
             kvs[0] += sum(kv)
         for r in range(tp):  # embedding and output head sharded by vocabulary
-            weights[(pp - 1) * tp + r] += out_bytes / tp
+            weights[(pp - 1) * tp + r] += head / tp
             if not embed_on_host:
                 weights[r] += w.embed_bytes / tp
+        out_dev = (pp - 1) * tp
     else:
         shares = plan.shares if plan.shares else tuple([1.0] * n_dev)
-        counts = layers_per_device(gpu_layers, shares)
         layer = first_gpu_layer
-        for d, count in enumerate(counts):
+        for d, count in enumerate(layers_per_device(gpu_layers, shares)):
             for i in range(layer, layer + count):
-                lw = w.layer_bytes[i] - (w.layer_expert_bytes[i] if experts_host else 0)
-                weights[d] += lw
+                weights[d] += layer_w(i)
                 kvs[d] += kv[i]
-                if experts_host:
+                on_dev[d].append(i)
+                if i in moe_host:
                     host_w += w.layer_expert_bytes[i]
             layer += count
-        for i in range(first_gpu_layer):
+        for i in host_layers:
             host_w += w.layer_bytes[i]
             host_kv += kv[i]
-        if plan.gpu_layers is None or plan.gpu_layers > n_layers:
-            weights[-1] += out_bytes  # output head on the last device
+        if output_on_host:
+            host_w += head
         else:
-            host_w += out_bytes
+            weights[-1] += head  # output head on the last device
         if not embed_on_host:
             weights[0] += w.embed_bytes
+        out_dev = None if output_on_host else n_dev - 1
     if embed_on_host:
         host_w += w.embed_bytes
     weights[-1] += w.other_bytes
 
+    # engine buffers per device, and in host RAM
+    over = [0.0] * n_dev
+    host_over = repack = 0.0
+    if llama:
+        over, host_over, repack = _llama_buffers(model, hw, plan, st, wl, seqs, on_dev, out_dev, host_layers,
+                                                 moe_host, cpu_only)
+    for d, dev in enumerate(devs):
+        if dev.kind == "gpu":
+            over[d] += (prof.gpu_context_mib + prof.gpu_reserve_mib + prof.cuda_graphs_mib) * MIB
     out = []
-    for d in range(n_dev):
-        dev = hw.devices[idx[d]]
+    for d, dev in enumerate(devs):
         cap = hw.memory_gib[idx[d]] * GIB
         share = dev.gpu_share(hw.memory_gib[idx[d]])  # unified memory: what the GPU may use of it
         if share is not None:
             cap *= share
-        holds_output = d == n_dev - 1 or plan.split in (Split.TENSOR, Split.ROW)
-        buf = compute_buffer_bytes(model, engine, wl.context, seqs, holds_output, plan.flash_attention)
-        ctx = em.context_gib * GIB if dev.kind == "gpu" else 0.0
-        graphs = em.graphs_gib * GIB if dev.kind == "gpu" else 0.0
-        reserve = em.reserve_fraction * cap
-        out.append(DeviceMemory(name=dev.id, weights=weights[d], kv_cache=kvs[d],
-                                overhead=buf + ctx + graphs + reserve, capacity=cap))
-    if cpu_only:
-        weights[0] += host_w
-        kvs[0] += host_kv
-        host_w = host_kv = 0.0
-    if host_w or host_kv:
+        if not llama and dev.kind == "gpu":
+            tp = plan.tp if plan.split in (Split.TENSOR, Split.PIPELINE) else 1
+            over[d] += activation_bytes(spec, st, max(tp, 1))
+            if st.gpu_memory_utilization is not None:
+                over[d] += (1 - st.gpu_memory_utilization) * cap  # never vLLM's to use
+        out.append(DeviceMemory(name=dev.id, weights=weights[d], kv_cache=kvs[d], overhead=over[d], capacity=cap))
+    if cpu_only:  # the CPU's own memory is the host RAM: fold it in
+        d0 = out[0]
+        out[0] = DeviceMemory(d0.name, d0.weights + host_w, d0.kv_cache + host_kv, d0.overhead + host_over, d0.capacity,
+                              repacked=repack)
+        return out
+    if host_w or host_kv or host_over:
         ram = (hw.host_ram_gib or _default_ram(hw)) * GIB
         unified = [i for i in idx if hw.devices[i].unified]
         if unified:  # unified memory: what the GPU may not use is all the CPU side has
             i = unified[0]
             ram = hw.memory_gib[i] * GIB * (1 - hw.devices[i].gpu_share(hw.memory_gib[i]))
-        out.append(DeviceMemory(name="host RAM", weights=host_w, kv_cache=host_kv,
-                                overhead=0.0, capacity=ram))
+        out.append(DeviceMemory(name="host RAM", weights=host_w, kv_cache=host_kv, overhead=host_over, capacity=ram,
+                                repacked=repack))
     return out
+
+
+def _llama_buffers(model, hw, plan, st, wl, seqs, on_dev, out_dev, host_layers, moe_host, cpu_only):
+    """llama.cpp's compute buffer per device and in host RAM, the output buffer (and
+    llama-cpp-python's scores array) in host RAM, and the CPU_REPACK copy of host weights."""
+    from .weights import repacked_bytes
+
+    spec = model.spec
+    ctx = lcb.context(wl.context, seqs, unified=False, multiple=st.ctx_multiple)
+    swa = lcb.sliding_layers(spec)
+    swa_cells = lcb.kv_cells(spec, ctx, seqs, False, st.n_ubatch, st.swa_full)
+    ub = min(st.n_ubatch, st.n_batch, ctx.n_ctx)
+
+    def cells(layers):
+        return {swa[i]: swa_cells[i] // ctx.n_stream for i in layers}
+
+    def buf(layers, holds_output):
+        return lcb.compute_bytes(spec, layers, cells(layers), ub, st.flash_attn, holds_output)
+
+    over = [buf(layers, d == out_dev or (plan.split == Split.ROW and d == 0)) for d, layers in enumerate(on_dev)]
+    if cpu_only:
+        over[0] = buf(list(range(spec.n_layers)), True)
+        host = 0.0
+    elif host_layers or out_dev is None:
+        host = buf(host_layers, out_dev is None)
+    else:
+        host = lcb.host_input_bytes(spec, ub)
+    if moe_host:  # the routed experts' matmuls run on the CPU: their intermediates live there
+        host = max(host, lcb.compute_bytes(spec, sorted(moe_host), {}, ub, True, False))
+    n_out = st.n_batch if st.logits_all else 0
+    host += lcb.output_bytes(spec, seqs, n_out)
+    if st.logits_all:  # llama-cpp-python's numpy scores: n_ctx rows of n_vocab float32
+        host += ctx.n_ctx * spec.vocab_size * lcb.F32
+    repack = 0.0
+    resident = list(range(spec.n_layers)) if cpu_only else host_layers
+    if st.extra_bufts and resident:
+        per_layer = repacked_bytes(spec, model.quant, cpu_features(hw))
+        repack = float(sum(per_layer[i] for i in resident))
+    return over, host, repack
 
 
 def _default_ram(hw: Hardware) -> float:
@@ -236,14 +312,24 @@ def fits(mem: list[DeviceMemory]) -> bool:
     return all(m.free >= 0 for m in mem)
 
 
+def context_step(plan: Plan) -> int:
+    """The granularity of a context the engine allocates: llama.cpp pads n_ctx to 256 cells,
+    paged engines allocate whole blocks."""
+    st = settings(plan)
+    return st.ctx_multiple if plan.engine in LLAMA_FAMILY else max(st.block_size, 1)
+
+
 def max_context(model: LoadedModel, hw: Hardware, plan: Plan, wl: Workload) -> int:
-    """Largest context per sequence (users x context cached) that fits, up to the model's maximum."""
+    """Largest context per sequence (users x context cached) that fits, up to the model's maximum:
+    a multiple of the engine's step (256 for llama.cpp, whose n_ctx is padded to it anyway)."""
     from dataclasses import replace
 
-    def ok(c: int) -> bool:
-        return fits(device_memory(model, hw, plan, replace(wl, context=c)))
+    step = context_step(plan)
 
-    return largest(ok, model.spec.max_context)
+    def ok(k: int) -> bool:
+        return fits(device_memory(model, hw, plan, replace(wl, context=k * step)))
+
+    return step * largest(ok, max(model.spec.max_context // step, 1))
 
 
 def largest(ok, limit: int) -> int:

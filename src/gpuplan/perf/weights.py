@@ -1,105 +1,77 @@
 """What a model's weights weigh in a given format, tensor by tensor.
 
-GGUF: each tensor gets the type llama.cpp's llama_tensor_get_type would give it
-(src/llama-quant.cpp), then bytes = rows x blocks per row x block bytes (ggml-common.h).
-Other formats (safetensors checkpoints for vLLM, ExLlamaV2, ...) apply their bits per weight
-to the linear layers and keep the rest 16-bit.
+GGUF: each tensor gets the type llama-quantize gives it for the file type (perf/gguf_types.py,
+a port of llama-quant.cpp), then bytes = rows x blocks per row x block bytes (ggml-common.h).
+Checkpoint formats (safetensors for vLLM, SGLang, TensorRT-LLM, ExLlamaV2, MLX, transformers)
+apply their own layout to the linear layers and keep what their tools leave unquantized in
+16 bits: see tensor_bytes and each entry's source in catalog/quants.yaml.
 """
 
 from __future__ import annotations
 
-from .. import catalog
+import math
+
 from ..catalog.schema import ModelSpec, Quant
+from ..errors import InputError
 from ..sources.tensors import TensorInfo, tensor_list
 from ..types import Weights
+from .gguf_types import BLOCK, DEFAULT_TYPE, spec_file_types, use_more_bits  # noqa: F401 (re-exported)
 
-# llama-quant.cpp: a type whose block does not divide the row falls back to these.
-FALLBACK = {"TQ1_0": "Q4_0", "TQ2_0": "Q4_0", "Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0",
-            **{t: "IQ4_NL" for t in ("IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S", "IQ1_S", "IQ1_M",
-                                     "Q2_K", "Q3_K", "IQ4_XS")}}
 # ExLlamaV2's converter quantizes the output head at 6 bits by default (convert.py -hb 6) and
 # keeps the embedding table in fp16 (it lives in system RAM at run time, counted here anyway).
 EXL2_HEAD_BPW = 6.0
 # bitsandbytes LLM.int8 keeps one fp32 scale per output row.
 INT8_ROW_SCALE_BYTES = 4
+GGUF_KINDS = ("float", "gguf", "gguf-mix")
 
 
-def _layout(type_id: str) -> tuple[int, int]:
-    q = catalog.quant(type_id)
-    return q.block_weights or 1, q.block_bytes or int(q.bits_per_weight / 8)
-
-
-def use_more_bits(i: int, n: int) -> bool:
-    """llama.cpp's choice of the layers that get more bits in *_M mixes."""
-    return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
-
-
-def _holds(when: str, spec: ModelSpec, i: int | None, n: int) -> bool:
-    if when == "always":
-        return True
-    if when in ("gqa_ge_4", "gqa_ge_8"):
-        return spec.n_heads // spec.n_kv_heads >= int(when[-1])
-    if when == "n_expert_8":
-        return spec.n_experts == 8
-    if when == "model_70b":  # llama.cpp LLM_TYPE_70B: an 80-layer Llama
-        return spec.architecture == "llama" and spec.n_layers == 80
-    if i is None:
-        return False
-    return {"use_more_bits": use_more_bits(i, n), "first_eighth": i < n // 8,
-            "first_sixteenth": i < n // 16, "first_2": i < 2, "first_4": i < 4}[when]
-
-
-def _rule_matches(rule_tensor: str, kind: str) -> bool:
-    # llama.cpp matches substrings: an ffn_down rule also covers ffn_down_exps/_shexp.
-    if rule_tensor.startswith("ffn_") and not rule_tensor.endswith("_exps"):
-        return kind.startswith(rule_tensor)
-    return kind == rule_tensor
+def file_type(quant: Quant) -> str:
+    """The llama.cpp file type a GGUF quant names (Q4_K as a file type is Q4_K_M)."""
+    ft = quant.ftype or quant.id
+    if ft not in DEFAULT_TYPE:
+        raise InputError(f"{quant.id} is not a GGUF file type (llama.cpp never writes whole files in it); "
+                         f"accepted: {', '.join(sorted(DEFAULT_TYPE))}")
+    return ft
 
 
 def gguf_tensor_type(spec: ModelSpec, quant: Quant, t: TensorInfo) -> str:
     """The ggml type llama.cpp stores this tensor in, for a GGUF file of this quant."""
-    if not t.is_matrix or t.kind == "ffn_gate_inp":
-        return "F32"  # norms, biases, router: convert_hf_to_gguf keeps them F32, quantize skips them
-    if quant.kind == "float":
-        return quant.id
-    base = quant.base or quant.id
-    ne0 = t.shape[0]
-    if t.kind == "output" or (t.kind == "token_embd" and spec.tied_embeddings):
-        if base == "Q8_0" or ne0 % _layout(base)[0] != 0:
-            typ = "Q8_0"
-        else:
-            typ = "Q6_K"
-    else:
-        typ = base
-        n = spec.n_layers
-        for r in quant.rules:
-            if _rule_matches(r.tensor, t.kind) and _holds(r.when, spec, t.layer, n):
-                if not r.from_types or typ in r.from_types:
-                    typ = r.type
-    if ne0 % _layout(typ)[0] != 0:
-        typ = FALLBACK.get(typ, "F16")
-        if ne0 % _layout(typ)[0] != 0:
-            typ = "F16"
-    return typ
+    return spec_file_types(spec, file_type(quant))[t.name]
+
+
+def _is_head(spec: ModelSpec, t: TensorInfo) -> bool:
+    return t.kind == "output" or (t.kind == "token_embd" and spec.tied_embeddings)
 
 
 def tensor_bytes(spec: ModelSpec, quant: Quant, t: TensorInfo, bpw: float | None = None) -> int:
-    if quant.kind in ("float", "gguf", "gguf-mix"):
-        bw, bb = _layout(gguf_tensor_type(spec, quant, t))
+    if quant.kind in GGUF_KINDS:
+        bw, bb = BLOCK[gguf_tensor_type(spec, quant, t)]
         rows = t.n_elements // t.shape[0]
         return rows * (t.shape[0] // bw) * bb
     n = t.n_elements
     if not t.is_matrix or t.kind == "ffn_gate_inp":
-        return 2 * n  # 16-bit in safetensors checkpoints
-    head = t.kind == "output" or (t.kind == "token_embd" and spec.tied_embeddings)
-    if quant.kind == "exl2":
-        if t.kind == "token_embd" and not head:
+        return 2 * n  # norms, biases, routers: 16-bit in safetensors checkpoints
+    head = _is_head(spec, t)
+    embed = t.kind == "token_embd"
+    k = quant.kind
+    if k == "exl2":
+        if embed and not head:
             return 2 * n
         return round(n * (EXL2_HEAD_BPW if head else (bpw or quant.bits_per_weight)) / 8)
-    if t.kind in ("token_embd", "output"):
-        return 2 * n  # AWQ/GPTQ/FP8/INT8 checkpoints leave embedding and lm_head unquantized
-    if quant.kind == "int":
+    if k == "mlx":  # mlx_lm.convert quantizes every Linear and the Embedding, head included
+        return math.ceil(n * quant.bits_per_weight / 8)
+    if embed or t.kind == "output":
+        return 2 * n  # AWQ/GPTQ/FP8/INT8/NF4/NVFP4/MXFP4 checkpoints keep embedding and lm_head 16-bit
+    if k == "mxfp4" and spec.n_experts and not t.expert:
+        return 2 * n  # gpt-oss: only the routed experts are MXFP4, attention and the rest BF16
+    if k == "int":
         return n + INT8_ROW_SCALE_BYTES * (n // t.shape[0])
+    if k == "fp8" and quant.group_size:  # block-scaled FP8: one fp32 scale per group x group tile
+        rows = n // t.shape[0]
+        g = quant.group_size
+        return n + 4 * math.ceil(t.shape[0] / g) * math.ceil(rows / g)
+    if quant.block_weights and quant.block_bytes:  # NVFP4, MXFP4, NF4: fixed blocks
+        return math.ceil(n / quant.block_weights) * quant.block_bytes
     return round(n * quant.bits_per_weight / 8)
 
 
@@ -121,3 +93,30 @@ def estimate_weights(spec: ModelSpec, quant: Quant, bpw_override: float | None =
         else:
             other += b
     return Weights(tuple(layers), tuple(experts), embed, output, other, origin="estimate")
+
+
+def repacked_bytes(spec: ModelSpec, quant: Quant, cpu_features: frozenset[str]) -> list[int]:
+    """Per block, the bytes llama.cpp's CPU backend copies into its CPU_REPACK buffer when the
+    block runs on the CPU with extra buffer types on (the default): 2-D and 3-D (expert) matrices
+    of a type with an interleaved kernel for this CPU whose ne[1] the interleave divides
+    (ggml-cpu/repack.cpp ggml_repack_get_optimal_repack_type; the token embedding is read by
+    get_rows and never repacked). The copy has the same size as the original."""
+    if quant.kind not in GGUF_KINDS:
+        return [0] * spec.n_layers
+    out = [0] * spec.n_layers
+    for t in tensor_list(spec):
+        if t.layer is None or not t.is_matrix:
+            continue
+        typ = gguf_tensor_type(spec, quant, t)
+        if any(f in cpu_features and t.shape[1] % rows == 0 for f, rows in REPACK.get(typ, ())):
+            out[t.layer] += tensor_bytes(spec, quant, t)
+    return out
+
+
+# ggml type -> (CPU feature with an interleaved kernel, rows it interleaves: ne[1] must divide):
+# x86 AVX2 8x8 kernels for Q4_0/Q4_K/IQ4_NL/MXFP4 and AVX-512 for Q2_K; ARM NEON with dotprod/i8mm
+# 4x4, 4x8 and 8x4 kernels, also for Q5_K/Q6_K/Q8_0 (ggml-cpu/repack.cpp as llama-cpp-python 0.3.36
+# vendors it; "avx512" implies "avx2" on every CPU that has it: list both).
+REPACK = {"Q4_0": (("avx2", 8), ("neon", 4)), "Q4_K": (("avx2", 8), ("neon", 8)),
+          "IQ4_NL": (("avx2", 8), ("neon", 4)), "MXFP4": (("avx2", 8), ("neon", 4)),
+          "Q2_K": (("avx512", 8),), "Q5_K": (("neon", 8),), "Q6_K": (("neon", 8),), "Q8_0": (("neon", 4),)}
