@@ -28,32 +28,43 @@ def _check_workload(context, users):
 
 def fit(model: str, gpus: str | None = None, quant: str | None = None, context: int = 8192, users: int = 1,
         engine: str | None = None, kv: str = "f16", link: str | None = None, ram: str | None = None,
-        hardware: str | None = None) -> dict:
+        hardware: str | None = None, flash_attn: str | None = None, swa_full: bool | None = None,
+        ubatch: int | None = None, gpu_memory_utilization: float | None = None) -> dict:
     from .commands.common import default_engine
     from .commands.fit import default_plan, fit_result
+    from .perf.engine_profiles import engine_options
     from .perf.memory import kv_type_bytes
     from .sources.resolve import resolve_model
     from .types import Workload
 
     _check_workload(context, users)
     kv_type_bytes(kv)
+    opts = engine_options(flash_attn, swa_full, ubatch, gpu_memory_utilization)
     m = resolve_model(model, quant)
     hw = _hw(gpus, hardware, link, ram)
     wl = Workload(context=context, users=users)
-    plan = default_plan(m, hw, default_engine(m, engine), kv.lower(), wl)
+    plan = default_plan(m, hw, default_engine(m, engine), kv.lower(), wl, opts)
     return fit_result(m, hw, plan, wl)
 
 
 def plan(model: str, gpus: str | None = None, quant: str | None = None, context: int = 8192, users: int = 1,
          engine: str | None = None, goal: str = "latency", min_user_tok_s: float = 0.0, link: str | None = None,
          ram: str | None = None, nodes: int = 1, hardware: str | None = None, prompt_tokens: int = 512,
-         output_tokens: int = 256, ram_gib: float | None = None, model_ref: str | None = None) -> dict:
+         output_tokens: int = 256, ram_gib: float | None = None, model_ref: str | None = None,
+         kv: str | None = None, flash_attn: str | None = None, swa_full: bool | None = None,
+         ubatch: int | None = None, gpu_memory_utilization: float | None = None) -> dict:
+    from .perf.engine_profiles import engine_options
+    from .perf.memory import kv_type_bytes
     from .planner.report import plan_json
 
     _check_workload(context, users)
+    if kv is not None:
+        kv_type_bytes(kv)
+    opts = engine_options(flash_attn, swa_full, ubatch, gpu_memory_utilization)
     file_ref = model_ref if model_ref and model_ref.lower().endswith(".gguf") else None
     return plan_json(model, quant, _hw(gpus, hardware, link, ram, nodes, ram_gib), context, users, engine, goal,
-                     min_user_tok_s, prompt_tokens, output_tokens, file_ref)
+                     min_user_tok_s, prompt_tokens, output_tokens, file_ref, kv=kv.lower() if kv else None,
+                     options=opts)
 
 
 def compare(model: str | None, setups: list[str], quant: str | None = None, context: int = 8192,

@@ -81,11 +81,19 @@ def fit_cmd(model: str = typer.Argument(..., help="catalog id, .gguf file, or co
             kv: str = typer.Option("f16", "--kv", help="KV cache type: f16, q8_0, q4_0, fp8"),
             link: Optional[str] = typer.Option(None, "--link"),
             ram: Optional[str] = typer.Option(None, "--ram", help="host memory id, e.g. ddr5-6000-2ch"),
+            flash_attn: Optional[str] = typer.Option(None, "--flash-attn", help="on, off or auto (default: the engine's)"),
+            swa_full: Optional[bool] = typer.Option(None, "--swa-full/--no-swa-full",
+                                                    help="llama.cpp: full-size sliding-window cache (default: the engine's)"),
+            ubatch: Optional[int] = typer.Option(None, "--ubatch", help="llama.cpp physical batch -ub (default 512)"),
+            gpu_memory_utilization: Optional[float] = typer.Option(None, "--gpu-memory-utilization",
+                                                                   help="vLLM/SGLang share of each GPU (default 0.9)"),
             as_json: bool = typer.Option(False, "--json")):
     """Does MODEL fit: memory per device (weights, KV cache, overhead), verdict, largest context."""
     from .commands.fit import fit
+    from .perf.engine_profiles import engine_options
 
-    fit(model, quant, gpus, hardware, context, users, engine, kv, link, ram, as_json)
+    opts = engine_options(flash_attn, swa_full, ubatch, gpu_memory_utilization)
+    fit(model, quant, gpus, hardware, context, users, engine, kv, link, ram, as_json, opts)
 
 
 # ---------------------------------------------------------------- validate / calibrate

@@ -129,6 +129,7 @@ class Plan:
     n_ubatch: int | None = None  # llama.cpp physical batch (-ub), sizes the compute buffer
     gpu_memory_utilization: float | None = None  # vLLM/SGLang share of each card the engine takes
     repack: bool | None = None  # llama.cpp CPU weight repacking (extra buffer types; --no-repack turns it off)
+    engine_date: str | None = None  # "YYYY-MM" of the engine release (a measurement's date); None: current
 
     @property
     def strategy(self) -> str:

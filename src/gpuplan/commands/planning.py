@@ -14,12 +14,12 @@ def _dump(obj) -> None:
 
 
 def plan_command_core(model, quant, gpus, hardware, context, users, engine, link, ram, ram_gib, goal,
-                      min_user_tok_s, nodes, as_json, plot, brief=False):
+                      min_user_tok_s, nodes, as_json, plot, brief=False, engine_opts=None):
     from .. import api
 
     res = api.plan(model, gpus, quant=quant, context=context, users=users, engine=engine, goal=goal,
                    min_user_tok_s=min_user_tok_s, link=link, ram=ram, nodes=nodes, hardware=hardware,
-                   ram_gib=ram_gib, model_ref=model)
+                   ram_gib=ram_gib, model_ref=model, **(engine_opts or {}))
     if plot:
         from ..plots import plot_plan
 
@@ -46,11 +46,20 @@ def register(app: typer.Typer) -> None:
                  ram: Optional[str] = typer.Option(None, "--ram", help="host memory id, e.g. ddr5-6000-2ch"),
                  ram_gib: Optional[float] = typer.Option(None, "--ram-gb", help="system RAM size"),
                  nodes: int = typer.Option(1, "--nodes"),
+                 kv: Optional[str] = typer.Option(None, "--kv", help="KV cache type (default f16; tried smaller when short)"),
+                 flash_attn: Optional[str] = typer.Option(None, "--flash-attn", help="on, off or auto (default: the engine's)"),
+                 swa_full: Optional[bool] = typer.Option(None, "--swa-full/--no-swa-full",
+                                                         help="llama.cpp full-size sliding-window cache"),
+                 ubatch: Optional[int] = typer.Option(None, "--ubatch", help="llama.cpp physical batch -ub"),
+                 gpu_memory_utilization: Optional[float] = typer.Option(None, "--gpu-memory-utilization",
+                                                                        help="vLLM/SGLang share of each GPU"),
                  as_json: bool = typer.Option(False, "--json"),
                  plot: Optional[str] = typer.Option(None, "--plot", help="write a PNG")):
         """Best plan for MODEL on your hardware, the alternatives, why, and launch commands."""
+        opts = dict(kv=kv, flash_attn=flash_attn, swa_full=swa_full, ubatch=ubatch,
+                    gpu_memory_utilization=gpu_memory_utilization)
         plan_command_core(model, quant, gpus, hardware, context, users, engine, link, ram, ram_gib, goal,
-                          min_user_tok_s, nodes, as_json, plot)
+                          min_user_tok_s, nodes, as_json, plot, engine_opts=opts)
 
     @app.command("compare")
     def compare_cmd(model: Optional[str] = typer.Argument(None),

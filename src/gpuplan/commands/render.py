@@ -24,6 +24,9 @@ def render_plan(res: dict, brief: bool = False) -> None:
               f"{res['workload']['users']} users: {_f(res['throughput_tok_s'])} tok/s in total · bound: {res['bound']}")
     for line in res["explanation"]:
         con.print(f"  • {line}")
+    assumed = res.get("engine_defaults") or {}
+    if assumed:
+        con.print("  assumed engine defaults: " + "; ".join(f"{k} {v}" for k, v in assumed.items()), markup=False)
     if brief:
         return
     t = Table(title="memory per device (GB)")

@@ -64,8 +64,11 @@ def _split_mode(plan: Plan) -> str | None:
 
 
 def _fa(plan: Plan) -> bool:
-    # a quantized V cache needs flash attention in llama.cpp
-    return plan.flash_attention or plan.kv_type != "f16"
+    # flash attention as the plan's memory was computed: the user's choice, else the engine's
+    # default resolved (perf/engine_profiles.settings; a quantized V cache forces it on)
+    from ..perf.engine_profiles import settings
+
+    return settings(plan, host_layers=plan.gpu_layers is not None).flash_attn
 
 
 def _server_args(plan, model, workload, ref, port) -> list[str]:

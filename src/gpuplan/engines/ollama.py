@@ -7,7 +7,7 @@ Modelfile parameters: https://github.com/ollama/ollama/blob/main/docs/modelfile.
 from __future__ import annotations
 
 from ..types import Hardware, LoadedModel, Plan, Split, Workload
-from . import base
+from . import base, llama_cpp
 
 NAME = "ollama"
 ENV = {"spread": "OLLAMA_SCHED_SPREAD", "parallel": "OLLAMA_NUM_PARALLEL",
@@ -37,7 +37,7 @@ def _env(plan: Plan, hw: Hardware, workload: Workload, ids, port: int) -> list[s
     pairs = [
         ("spread", "1" if len(ids) > 1 else None),
         ("parallel", str(base.per_replica_users(plan, workload))),
-        ("flash_attention", "1" if plan.flash_attention or plan.kv_type != "f16" else None),
+        ("flash_attention", "1" if llama_cpp._fa(plan) else None),
         ("kv", plan.kv_type if plan.kv_type != "f16" else None),
         ("host", f"127.0.0.1:{port}" if plan.replicas > 1 else None),
     ]

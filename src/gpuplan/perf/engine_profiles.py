@@ -32,6 +32,7 @@ class Defaults(BaseModel):
     extra_bufts: bool = True
     mmap: bool = True
     gpu_memory_utilization: float | None = None
+    utilization_of: Literal["total", "free"] = "total"  # vLLM: of the card; TensorRT-LLM: of what is free after weights
     block_size: int = 1
     max_num_batched_tokens: int = 2048
     max_num_seqs: int = 256
@@ -49,6 +50,7 @@ class Profile(BaseModel):
     engine: str
     program: str
     version: str
+    from_date: str = "2000-01"  # "YYYY-MM" release these rules apply from (until the next entry's)
     defaults: Defaults
     ctx_multiple: int = 1
     gpu_context_mib: float = 0.0  # CUDA/HIP context and library workspaces per GPU
@@ -60,13 +62,28 @@ class Profile(BaseModel):
 
 
 @lru_cache(maxsize=1)
-def profiles() -> dict[str, Profile]:
+def versions() -> dict[str, list[Profile]]:
+    """Every profile per engine, oldest first."""
     path = Path(__file__).with_name("engine_memory.yaml")
-    return {p["engine"]: Profile(**p) for p in yaml.safe_load(path.read_text())}
+    out: dict[str, list[Profile]] = {}
+    for p in yaml.safe_load(path.read_text()):
+        out.setdefault(p["engine"], []).append(Profile(**p))
+    return {k: sorted(v, key=lambda p: p.from_date) for k, v in out.items()}
 
 
-def profile(engine: Engine) -> Profile:
-    return profiles()[engine.value]
+def profiles() -> dict[str, Profile]:
+    """The current profile of every engine."""
+    return {k: v[-1] for k, v in versions().items()}
+
+
+def profile(engine: Engine, when: str | None = None) -> Profile:
+    """The engine's rules as of `when` ("YYYY-MM", a measurement's date), else the current ones."""
+    vs = versions()[engine.value]
+    if when:
+        past = [p for p in vs if p.from_date <= when[:7]]
+        if past:
+            return past[-1]
+    return vs[-1]
 
 
 @dataclass(frozen=True)
@@ -86,20 +103,21 @@ class Settings:
     max_num_batched_tokens: int
     max_num_seqs: int
     ctx_multiple: int
+    utilization_of: str
     assumed: tuple[tuple[str, str], ...]  # (setting, value and why) for the defaults taken
 
 
 def settings(plan: Plan, host_layers: bool = False) -> Settings:
-    """The plan's engine settings. Flash attention "auto" (llama.cpp, Ollama) resolves to on,
-    except with repeating layers in host RAM, where llama-server's auto turns it off when the
-    attention node lands on another device than its layer (ollama PR #17477)."""
-    p = profile(plan.engine)
+    """The plan's engine settings. Flash attention "auto" (llama.cpp, Ollama) resolves to on: llama.cpp
+    turns it off only where a layer's device has no kernel for it (llama_context::resolve_fused_ops
+    compares the device of each attention node with its layer's), which the CPU, CUDA and Metal
+    backends have for the models gpuplan knows. host_layers is kept for engines whose rule differs."""
+    p = profile(plan.engine, plan.engine_date)
     d = p.defaults
     assumed: list[tuple[str, str]] = []
     if plan.flash_attention is None:
-        fa = d.flash_attn != "off" and not (d.flash_attn == "auto" and host_layers)
-        why = f"{p.program} default {d.flash_attn}" + (" (off with layers in RAM)" if d.flash_attn == "auto" and host_layers else "")
-        assumed.append(("flash_attn", f"{'on' if fa else 'off'}: {why}"))
+        fa = d.flash_attn != "off"
+        assumed.append(("flash_attn", f"{'on' if fa else 'off'}: {p.program} default {d.flash_attn}"))
     else:
         fa = plan.flash_attention
     if plan.engine in LLAMA_FAMILY and plan.kv_type not in ("f16", "bf16", "f32") and not fa:
@@ -121,4 +139,49 @@ def settings(plan: Plan, host_layers: bool = False) -> Settings:
         assumed.append(("max_num_batched_tokens", f"{d.max_num_batched_tokens}: {p.program} default, sizes the "
                                                   "activation peak of its profiling run"))
     return Settings(plan.engine, fa, swa, ub, max(d.n_batch, ub), d.logits_all, repack, d.mmap, util,
-                    d.block_size, d.max_num_batched_tokens, d.max_num_seqs, max(p.ctx_multiple, 1), tuple(assumed))
+                    d.block_size, d.max_num_batched_tokens, d.max_num_seqs, max(p.ctx_multiple, 1), d.utilization_of,
+                    tuple(assumed))
+
+
+FLASH_ATTN = {"on": True, "off": False, "auto": None}
+
+
+def engine_options(flash_attn: str | None = None, swa_full: bool | None = None, ubatch: int | None = None,
+                   gpu_memory_utilization: float | None = None) -> dict:
+    """Plan fields from the user's engine options, checked once at the edge. `--flash-attn auto`
+    (or nothing) leaves the engine's default; so does an unset option."""
+    from ..errors import InputError
+
+    out: dict = {}
+    if flash_attn is not None:
+        key = str(flash_attn).strip().lower()
+        if key not in FLASH_ATTN:
+            raise InputError(f"--flash-attn '{flash_attn}' is not accepted; accepted: on, off, auto")
+        out["flash_attention"] = FLASH_ATTN[key]
+    if swa_full is not None:
+        out["swa_full"] = bool(swa_full)
+    if ubatch is not None:
+        if not 1 <= int(ubatch) <= 65536:
+            raise InputError(f"--ubatch {ubatch} is out of range; accepted: 1 to 65536 tokens")
+        out["n_ubatch"] = int(ubatch)
+    if gpu_memory_utilization is not None:
+        if not 0.05 <= float(gpu_memory_utilization) <= 1.0:
+            raise InputError(f"--gpu-memory-utilization {gpu_memory_utilization:g} is out of range; "
+                             "accepted: 0.05 to 1.0 (the share of each GPU the engine may take)")
+        out["gpu_memory_utilization"] = float(gpu_memory_utilization)
+    return out
+
+
+def described(plan: Plan) -> dict:
+    """The settings a plan's memory was computed with, and the defaults among them, for JSON."""
+    st = settings(plan, host_layers=plan.gpu_layers is not None)
+    p = profile(plan.engine, plan.engine_date)
+    values = {"engine_program": p.program, "engine_version": p.version, "flash_attn": st.flash_attn,
+              "kv_type": plan.kv_type}
+    if plan.engine in LLAMA_FAMILY:
+        values.update(swa_full=st.swa_full, n_ubatch=st.n_ubatch, n_batch=st.n_batch, ctx_multiple=st.ctx_multiple,
+                      repack=st.extra_bufts, logits_all=st.logits_all)
+    else:
+        values.update(gpu_memory_utilization=st.gpu_memory_utilization, block_size=st.block_size,
+                      max_num_batched_tokens=st.max_num_batched_tokens)
+    return {"settings": values, "defaults_assumed": dict(st.assumed)}

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from ..sources.arch import describe
 from ..types import Engine, Hardware, LoadedModel, Plan, Split
-from .memory import kv_type_bytes, layers_per_device
+from .memory import experts_on_host_layers, kv_type_bytes, layers_per_device
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,8 @@ class Part:
 
 
 def backend_key(engine: Engine, device) -> str:
-    eng = {Engine.OLLAMA: "llama.cpp", Engine.SGLANG: "vllm", Engine.TGI: "vllm"}.get(engine, engine.value)
+    eng = {Engine.OLLAMA: "llama.cpp", Engine.LLAMA_CPP_PYTHON: "llama.cpp", Engine.MLX: "llama.cpp",
+           Engine.SGLANG: "vllm", Engine.TGI: "vllm"}.get(engine, engine.value)
     return f"{eng}/{device.backend if device is not None else 'cpu'}"
 
 
@@ -41,10 +42,17 @@ def parts(model: LoadedModel, hw: Hardware, plan: Plan) -> list[Part]:
     out_bytes = w.output_bytes if w.output_bytes else (w.embed_bytes if spec.tied_embeddings else 0)
     devs = [hw.devices[i] for i in plan.device_ids]
     result: list[Part] = []
+    # routed experts kept in host RAM (--cpu-moe / --n-cpu-moe N): a host part that reads, per
+    # step, only the experts the step's tokens are routed to, at host bandwidth
+    moe_host = experts_on_host_layers(spec, plan)
+    moved = 0.0
 
-    def span(a: int, b: int, share: float = 1.0, kv_share: float = 1.0):
+    def span(a: int, b: int, share: float = 1.0, kv_share: float = 1.0, on_host: bool = False):
+        nonlocal moved
         dense = sum(w.layer_bytes[a:b]) - sum(exp[a:b])
-        expert = sum(exp[a:b])
+        host_e = 0.0 if on_host else sum(exp[i] for i in range(a, b) if i in moe_host)
+        expert = sum(exp[a:b]) - host_e
+        moved += host_e * share
         k = b - a
         lys = arch.layers[a:b]  # per-layer cache: full layers grow with context, windowed ones stop
         full = sum(ly.kv_elements_per_token for ly in lys if ly.grows_with_context) * kv_b
@@ -54,9 +62,9 @@ def parts(model: LoadedModel, hw: Hardware, plan: Plan) -> list[Part]:
 
     gpu_layers = n if plan.gpu_layers is None else max(0, min(plan.gpu_layers, n))
     first = n - gpu_layers
-    if first:  # leading layers in host RAM (llama.cpp -ngl)
-        d, e, kf, ks, k, st = span(0, first)
-        result.append(Part(None, d + e, 0.0, kf, ks, k, 0, on_host=True, state_bytes=st))
+    if first:  # leading layers in host RAM (llama.cpp -ngl); their experts too are read at the active share
+        d, e, kf, ks, k, st = span(0, first, on_host=True)
+        result.append(Part(None, d, e, kf, ks, k, 0, on_host=True, state_bytes=st))
     tp_like = plan.split in (Split.ROW, Split.TENSOR)
     if tp_like:
         tp = len(devs) if plan.split == Split.ROW else max(plan.tp, 1)
@@ -84,9 +92,6 @@ def parts(model: LoadedModel, hw: Hardware, plan: Plan) -> list[Part]:
                 d += out_bytes
             result.append(Part(devs[i], d, e, kf, ks, k, i + (1 if first else 0), state_bytes=st))
             a += cnt
-    if plan.experts_on_host:  # MoE experts kept in RAM: move expert bytes to a host part
-        moved = sum(p.expert_bytes for p in result if not p.on_host)
-        result = [Part(p.device, p.dense_bytes, 0.0 if not p.on_host else p.expert_bytes, p.kv_bytes_per_ctx,
-                       p.swa_kv_bytes, p.layers, p.stage, p.on_host, p.state_bytes) for p in result]
+    if moved:
         result.append(Part(None, 0.0, moved, 0.0, 0.0, 0, -1, on_host=True))
     return result

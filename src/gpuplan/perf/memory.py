@@ -112,7 +112,7 @@ def engine_kv_bytes(spec: ModelSpec, plan: Plan, st: Settings, context: int, seq
     return [row * seqs * paged_tokens(context, block, w if s else None) for s in window_layers(spec)]
 
 
-def _moe_host_layers(spec: ModelSpec, plan: Plan) -> set[int]:
+def experts_on_host_layers(spec: ModelSpec, plan: Plan) -> set[int]:
     """Layers whose routed experts stay in host RAM: all MoE layers (--cpu-moe) or the first
     n_cpu_moe of them (--n-cpu-moe N)."""
     if not spec.n_experts:
@@ -145,7 +145,7 @@ def device_memory(model: LoadedModel, hw: Hardware, plan: Plan, wl: Workload) ->
     spec, w = model.spec, model.weights
     engine = plan.engine
     llama = engine in LLAMA_FAMILY
-    prof = profile(engine)
+    prof = profile(engine, plan.engine_date)
     n_layers = spec.n_layers
     reps = max(plan.replicas, 1)
     seqs = max(1, -(-wl.users // reps))
@@ -158,7 +158,7 @@ def device_memory(model: LoadedModel, hw: Hardware, plan: Plan, wl: Workload) ->
     first_gpu_layer = n_layers - gpu_layers  # llama.cpp keeps the first layers in RAM
     st = settings(plan, host_layers=first_gpu_layer > 0)
     kv = engine_kv_bytes(spec, plan, st, wl.context, seqs)
-    moe_host = _moe_host_layers(spec, plan)
+    moe_host = experts_on_host_layers(spec, plan)
     weights = [0.0] * n_dev
     kvs = [0.0] * n_dev
     on_dev: list[list[int]] = [[] for _ in range(n_dev)]
@@ -243,9 +243,10 @@ def device_memory(model: LoadedModel, hw: Hardware, plan: Plan, wl: Workload) ->
             cap *= share
         if not llama and dev.kind == "gpu":
             tp = plan.tp if plan.split in (Split.TENSOR, Split.PIPELINE) else 1
-            over[d] += activation_bytes(spec, st, max(tp, 1))
-            if st.gpu_memory_utilization is not None:
-                over[d] += (1 - st.gpu_memory_utilization) * cap  # never vLLM's to use
+            over[d] += activation_bytes(spec, st, max(tp, 1), big_gpu=cap >= 70 * GIB and "a100" not in dev.id)
+            if st.gpu_memory_utilization is not None:  # never the engine's to use
+                base = cap if st.utilization_of == "total" else max(cap - weights[d] - over[d], 0.0)
+                over[d] += (1 - st.gpu_memory_utilization) * base
         out.append(DeviceMemory(name=dev.id, weights=weights[d], kv_cache=kvs[d], overhead=over[d], capacity=cap))
     if cpu_only:  # the CPU's own memory is the host RAM: fold it in
         d0 = out[0]
@@ -310,6 +311,12 @@ def _default_ram(hw: Hardware) -> float:
 
 def fits(mem: list[DeviceMemory]) -> bool:
     return all(m.free >= 0 for m in mem)
+
+
+def allocated_context(plan: Plan, wl: Workload) -> int:
+    """Context cells per sequence the engine allocates for wl.context (llama.cpp pads to 256)."""
+    step = context_step(plan)
+    return -(-max(wl.context, 1) // step) * step
 
 
 def context_step(plan: Plan) -> int:

@@ -23,8 +23,12 @@ BF16 = 2
 SAMPLER_COPIES = 3  # logits, probabilities, sorted logits for top-k/top-p (vllm/v1/sample/sampler.py)
 
 
-def activation_bytes(spec: ModelSpec, st: Settings, tp: int = 1) -> float:
+def activation_bytes(spec: ModelSpec, st: Settings, tp: int = 1, big_gpu: bool = False) -> float:
+    """big_gpu: vLLM's API server defaults to 8192 batched tokens on GPUs of 70 GiB or more other
+    than the A100 (EngineArgs.get_batch_defaults), 2048 elsewhere."""
     t = st.max_num_batched_tokens
+    if big_gpu and st.engine.value == "vllm":
+        t = max(t, 8192)
     h = spec.hidden_size
     qkv = (spec.n_heads + 2 * spec.n_kv_heads) * spec.head_dim / tp
     ffn = 2 * max(ffn_width(spec, i) for i in range(spec.n_layers)) / tp

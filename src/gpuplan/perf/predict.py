@@ -77,7 +77,8 @@ def row_setup(m, hardware: Hardware | None = None) -> tuple[LoadedModel, Hardwar
     ngl = int(ngl) if ngl not in (None, "") and not (isinstance(ngl, float) and math.isnan(ngl)) else None
     if dev.kind == "cpu":
         ngl = None
-    plan = Plan(split=split, engine=engine, device_ids=tuple(range(n)), tp=tp, gpu_layers=ngl)
+    plan = Plan(split=split, engine=engine, device_ids=tuple(range(n)), tp=tp, gpu_layers=ngl,
+                engine_date=(getattr(m, "date", None) or None))
     wl = Workload(context=max(int(m.n_depth) + int(m.n_prompt) + int(m.n_gen), 1),
                   prompt_tokens=int(m.n_prompt), output_tokens=int(m.n_gen), users=int(m.batch) or 1,
                   depth=int(m.n_depth))
@@ -114,7 +115,7 @@ def predict_row(m, calibration: Constants | None = None, hardware: Hardware | No
     # paged KV caches (vLLM, TensorRT-LLM) hold what each sequence has so far: on average its
     # prompt and half its output
     seq = wl.prompt_tokens + wl.output_tokens // 2
-    mb = max(max_batch_for(model, hw, plan, seq), 1) if plan.engine not in (Engine.LLAMA_CPP, Engine.OLLAMA) else None
+    mb = max(max_batch_for(model, hw, plan, seq), 1) if plan.engine not in (Engine.LLAMA_CPP, Engine.LLAMA_CPP_PYTHON, Engine.OLLAMA) else None
     est = throughput(model, hw, plan, wl.users, wl.prompt_tokens, max(wl.output_tokens, 1), max_batch=mb, c=c,
                      date=date, count_prompt=metric == Metric.THROUGHPUT_TOTAL)
     if metric == Metric.THROUGHPUT_PER_GPU:

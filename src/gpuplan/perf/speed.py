@@ -50,7 +50,7 @@ class Ctx:
         self.lead = gpu
         self.backend = backend_key(plan.engine, gpu)
         self.hw_backend = gpu.backend if gpu is not None else "cpu"
-        is_llama = plan.engine in (Engine.LLAMA_CPP, Engine.OLLAMA)
+        is_llama = plan.engine in (Engine.LLAMA_CPP, Engine.LLAMA_CPP_PYTHON, Engine.OLLAMA)
         # engine-era factors were measured on CUDA (the same NVIDIA cards, 2023 vs 2024 vs 2025
         # builds); other backends have no such evidence and keep their fitted values
         era = is_llama and self.hw_backend == "cuda"
@@ -231,7 +231,7 @@ def prefill_time(x: Ctx, prompt: int, depth: int = 0, seqs: int = 1) -> tuple[fl
     """Seconds to process `seqs` prompts of `prompt` tokens each, starting at `depth`."""
     c, spec, plan = x.c, x.spec, x.plan
     tokens = prompt * seqs
-    is_llama = plan.engine in (Engine.LLAMA_CPP, Engine.OLLAMA)
+    is_llama = plan.engine in (Engine.LLAMA_CPP, Engine.LLAMA_CPP_PYTHON, Engine.OLLAMA)
     ub = LLAMA_CPP_UBATCH if is_llama else 8192
     n_ub = max(1, math.ceil(tokens / ub))
     mm_flops = 2.0 * _active_params(x, head=False) * tokens

@@ -82,18 +82,22 @@ def explain(model: LoadedModel, hw: Hardware, wl: Workload, ranked: list[Candida
 
 def plan_json(model_ref: str, quant: str | None, hw: Hardware, context: int, users: int, engine: str | None,
               goal: str, min_user_tok_s: float, prompt_tokens: int = 512, output_tokens: int = 256,
-              file_ref: str | None = None) -> dict:
+              file_ref: str | None = None, kv: str | None = None, options: dict | None = None) -> dict:
     from .. import engines
     from ..sources.resolve import resolve_model
 
     model = resolve_model(model_ref, quant)
     wl = Workload(context=context, prompt_tokens=min(prompt_tokens, context), output_tokens=output_tokens,
                   users=users, goal=goal, min_user_tok_s=min_user_tok_s)
-    cands = candidates(model, hw, wl, engine)
+    cands = candidates(model, hw, wl, engine, kv=kv, options=options)
     ranked = rank(cands, wl, hw)
     _verdicts(ranked, wl)
     best = ranked[0]
     out = candidate_json(best, hw, model.spec.n_layers)
+    from ..perf.engine_profiles import described
+
+    eng = described(best.plan)
+    out.update({"engine_settings": eng["settings"], "engine_defaults": eng["defaults_assumed"]})
     out.update({"model": model.spec.id, "quant": model.quant.id, "goal": goal,
                 "workload": {"context": context, "users": users, "prompt_tokens": wl.prompt_tokens,
                              "output_tokens": output_tokens, "min_user_tok_s": min_user_tok_s}})

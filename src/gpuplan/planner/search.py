@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 
 from ..errors import InputError
 from ..perf import speed
+from ..perf.engine_profiles import LLAMA_FAMILY
 from ..perf.memory import device_memory, fits
 from ..types import DeviceMemory, Engine, Estimate, Hardware, LoadedModel, Plan, Split, Workload
 from .shares import proportional_shares
@@ -77,11 +78,16 @@ def _valid_tp(model: LoadedModel, k: int) -> str | None:
     return None
 
 
-def enumerate_plans(model: LoadedModel, hw: Hardware, wl: Workload, engines: list[Engine]) -> list[Plan]:
+def enumerate_plans(model: LoadedModel, hw: Hardware, wl: Workload, engines: list[Engine],
+                    kv: str | None = None, options: dict | None = None) -> list[Plan]:
+    plans = _enumerate(model, hw, wl, engines, kv or "f16")
+    return [replace(p, **options) for p in plans] if options else plans
+
+
+def _enumerate(model: LoadedModel, hw: Hardware, wl: Workload, engines: list[Engine], kv: str) -> list[Plan]:
     plans: list[Plan] = []
-    kv = "f16"
     for eng in engines:
-        llama = eng in (Engine.LLAMA_CPP, Engine.OLLAMA)
+        llama = eng in LLAMA_FAMILY
         for g in _groups(hw):
             k = len(g)
             if k == 1:
@@ -125,6 +131,27 @@ def _offload_variant(model, hw, plan, wl) -> Plan | None:
         else:
             hi = mid
     return replace(plan, gpu_layers=lo)
+
+
+def _n_cpu_moe_variant(model, hw, plan, wl) -> Plan | None:
+    """The fewest MoE layers whose experts go to RAM (--n-cpu-moe N) for the rest to fit on the
+    card(s): the standard answer for a MoE model on a small GPU, which fills it instead of
+    leaving it nearly empty as --cpu-moe does."""
+    spec = model.spec
+    n_moe = spec.n_layers - spec.n_dense_layers
+
+    def ok(n: int) -> bool:
+        v = replace(plan, n_cpu_moe=n)
+        v = _with_shares(model, hw, replace(v, shares=()), wl) if v.split == Split.LAYER else v
+        return fits(device_memory(model, hw, v, wl))
+
+    if n_moe < 2 or not ok(n_moe):
+        return None
+    lo, hi = 0, n_moe  # ok(hi) holds, ok(lo) does not (the plan did not fit as it was)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+    return replace(plan, n_cpu_moe=hi) if hi < n_moe else None
 
 
 def _with_shares(model, hw, plan, wl) -> Plan:
@@ -171,19 +198,24 @@ def evaluate(model: LoadedModel, hw: Hardware, plan: Plan, wl: Workload, date=No
     return cand
 
 
-def candidates(model: LoadedModel, hw: Hardware, wl: Workload, engine: str | None = None) -> list[Candidate]:
+def candidates(model: LoadedModel, hw: Hardware, wl: Workload, engine: str | None = None, kv: str | None = None,
+               options: dict | None = None) -> list[Candidate]:
+    """kv: the user's KV cache type (no other is tried); options: their engine settings."""
     out: list[Candidate] = []
-    for plan in enumerate_plans(model, hw, wl, engines_for(model, hw, engine)):
+    for plan in enumerate_plans(model, hw, wl, engines_for(model, hw, engine), kv, options):
         plan = _with_shares(model, hw, plan, wl)
         c = evaluate(model, hw, plan, wl)
         out.append(c)
-        llama = plan.engine in (Engine.LLAMA_CPP, Engine.OLLAMA)
+        llama = plan.engine in LLAMA_FAMILY
         if not c.fits and plan.split in (Split.NONE, Split.LAYER) and plan.replicas == 1:
             variants = []
             if model.spec.n_experts and llama:
                 variants.append(replace(plan, experts_on_host=True))
-            for kv in (("q8_0", "q4_0") if llama else ("fp8",)):
-                variants.append(replace(plan, kv_type=kv))
+                some = _n_cpu_moe_variant(model, hw, plan, wl)
+                if some is not None:
+                    variants.append(some)
+            for kvt in (() if kv else ("q8_0", "q4_0") if llama else ("fp8",)):
+                variants.append(replace(plan, kv_type=kvt))
             unified = any(hw.devices[i].kind == "cpu" or hw.devices[i].unified for i in plan.device_ids)
             if llama and not unified:  # a Mac or a CPU has no separate RAM to offload to
                 off = _offload_variant(model, hw, plan, wl)
