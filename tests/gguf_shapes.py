@@ -21,7 +21,7 @@ import numpy as np
 from gpuplan import catalog
 from gpuplan.catalog.schema import ModelSpec
 from gpuplan.perf.weights import gguf_tensor_type
-from gpuplan.sources.tensors import tensor_list
+from gpuplan.sources.tensors import TensorInfo, tensor_list
 
 # config.json model_type -> llama.cpp architecture name
 LLAMA_ARCH = {"llama": "llama", "mistral": "llama", "mixtral": "llama", "qwen2": "qwen2", "qwen3": "qwen3",
@@ -38,14 +38,18 @@ def _metadata(w: gguf.GGUFWriter, spec: ModelSpec, file_type: int) -> None:
     w.add_embedding_length(spec.hidden_size)
     w.add_feed_forward_length(spec.intermediate_size)
     w.add_head_count(spec.n_heads)
-    w.add_head_count_kv(spec.n_kv_heads)
+    w.add_head_count_kv(1 if spec.mla_kv_lora_rank else spec.n_kv_heads)
     w.add_layer_norm_rms_eps(1e-6)
     w.add_rope_freq_base(10000.0)
     w.add_file_type(file_type)
     if spec.mla_kv_lora_rank:
+        # MLA as convert_hf_to_gguf writes it since llama.cpp PR #12801: one KV "head" of the
+        # latent (kv_lora_rank + rope) and the per-head sizes in the _mla keys
         rope, nope = spec.mla_qk_rope_head_dim or 0, spec.mla_qk_nope_head_dim or 0
-        w.add_key_length(nope + rope)
-        w.add_value_length(spec.mla_v_head_dim or 0)
+        w.add_key_length(spec.mla_kv_lora_rank + rope)
+        w.add_value_length(spec.mla_kv_lora_rank)
+        w.add_key_length_mla(nope + rope)
+        w.add_value_length_mla(spec.mla_v_head_dim or 0)
         w.add_rope_dimension_count(rope)
         w.add_kv_lora_rank(spec.mla_kv_lora_rank)
         if spec.mla_q_lora_rank:
@@ -77,6 +81,23 @@ def _tokenizer(w: gguf.GGUFWriter, n_vocab: int) -> None:
     w.add_token_types([1] * n_vocab)
 
 
+def _split_kv_b(spec: ModelSpec, tensors: list[TensorInfo]) -> list[TensorInfo]:
+    """Current DeepSeek GGUFs split MLA's attn_kv_b into attn_k_b (nope x rank x heads) and
+    attn_v_b (rank x v x heads), the same weights; only then does llama.cpp cache the latent."""
+    if not spec.mla_kv_lora_rank:
+        return tensors
+    out = []
+    r, nh = spec.mla_kv_lora_rank, spec.n_heads
+    for t in tensors:
+        if t.kind == "attn_kv_b":
+            p = f"blk.{t.layer}"
+            out += [TensorInfo(f"{p}.attn_k_b.weight", (spec.mla_qk_nope_head_dim or 0, r, nh), t.layer),
+                    TensorInfo(f"{p}.attn_v_b.weight", (r, spec.mla_v_head_dim or 0, nh), t.layer)]
+        else:
+            out.append(t)
+    return out
+
+
 def write_gguf(path: Path, spec: ModelSpec, quant_id: str, types: dict[str, str] | None = None) -> Path:
     """A GGUF of `spec` as a `quant_id` file (tensor types as gpuplan derives them, or `types`
     by tensor name), with a sparse, all-zero data section."""
@@ -86,8 +107,9 @@ def write_gguf(path: Path, spec: ModelSpec, quant_id: str, types: dict[str, str]
     _tokenizer(w, spec.vocab_size)
     data = 0
     align = w.data_alignment
-    for t in tensor_list(spec):
-        typ = (types or {}).get(t.name) or gguf_tensor_type(spec, quant, t)
+    for t in _split_kv_b(spec, tensor_list(spec)):
+        typ = (types or {}).get(t.name) or (gguf_tensor_type(spec, quant, t) if "_b.weight" not in t.name
+                                            or "attn_kv_b" in t.name or "attn_q_b" in t.name else "F16")
         qt = gguf.GGMLQuantizationType[typ]
         bw, bb = gguf.GGML_QUANT_SIZES[qt]
         rows = t.n_elements // t.shape[0]

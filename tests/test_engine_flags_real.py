@@ -32,6 +32,8 @@ LLAMA_SERVER = {
     "-ctk": KV, "--cache-type-k": KV, "-ctv": KV, "--cache-type-v": KV,
     "-fa": ("on", "off", "auto"), "--flash-attn": ("on", "off", "auto"),
     "-ot": None, "--override-tensor": None, "--host": None, "--port": None,
+    "-ncmoe": None, "--n-cpu-moe": None, "-ub": None, "--ubatch-size": None, "--swa-full": None,
+    "-nr": None, "--no-repack": None,
 }
 
 # --- vLLM ---------------------------------------------------------------------------------

@@ -97,6 +97,10 @@ CASES = {
         Plan(Split.NONE, Engine.LLAMA_CPP, (0,), experts_on_host=True),
         loaded(QWEN3_MOE, Q4KM, 18.6, expert_frac=0.9), hw(gpu("rtx-4060-ti-8gb", 8, 288)),
         Workload(context=16384)),
+    "moe_n_cpu_moe_qwen3_30b_16gb": (
+        Plan(Split.NONE, Engine.LLAMA_CPP, (0,), n_cpu_moe=10, n_ubatch=1024),
+        loaded(QWEN3_MOE, Q4KM, 18.6, expert_frac=0.9), hw(gpu("rtx-4080", 16, 717)),
+        Workload(context=16384)),
     "multinode_405b_fp8_2x8_h100": (
         Plan(Split.TENSOR, Engine.VLLM, tuple(range(16)), tp=8, pp=2, kv_type="fp8"),
         loaded(L31_405B, FP8, 410.0), hw(*(H100,) * 16, nodes=2), Workload(context=32768, users=64)),

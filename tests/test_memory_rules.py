@@ -96,7 +96,9 @@ def test_compute_buffer_with_and_without_flash_attention():
     GB); llama-cpp-python's default is off; no cap past 32K (8470 MiB for a 1B model at 128K)."""
     _, (on, _) = mem("meta-llama/Meta-Llama-3-8B", "Q4_K_M", "rtx-4090", context=32768, flash_attention=True)
     _, (off, _) = mem("meta-llama/Meta-Llama-3-8B", "Q4_K_M", "rtx-4090", context=32768, flash_attention=False)
-    ctx = profiles()["llama.cpp"].gpu_context_mib * MIB
+    from gpuplan.perf.engine_profiles import gpu_context_bytes
+
+    ctx = gpu_context_bytes(profiles()["llama.cpp"], catalog.device("rtx-4090"))
     assert (off.overhead - ctx) / MIB == pytest.approx(2156, rel=0.01)
     assert (on.overhead - ctx) / MIB == pytest.approx(267, rel=0.02)
     _, (py, _) = mem("meta-llama/Meta-Llama-3-8B", "Q4_K_M", "rtx-4090", context=32768, engine=Engine.LLAMA_CPP_PYTHON)
@@ -253,3 +255,45 @@ def test_bad_engine_options_exit_2(args, needle, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------- checkpoint formats (issue 12)
+def _parts(mid, qid):
+    from gpuplan.sources.tensors import tensor_list
+
+    spec = catalog.model(mid)
+    body = sum(t.n_elements for t in tensor_list(spec) if t.is_matrix and t.kind not in ("token_embd", "output", "ffn_gate_inp"))
+    head = sum(t.n_elements for t in tensor_list(spec) if t.kind in ("token_embd", "output"))
+    small = sum(t.n_elements for t in tensor_list(spec)) - body - head
+    return spec, estimate_weights(spec, catalog.quant(qid)).total_bytes, body, head, small
+
+
+@pytest.mark.parametrize("mid, gib", [("openai/gpt-oss-120b", 60.8), ("openai/gpt-oss-20b", 12.8)])
+def test_mxfp4_checkpoints_match_the_model_card(mid, gib):
+    """gpt-oss ships its routed experts in MXFP4 and the rest in BF16: 60.8 GiB and 12.8 GiB
+    (gpt-oss model card, https://arxiv.org/abs/2508.10925, table 1)."""
+    assert estimate_weights(catalog.model(mid), catalog.quant("MXFP4")).total_bytes / GIB == pytest.approx(gib, rel=0.01)
+
+
+@pytest.mark.parametrize("qid, body_bits, head_bits", [("NVFP4", 4.5, 16), ("NF4", 4.5, 16), ("AWQ", 4.15625, 16),
+                                                      ("GPTQ", 4.15625, 16), ("MLX-4bit", 4.5, 4.5), ("MLX-8bit", 8.5, 8.5)])
+def test_checkpoint_formats_quantize_what_their_tools_quantize(qid, body_bits, head_bits):
+    """NVFP4 (16-weight blocks, FP8 scale), bitsandbytes NF4 (fp32 absmax per 64), AWQ/GPTQ keep the
+    embedding and lm_head in 16 bits; mlx_lm.convert quantizes them too."""
+    spec, total, body, head, small = _parts("meta-llama/Meta-Llama-3-8B", qid)
+    want = body * body_bits / 8 + head * head_bits / 8 + small * 2
+    assert total == pytest.approx(want, rel=0.002)
+
+
+def test_fp8_block_scaled_adds_one_scale_per_tile():
+    spec, total, body, head, small = _parts("deepseek-ai/DeepSeek-V3", "FP8-block")
+    _, per_tensor, *_ = _parts("deepseek-ai/DeepSeek-V3", "FP8")
+    assert total > per_tensor and (total - per_tensor) / body == pytest.approx(4 / 128**2, rel=0.05)
+
+
+def test_new_formats_pick_their_engines():
+    r = api.fit("meta-llama/Llama-3.1-8B", "apple-m4-pro-20c:48gb", quant="MLX-4bit", context=8192)
+    assert r["engine"] == "mlx" and r["devices"][0]["overhead_gb"] > 0  # a prefill step's activations
+    r = api.plan("openai/gpt-oss-120b", "h100-sxm-80gb", quant="MXFP4", context=8192)
+    assert r["fits"] and r["plan"]["engine"] == "vllm" and "vllm" in r["commands"]
+    assert catalog.quant("mlx-4bit").id == "MLX-4bit" and catalog.quant("Q2_K_S").kind == "gguf-mix"

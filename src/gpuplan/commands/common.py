@@ -66,4 +66,6 @@ def default_engine(model, engine: str | None):
         return Engine.LLAMA_CPP
     if kind == "exl2":
         return Engine.EXLLAMAV2
+    if kind == "mlx":
+        return Engine.MLX
     return Engine.VLLM

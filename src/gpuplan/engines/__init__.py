@@ -29,7 +29,8 @@ ENGINES: dict[str, _Entry] = {
     exllamav2.NAME: _Entry(exllamav2.supports, exllamav2.command),
 }
 NOT_RENDERED = {"tensorrt-llm": "gpuplan does not render TensorRT-LLM commands yet "
-                                "(it needs an engine build step per model and GPU)"}
+                                "(it needs an engine build step per model and GPU)",
+                "mlx": "gpuplan does not render mlx_lm.server commands yet (its memory is modelled)"}
 
 
 def explain_unsupported(plan: Plan, model: LoadedModel, hw: Hardware | None = None) -> dict[str, str]:

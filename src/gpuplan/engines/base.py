@@ -14,8 +14,8 @@ import shlex
 from ..types import Hardware, LoadedModel, Plan, Split, Workload
 
 GGUF_KINDS = ("gguf", "gguf-mix")
-HF_KINDS = ("float", "awq", "gptq", "fp8", "int")  # safetensors checkpoints vLLM/SGLang/TGI load
-PREQUANT_KINDS = ("awq", "gptq", "int")  # method read from the checkpoint's config.json
+HF_KINDS = ("float", "awq", "gptq", "fp8", "int", "mxfp4", "nvfp4", "nf4")  # safetensors checkpoints vLLM/SGLang/TGI load
+PREQUANT_KINDS = ("awq", "gptq", "int", "mxfp4", "nvfp4", "nf4")  # method read from the checkpoint's config.json
 
 
 def family(model: LoadedModel) -> str:

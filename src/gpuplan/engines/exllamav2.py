@@ -22,7 +22,7 @@ def supports(plan: Plan, model: LoadedModel) -> str | None:
         return f"ExLlamaV2/TabbyAPI loads EXL2 weights; {model.quant.id} is not EXL2"
     if plan.split == Split.ROW or plan.pp > 1:
         return "ExLlamaV2 splits by layers (gpu_split) or tensor parallel, on one machine"
-    if plan.gpu_layers is not None or plan.experts_on_host:
+    if plan.gpu_layers is not None or plan.experts_on_host or plan.n_cpu_moe:
         return "ExLlamaV2 keeps every weight in VRAM (no RAM offload)"
     if plan.kv_type not in CACHE_MODE:
         return f"ExLlamaV2 cache modes are FP16/Q8/Q6/Q4, not {plan.kv_type}"

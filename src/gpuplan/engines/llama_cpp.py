@@ -17,13 +17,14 @@ PORT = 8080
 FLAGS = {
     "model": "-m", "gpu_layers": "-ngl", "split": "-sm", "shares": "--tensor-split",
     "main_gpu": "--main-gpu", "ctx": "-c", "parallel": "--parallel", "kv_k": "-ctk",
-    "kv_v": "-ctv", "flash_attention": "-fa", "experts_on_host": "-ot",
+    "kv_v": "-ctv", "flash_attention": "-fa", "experts_on_host": "-ot", "n_cpu_moe": "--n-cpu-moe",
+    "ubatch": "-ub", "swa_full": "--swa-full", "no_repack": "--no-repack",
     "host": "--host", "port": "--port",
 }
 PY_FLAGS = {
     "model": "--model", "gpu_layers": "--n_gpu_layers", "split": "--split_mode",
     "shares": "--tensor_split", "main_gpu": "--main_gpu", "ctx": "--n_ctx",
-    "kv_k": "--type_k", "kv_v": "--type_v", "flash_attention": "--flash_attn",
+    "kv_k": "--type_k", "kv_v": "--type_v", "flash_attention": "--flash_attn", "ubatch": "--n_ubatch",
     "host": "--host", "port": "--port",
 }
 KV_TYPES = ("f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl", "bf16", "f32")
@@ -50,8 +51,10 @@ def python_supports(plan: Plan, model: LoadedModel) -> str | None:
     reason = supports(plan, model)
     if reason:
         return reason.replace("llama.cpp", "llama-cpp-python", 1)
-    if plan.experts_on_host:
+    if plan.experts_on_host or plan.n_cpu_moe:
         return "llama-cpp-python has no tensor override (-ot), so MoE experts cannot be pinned to RAM"
+    if plan.swa_full is False:
+        return "llama-cpp-python's server always keeps full-size sliding-window caches (swa_full)"
     if plan.kv_type not in GGML_TYPE:
         return f"llama-cpp-python takes no {plan.kv_type} KV cache type"
     return None
@@ -85,6 +88,10 @@ def _server_args(plan, model, workload, ref, port) -> list[str]:
         ("kv_k", kv), ("kv_v", kv),
         ("flash_attention", "on" if _fa(plan) else "off"),
         ("experts_on_host", EXPERTS_TO_CPU if plan.experts_on_host else None),
+        ("n_cpu_moe", plan.n_cpu_moe if plan.n_cpu_moe and not plan.experts_on_host else None),
+        # settings the plan's memory was computed with, when the user chose them
+        ("ubatch", plan.n_ubatch), ("swa_full", True if plan.swa_full else None),
+        ("no_repack", True if plan.repack is False else None),
         ("host", "127.0.0.1"), ("port", port),
     ]
     return ["llama-server", *base.argv(FLAGS, pairs)]
@@ -103,6 +110,7 @@ def _python_args(plan, model, workload, ref, port) -> list[str]:
         ("ctx", workload.context),
         ("kv_k", kv), ("kv_v", kv),
         ("flash_attention", "true" if _fa(plan) else "false"),
+        ("ubatch", plan.n_ubatch),
         ("host", "127.0.0.1"), ("port", port),
     ]
     return ["python", "-m", "llama_cpp.server", *base.argv(PY_FLAGS, pairs)]

@@ -26,7 +26,7 @@ def supports(plan: Plan, model: LoadedModel) -> str | None:
         return "Ollama only splits by layers (no row/tensor split); use llama.cpp -sm row"
     if plan.pp > 1:
         return "Ollama runs on one machine"
-    if plan.experts_on_host:
+    if plan.experts_on_host or plan.n_cpu_moe:
         return "Ollama cannot pin MoE experts to RAM (no -ot); use llama.cpp"
     if plan.kv_type not in KV_TYPES:
         return f"Ollama's KV cache types are {', '.join(KV_TYPES)}, not {plan.kv_type}"

@@ -32,7 +32,7 @@ def supports(plan: Plan, model: LoadedModel) -> str | None:
         return "row split is llama.cpp's (-sm row); vLLM splits with tensor parallelism"
     if plan.gpu_layers is not None:
         return "partial RAM offload by layer count is llama.cpp/Ollama's (vLLM's --cpu-offload-gb is slow)"
-    if plan.experts_on_host:
+    if plan.experts_on_host or plan.n_cpu_moe:
         return "vLLM cannot keep MoE experts in host RAM"
     if plan.kv_type not in KV:
         return f"vLLM's KV cache is fp16/bf16 or fp8, not {plan.kv_type}"

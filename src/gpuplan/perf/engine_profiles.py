@@ -54,6 +54,7 @@ class Profile(BaseModel):
     defaults: Defaults
     ctx_multiple: int = 1
     gpu_context_mib: float = 0.0  # CUDA/HIP context and library workspaces per GPU
+    context_mib_per_sm: float | None = None  # when set: the context is this per SM (compute unit) where known
     gpu_reserve_mib: float = 0.0  # kept free per GPU by the engine's scheduler (Ollama)
     fit_margin_mib: float = 0.0  # llama-server --fit's target free memory per device
     cuda_graphs_mib: float = 0.0
@@ -74,6 +75,15 @@ def versions() -> dict[str, list[Profile]]:
 def profiles() -> dict[str, Profile]:
     """The current profile of every engine."""
     return {k: v[-1] for k, v in versions().items()}
+
+
+def gpu_context_bytes(p: Profile, device) -> float:
+    """The engine's fixed cost on one GPU: its CUDA/HIP context (per SM where the profile says so
+    and the catalog knows the SM count), its scheduler's reserve and CUDA graphs."""
+    ctx = p.gpu_context_mib
+    if p.context_mib_per_sm and getattr(device, "compute_units", None) and device.vendor == "nvidia":
+        ctx = p.context_mib_per_sm * device.compute_units
+    return (ctx + p.gpu_reserve_mib + p.cuda_graphs_mib) * MIB
 
 
 def profile(engine: Engine, when: str | None = None) -> Profile:

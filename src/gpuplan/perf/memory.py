@@ -8,14 +8,12 @@ activations from paged_memory.py. All sizes are bytes; GiB = 2**30.
 
 from __future__ import annotations
 
-import math
-
 from ..catalog.schema import ModelSpec
 from ..errors import InputError
 from ..sources.arch import STATE_DTYPE_BYTES, describe
 from ..types import DeviceMemory, Engine, Hardware, LoadedModel, Plan, Split, Workload
 from . import llama_cpp_buffers as lcb
-from .engine_profiles import LLAMA_FAMILY, MIB, PAGED, Settings, profile, settings
+from .engine_profiles import LLAMA_FAMILY, Settings, gpu_context_bytes, profile, settings
 from .paged_memory import activation_bytes, paged_tokens
 
 GIB = 2**30
@@ -234,14 +232,14 @@ def device_memory(model: LoadedModel, hw: Hardware, plan: Plan, wl: Workload) ->
                                                  moe_host, cpu_only)
     for d, dev in enumerate(devs):
         if dev.kind == "gpu":
-            over[d] += (prof.gpu_context_mib + prof.gpu_reserve_mib + prof.cuda_graphs_mib) * MIB
+            over[d] += gpu_context_bytes(prof, dev)
     out = []
     for d, dev in enumerate(devs):
         cap = hw.memory_gib[idx[d]] * GIB
         share = dev.gpu_share(hw.memory_gib[idx[d]])  # unified memory: what the GPU may use of it
         if share is not None:
             cap *= share
-        if not llama and dev.kind == "gpu":
+        if not llama and (dev.kind == "gpu" or (engine == Engine.MLX and dev.kind == "apple")):
             tp = plan.tp if plan.split in (Split.TENSOR, Split.PIPELINE) else 1
             over[d] += activation_bytes(spec, st, max(tp, 1), big_gpu=cap >= 70 * GIB and "a100" not in dev.id)
             if st.gpu_memory_utilization is not None:  # never the engine's to use

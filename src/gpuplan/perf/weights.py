@@ -15,7 +15,9 @@ from ..catalog.schema import ModelSpec, Quant
 from ..errors import InputError
 from ..sources.tensors import TensorInfo, tensor_list
 from ..types import Weights
-from .gguf_types import BLOCK, DEFAULT_TYPE, spec_file_types, use_more_bits  # noqa: F401 (re-exported)
+from .gguf_types import BLOCK, DEFAULT_TYPE, spec_file_types, use_more_bits
+
+__all__ = ["estimate_weights", "file_type", "gguf_tensor_type", "repacked_bytes", "tensor_bytes", "use_more_bits"]
 
 # ExLlamaV2's converter quantizes the output head at 6 bits by default (convert.py -hb 6) and
 # keeps the embedding table in fp16 (it lives in system RAM at run time, counted here anyway).

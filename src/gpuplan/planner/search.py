@@ -40,9 +40,11 @@ def engines_for(model: LoadedModel, hw: Hardware, engine: str | None) -> list[En
     if engine:
         return [Engine.parse(engine)]
     kinds = {d.kind for d in hw.devices}
+    q = model.quant.kind
+    if q == "mlx":  # MLX weights run in MLX (Apple silicon)
+        return [Engine.MLX]
     if kinds & {"apple", "cpu"} or any(d.backend in ("metal", "sycl") for d in hw.devices):
         return [Engine.LLAMA_CPP]
-    q = model.quant.kind
     if q in ("gguf", "gguf-mix"):
         return [Engine.LLAMA_CPP]
     if q == "exl2":
