@@ -58,6 +58,7 @@ class Profile(BaseModel):
     gpu_reserve_mib: float = 0.0  # kept free per GPU by the engine's scheduler (Ollama)
     fit_margin_mib: float = 0.0  # llama-server --fit's target free memory per device
     cuda_graphs_mib: float = 0.0
+    tp_comm_mib: float = 0.0  # NCCL communicator buffers per GPU when tensor parallel
     sources: dict[str, str]
     allocations: list[Allocation]
 
@@ -77,13 +78,13 @@ def profiles() -> dict[str, Profile]:
     return {k: v[-1] for k, v in versions().items()}
 
 
-def gpu_context_bytes(p: Profile, device) -> float:
+def gpu_context_bytes(p: Profile, device, tp: int = 1) -> float:
     """The engine's fixed cost on one GPU: its CUDA/HIP context (per SM where the profile says so
-    and the catalog knows the SM count), its scheduler's reserve and CUDA graphs."""
+    and the catalog knows the SM count), its scheduler's reserve, CUDA graphs, NCCL buffers for TP."""
     ctx = p.gpu_context_mib
     if p.context_mib_per_sm and getattr(device, "compute_units", None) and device.vendor == "nvidia":
         ctx = p.context_mib_per_sm * device.compute_units
-    return (ctx + p.gpu_reserve_mib + p.cuda_graphs_mib) * MIB
+    return (ctx + p.gpu_reserve_mib + p.cuda_graphs_mib + (p.tp_comm_mib if tp > 1 else 0.0)) * MIB
 
 
 def profile(engine: Engine, when: str | None = None) -> Profile:

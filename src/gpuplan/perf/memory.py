@@ -232,7 +232,7 @@ def device_memory(model: LoadedModel, hw: Hardware, plan: Plan, wl: Workload) ->
                                                  moe_host, cpu_only)
     for d, dev in enumerate(devs):
         if dev.kind == "gpu":
-            over[d] += gpu_context_bytes(prof, dev)
+            over[d] += gpu_context_bytes(prof, dev, plan.tp if plan.split in (Split.TENSOR, Split.PIPELINE) else 1)
     out = []
     for d, dev in enumerate(devs):
         cap = hw.memory_gib[idx[d]] * GIB
