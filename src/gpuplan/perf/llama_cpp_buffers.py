@@ -19,12 +19,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..catalog.schema import ModelSpec
+from ..sources.arch import describe
 
 F32 = 4
-# Architectures (config.json model_type) whose llama.cpp graph uses a sliding-window cache, with
-# the period of set_swa_pattern (every layer il with il % period < period - 1 slides). Mistral 7B
-# v0.1 carries a window but converts to llama.cpp's `llama` architecture, which has none.
-SWA_PERIOD = {"gemma2": 2, "gemma3": 6, "gemma3_text": 6, "gpt_oss": 2, "cohere2": 4, "gemma3n": 5}
+# Architectures (config.json model_type) whose llama.cpp graph gives windowed layers a window
+# cache (llama_kv_cache_iswa: LLAMA_SWA_TYPE_STANDARD or _CHUNKED in src/models/<arch>.cpp). Mistral
+# 7B v0.1 carries a window but converts to llama.cpp's `llama` architecture, which has none; phi3
+# reads its window key and switches it off.
+WINDOWED_ARCHS = {"gemma2", "gemma3", "gemma3_text", "gemma3n", "gpt_oss", "cohere2", "llama4", "exaone4",
+                  "olmo2", "granite_swa", "smallthinker", "lfm2", "mimo2", "step35"}
 
 
 def pad(x: int, n: int) -> int:
@@ -51,33 +54,45 @@ def context(context_tokens: int, n_seq: int, unified: bool, multiple: int = 256)
     return Context(seq * n_seq, seq, n_seq)
 
 
-def sliding_layers(spec: ModelSpec) -> list[bool]:
-    """Which layers llama.cpp gives a sliding-window cache."""
-    period = SWA_PERIOD.get(spec.architecture)
-    if not spec.sliding_window or not period:
-        return [False] * spec.n_layers
-    return [i % period < period - 1 for i in range(spec.n_layers)]
+def windows(spec: ModelSpec) -> list[int | None]:
+    """Per layer, the window (or chunk) llama.cpp caches for it, None for a full cache, 0 for a
+    layer without one of its own (recurrent, or reading an earlier layer's cache)."""
+    out: list[int | None] = []
+    for ly in describe(spec).layers:
+        a = ly.attention
+        if not a or not ly.kv_elements_per_token:
+            out.append(0)
+        elif a.kind != "full" and a.window and spec.architecture in WINDOWED_ARCHS:
+            out.append(a.window)
+        else:
+            out.append(None)
+    return out
 
 
 def kv_cells(spec: ModelSpec, ctx: Context, n_seq: int, unified: bool, n_ubatch: int, swa_full: bool) -> list[int]:
-    """Cells per layer, all streams: n_ctx for full attention; for sliding-window layers
+    """Cells per layer, all streams: n_ctx for full attention; for window layers
     PAD(min(n_ctx_seq, W x (unified ? n_seq : 1) + n_ubatch), 256) per stream unless swa_full
-    (llama-kv-cache-iswa.cpp)."""
-    swa = sliding_layers(spec)
-    if not any(swa) or swa_full:
-        return [ctx.n_ctx] * spec.n_layers
-    w = spec.sliding_window or 0
-    per_stream = pad(min(ctx.n_ctx_seq, w * (n_seq if unified else 1) + n_ubatch), 256)
-    return [per_stream * ctx.n_stream if s else ctx.n_ctx for s in swa]
+    (llama-kv-cache-iswa.cpp); 0 for layers with no cache of their own."""
+    out = []
+    for w in windows(spec):
+        if w == 0:
+            out.append(0)
+        elif w is None or swa_full:
+            out.append(ctx.n_ctx)
+        else:
+            out.append(pad(min(ctx.n_ctx_seq, w * (n_seq if unified else 1) + n_ubatch), 256) * ctx.n_stream)
+    return out
 
 
 def ffn_width(spec: ModelSpec, layer: int) -> int:
     """Intermediate width one token's FFN computes in this layer: the dense width, or the active
     experts' (MoE, one intermediate per expert a token is routed to) plus the shared expert."""
-    if spec.n_experts and layer >= spec.n_dense_layers:
-        w = (spec.moe_intermediate_size or spec.intermediate_size) * spec.n_experts_active
-        return w + (spec.moe_intermediate_size or spec.intermediate_size) * spec.n_shared_experts
-    return spec.intermediate_size
+    f = describe(spec).layers[layer].ffn
+    if f is None:
+        return 0
+    if f.kind == "moe":
+        return f.width * f.n_active + f.shared_width
+    return f.width
 
 
 def compute_bytes(spec: ModelSpec, layers: list[int], cells_per_stream: dict[bool, int], n_ubatch: int,
@@ -92,12 +107,14 @@ def compute_bytes(spec: ModelSpec, layers: list[int], cells_per_stream: dict[boo
         return out
     masks = sum(c * ub * (2 if flash_attn else F32) for c in cells_per_stream.values())
     q_kv = nh * hd + 3 * h + 6 * nkv * hd
-    if flash_attn:
+    if flash_attn or not cells_per_stream:
         attn = ub * F32 * (nh * hd + q_kv)
     else:
         attn = ub * F32 * (max(cells_per_stream.values()) * nh + q_kv)
     gated = 3 if spec.mlp_gated else 2
     ffn = ub * F32 * (gated * max(ffn_width(spec, i) for i in layers) + 4 * h)
+    if not cells_per_stream:  # recurrent layers only: their scan, not attention
+        attn = 0.0
     return max(out, max(attn, ffn) + masks)
 
 

@@ -82,32 +82,32 @@ def layers_per_device(n_layers: int, shares: tuple[float, ...]) -> list[int]:
     return counts
 
 
-def kv_row_bytes(spec: ModelSpec, kv_type: str) -> float:
-    """Bytes one cell of one layer's cache holds: its K and V rows in the cache type."""
-    return kv_elements_per_token(spec) * kv_type_bytes(kv_type)
-
-
-def window_layers(spec: ModelSpec) -> list[bool]:
-    """Layers with a sliding window in the checkpoint's own config (what vLLM, SGLang and the
-    other PyTorch engines honour): llama.cpp's period where it has one, every layer when all
-    slide (Mistral 7B v0.1), else spread evenly."""
-    n, k = spec.n_layers, spec.n_sliding_layers if spec.sliding_window else 0
-    if not k:
-        return [False] * n
-    if spec.architecture in lcb.SWA_PERIOD:
-        return lcb.sliding_layers(spec)
-    return [(i * k) // n != ((i + 1) * k) // n for i in range(n)]
-
-
 def engine_kv_bytes(spec: ModelSpec, plan: Plan, st: Settings, context: int, seqs: int) -> list[float]:
-    """KV bytes per layer as the plan's engine allocates them for `seqs` sequences of `context`."""
-    row = kv_row_bytes(spec, plan.kv_type)
+    """Cache bytes per layer as the plan's engine allocates them for `seqs` sequences of `context`
+    tokens, from the per-layer description (sources/arch.py): llama.cpp's cells (n_ctx padded to
+    256, window layers window + n_ubatch unless swa_full, no window where its graph has none) and
+    F32 recurrent states; the paged engines' blocks over the checkpoint's own windows, states in
+    the model dtype."""
+    per_elem = kv_type_bytes(plan.kv_type)
+    layers = describe(spec).layers
     if plan.engine in LLAMA_FAMILY:
         ctx = lcb.context(context, seqs, unified=False, multiple=st.ctx_multiple)
-        return [row * c for c in lcb.kv_cells(spec, ctx, seqs, False, st.n_ubatch, st.swa_full)]
+        cells = lcb.kv_cells(spec, ctx, seqs, False, st.n_ubatch, st.swa_full)
+        return [ly.kv_elements_per_token * per_elem * c + (ly.recurrent.state_bytes() * seqs if ly.recurrent else 0.0)
+                for ly, c in zip(layers, cells)]
     block = {Engine.MLX: 256, Engine.EXLLAMAV2: 256}.get(plan.engine, st.block_size)
-    w = spec.sliding_window
-    return [row * seqs * paged_tokens(context, block, w if s else None) for s in window_layers(spec)]
+    sb = STATE_DTYPE_BYTES["bf16"]
+    out = []
+    for ly in layers:
+        a = ly.attention
+        b = 0.0
+        if a and ly.kv_elements_per_token:
+            w = a.window if a.kind != "full" else None
+            b = ly.kv_elements_per_token * per_elem * seqs * paged_tokens(context, block, w)
+        if ly.recurrent:
+            b += ly.recurrent.state_bytes(sb, sb) * seqs
+        out.append(b)
+    return out
 
 
 def experts_on_host_layers(spec: ModelSpec, plan: Plan) -> set[int]:
@@ -269,12 +269,12 @@ def _llama_buffers(model, hw, plan, st, wl, seqs, on_dev, out_dev, host_layers, 
 
     spec = model.spec
     ctx = lcb.context(wl.context, seqs, unified=False, multiple=st.ctx_multiple)
-    swa = lcb.sliding_layers(spec)
-    swa_cells = lcb.kv_cells(spec, ctx, seqs, False, st.n_ubatch, st.swa_full)
+    win = lcb.windows(spec)
+    per_layer = lcb.kv_cells(spec, ctx, seqs, False, st.n_ubatch, st.swa_full)
     ub = min(st.n_ubatch, st.n_batch, ctx.n_ctx)
 
-    def cells(layers):
-        return {swa[i]: swa_cells[i] // ctx.n_stream for i in layers}
+    def cells(layers):  # cells of one stream per cache kind the layers use (full, window)
+        return {win[i] is not None: per_layer[i] // ctx.n_stream for i in layers if win[i] != 0}
 
     def buf(layers, holds_output):
         return lcb.compute_bytes(spec, layers, cells(layers), ub, st.flash_attn, holds_output)
