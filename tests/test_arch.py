@@ -95,7 +95,10 @@ def test_gemma3n_per_layer_embeddings_sit_where_the_engine_keeps_them():
     llama = device_memory(m, hw, _plan(Engine.LLAMA_CPP), wl)
     vllm = device_memory(m, hw, _plan(Engine.VLLM), wl)
     assert llama[-1].name == "host RAM" and llama[-1].weights >= m.weights.embed_bytes
-    assert vllm[0].weights - llama[0].weights == pytest.approx(m.weights.embed_bytes, rel=0.01)
+    # the tied output head: llama.cpp copies token_embd (not the per-layer table) to the GPU that
+    # holds the output layer; vLLM's lm_head is the embedding itself, on the GPU with the rest
+    tok = 262400 * 2048 * 34 / 32
+    assert vllm[0].weights - llama[0].weights == pytest.approx(m.weights.embed_bytes - tok, rel=0.01)
 
 
 def test_gemma3n_last_layers_reuse_earlier_caches():

@@ -121,6 +121,16 @@ def experts_on_host_layers(spec: ModelSpec, plan: Plan) -> set[int]:
     return set(moe[:max(plan.n_cpu_moe, 0)])
 
 
+def _tied_head_bytes(spec: ModelSpec, w) -> float:
+    """A tied output head is a copy of token_embd alone: embed_bytes also holds Gemma 3n's
+    per-layer embedding table, which stays in host RAM and has no copy."""
+    ple = describe(spec).per_layer_embedding
+    if not ple:
+        return float(w.embed_bytes)
+    tok = spec.vocab_size * spec.hidden_size
+    return w.embed_bytes * tok / (tok + ple[0] * ple[1] * spec.n_layers)
+
+
 def cpu_features(hw: Hardware) -> frozenset[str]:
     """SIMD the host CPU has, for llama.cpp's weight repacking: NEON on Apple, AVX-512 on the
     CPUs that have it (Zen 4/5, Xeon Scalable), else AVX2 (every x86 CPU since 2015)."""
@@ -162,7 +172,7 @@ def device_memory(model: LoadedModel, hw: Hardware, plan: Plan, wl: Workload) ->
     on_dev: list[list[int]] = [[] for _ in range(n_dev)]
     host_w = host_kv = 0.0
     host_layers = list(range(first_gpu_layer))
-    out_bytes = w.output_bytes if w.output_bytes else (w.embed_bytes if spec.tied_embeddings else 0)
+    out_bytes = w.output_bytes if w.output_bytes else (_tied_head_bytes(spec, w) if spec.tied_embeddings else 0)
     # llama.cpp keeps the token embedding in host RAM; GPU engines keep it on the GPUs
     embed_on_host = llama and not cpu_only
     output_on_host = cpu_only or (llama and plan.gpu_layers is not None and plan.gpu_layers <= n_layers)
