@@ -69,6 +69,8 @@ def write_gguf(spec: ModelSpec, path, seed: int = 0) -> None:
         kinds = ffn_kinds(spec)
         dense = next((i for i, k in enumerate(kinds) if k == "moe"), n)
         w.add_leading_dense_block_count(dense)
+        if spec.architecture in ("minimax_m2", "glm4_moe", "deepseek_v3", "ernie4_5_moe"):
+            w.add_uint32(f"{arch}.expert_gating_func", 2)  # sigmoid, as their converters write
     if spec.mla_kv_lora_rank:
         w.add_kv_lora_rank(spec.mla_kv_lora_rank)
         if spec.mla_q_lora_rank:
@@ -85,7 +87,7 @@ def write_gguf(spec: ModelSpec, path, seed: int = 0) -> None:
     if spec.architecture == "qwen3_next":
         every = next(i + 1 for i, ly in enumerate(a.layers) if ly.attention)
         w.add_uint32(f"{arch}.full_attention_interval", every)
-    if spec.architecture == "llama4":
+    if spec.architecture in ("llama4", "ernie4_5_moe"):
         kinds = ffn_kinds(spec)
         w.add_uint32(f"{arch}.interleave_moe_layer_step", next(i + 1 for i, k in enumerate(kinds) if k == "moe"))
     if spec.architecture == "gemma3n":

@@ -51,6 +51,29 @@ TINY = {
     "qwen3_next": dict(model_type="qwen3_next", num_hidden_layers=8, num_experts=8, num_experts_per_tok=2,
                        moe_intermediate_size=64, shared_expert_intermediate_size=64, linear_num_key_heads=2,
                        linear_num_value_heads=8, linear_key_head_dim=64, linear_value_head_dim=64),
+    "glm4_moe": dict(model_type="glm4_moe", n_routed_experts=8, num_experts_per_tok=2, moe_intermediate_size=64,
+                     n_shared_experts=1, first_k_dense_replace=1, attention_bias=True, use_qk_norm=True),
+    "granitemoehybrid": dict(model_type="granitemoehybrid", num_hidden_layers=8,
+                             layer_types=["mamba"] * 3 + ["attention"] + ["mamba"] * 3 + ["attention"],
+                             mamba_n_heads=8, mamba_d_head=64, mamba_d_state=64, mamba_n_groups=1, mamba_d_conv=4,
+                             num_local_experts=8, num_experts_per_tok=2, intermediate_size=64,
+                             shared_intermediate_size=128),
+    "falcon_h1": dict(model_type="falcon_h1", mamba_n_heads=8, mamba_d_head=64, mamba_d_ssm=512, mamba_d_state=64,
+                      mamba_n_groups=1, mamba_d_conv=4),
+    "jamba": dict(model_type="jamba", num_hidden_layers=8, num_experts=4, num_experts_per_tok=2, mamba_d_state=64,
+                  mamba_d_conv=4, mamba_expand=2, mamba_dt_rank=16, attn_layer_period=8, attn_layer_offset=4,
+                  expert_layer_period=2, expert_layer_offset=1),
+    "minimax_m2": dict(model_type="minimax_m2", num_local_experts=8, num_experts_per_tok=2, intermediate_size=64,
+                       use_qk_norm=True),
+    "ernie4_5_moe": dict(model_type="ernie4_5_moe", moe_num_experts=8, moe_k=2, moe_intermediate_size=64,
+                         moe_num_shared_experts=2, moe_layer_start_index=1, moe_layer_interval=1,
+                         tie_word_embeddings=True),
+    "hunyuan_v1_moe": dict(model_type="hunyuan_v1_moe", num_experts=8, moe_topk=[2] * 4, moe_intermediate_size=[64] * 4,
+                           num_shared_expert=[1] * 4, intermediate_size=64, use_qk_norm=True, attention_head_dim=64,
+                           tie_word_embeddings=True),
+    "smollm3": dict(model_type="smollm3", tie_word_embeddings=True),
+    "qwen2_moe": dict(model_type="qwen2_moe", num_experts=8, num_experts_per_tok=2, moe_intermediate_size=64,
+                      shared_expert_intermediate_size=128),
 }
 N_CTX, N_SEQ = 16384, 4
 
@@ -90,7 +113,7 @@ def test_kv_layers_and_bytes_match_llama_cpp(loaded, name):
     assert sum(mib for mib, _, _ in r.kv) == pytest.approx(ours / MIB, abs=0.01 * len(r.kv))
 
 
-@pytest.mark.parametrize("name", ["nemotron_h", "qwen3_next"])
+@pytest.mark.parametrize("name", ["nemotron_h", "qwen3_next", "granitemoehybrid", "falcon_h1", "jamba"])
 def test_recurrent_state_matches_llama_cpp(loaded, name):
     """Constant state per sequence: llama.cpp's R (conv) and S (SSM / delta-rule) buffers, F32."""
     spec, path, r = loaded[name]
