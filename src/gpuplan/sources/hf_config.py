@@ -166,8 +166,8 @@ def spec_from_config(cfg: dict, where: str, model_id: str, source: str) -> Model
          "max_context": r.int("max_position_embeddings", 4096, hi=10**9)}
     f.update(lists)
     window = r.int("sliding_window", 0, lo=0, hi=10**9) or None
-    if c.get("use_sliding_window") is False:
-        window = None  # Qwen configs carry a sliding_window value that is switched off
+    if c.get("use_sliding_window") is False or (window and window >= f["max_context"]):
+        window = None  # switched off (Qwen), or no shorter than the context (Phi-4-mini's 262144)
     f["sliding_window"] = window
     layer_types = c.get("layer_types")
     if window and isinstance(layer_types, list) and "sliding_attention" in layer_types:

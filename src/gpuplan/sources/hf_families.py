@@ -26,8 +26,7 @@ def family_fields(arch: str, r, f: dict, n: int) -> None:
         _experts(f, r, "num_local_experts", "num_experts_per_tok", width=f["intermediate_size"])
     elif arch in ("qwen2_moe", "qwen3_moe", "qwen3_next"):
         _experts(f, r, "num_experts", "num_experts_per_tok", width=r.int("moe_intermediate_size"))
-        if r.has("shared_expert_intermediate_size"):
-            f["shared_expert_intermediate_size"] = r.int("shared_expert_intermediate_size")
+        f["shared_expert_intermediate_size"] = r.int("shared_expert_intermediate_size", 0, lo=0) or None
         step = r.int("decoder_sparse_step", 1)
         only_dense = set(c.get("mlp_only_layers") or [])
         f["ffn_types"] = ["dense" if (i in only_dense or (i + 1) % step) else "moe" for i in range(n)]
