@@ -21,7 +21,9 @@ GGUF_ARCH = {"llama": "llama", "mistral": "llama", "mixtral": "llama", "qwen2": 
              "ernie4_5_moe": "ernie4_5-moe", "hunyuan_v1_moe": "hunyuan-moe", "smollm3": "smollm3"}
 
 
-def write_gguf(spec: ModelSpec, path, seed: int = 0) -> None:
+def write_gguf(spec: ModelSpec, path, seed: int = 0, nextn: int = 0) -> None:
+    """nextn > 0: the last `nextn` blocks of spec are written as MTP blocks, as GLM-4.5's converter
+    does (counted in block_count, with nextn_predict_layers and the nextn.* tensors)."""
     import gguf
 
     arch = GGUF_ARCH[spec.architecture]
@@ -87,6 +89,8 @@ def write_gguf(spec: ModelSpec, path, seed: int = 0) -> None:
     if spec.architecture == "qwen3_next":
         every = next(i + 1 for i, ly in enumerate(a.layers) if ly.attention)
         w.add_uint32(f"{arch}.full_attention_interval", every)
+    if nextn:
+        w.add_uint32(f"{arch}.nextn_predict_layers", nextn)
     if spec.architecture in ("llama4", "ernie4_5_moe"):
         kinds = ffn_kinds(spec)
         w.add_uint32(f"{arch}.interleave_moe_layer_step", next(i + 1 for i, k in enumerate(kinds) if k == "moe"))
@@ -98,9 +102,13 @@ def write_gguf(spec: ModelSpec, path, seed: int = 0) -> None:
                     [bool(ly.attention and ly.attention.kind == "sliding") for ly in a.layers])
         w.add_array(f"{arch}.activation_sparsity_scale", [0.0] * n)
     rng = np.random.default_rng(seed)
-    for t in tensor_list(spec):
-        data = (rng.standard_normal(tuple(reversed(t.shape)), dtype=np.float32) * 0.02)
-        w.add_tensor(t.name, data)
+    tensors = [(t.name, t.shape) for t in tensor_list(spec)]
+    h = spec.hidden_size
+    for i in range(n - nextn, n):
+        tensors += [(f"blk.{i}.nextn.eh_proj.weight", (2 * h, h)), (f"blk.{i}.nextn.enorm.weight", (h,)),
+                    (f"blk.{i}.nextn.hnorm.weight", (h,)), (f"blk.{i}.nextn.shared_head_norm.weight", (h,))]
+    for name, shape in tensors:
+        w.add_tensor(name, rng.standard_normal(tuple(reversed(shape)), dtype=np.float32) * 0.02)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

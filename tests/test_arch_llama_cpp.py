@@ -15,7 +15,7 @@ from gguf_writer import write_gguf
 from gpuplan.sources.arch import describe
 from gpuplan.sources.gguf_file import read_gguf
 from gpuplan.sources.hf_config import spec_from_config
-from gpuplan.sources.tensors import param_count
+from gpuplan.sources.tensors import param_count, tensor_list
 from llama_cpp_probe import load
 
 pytest.importorskip("llama_cpp")
@@ -154,3 +154,18 @@ def test_gguf_round_trip(loaded, name):
             if f not in skip and getattr(spec, f) != getattr(got, f)}
     assert not diff
     assert param_count(got) == param_count(spec)
+
+
+def test_glm_mtp_block_is_not_a_layer(tmp_path):
+    """GLM-4.5's GGUF counts its MTP block in block_count (nextn_predict_layers = 1): llama.cpp loads it
+    beside the model, gpuplan reads the model as one block shorter and the MTP block's bytes apart."""
+    cfg = {**BASE, **TINY["glm4_moe"], "num_hidden_layers": 5}
+    spec = spec_from_config(cfg, "tiny glm", "tiny-glm", "test")
+    path = tmp_path / "glm-mtp.gguf"
+    write_gguf(spec, path, nextn=1)
+    r = load(path, 4096, 1)
+    assert r.ok, r.error
+    m = read_gguf(path)
+    assert m.spec.n_layers == 4 and len(m.weights.layer_bytes) == 4
+    mtp = sum(4 * x.n_elements for x in tensor_list(spec) if x.layer == 4)
+    assert m.weights.other_bytes >= mtp  # the MTP block (F32 here) is not a layer of the model

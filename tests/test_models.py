@@ -286,7 +286,8 @@ baidu/ERNIE-4.5-21B-A3B-Base-PT google/gemma-3n-E2B-it google/gemma-3n-E4B-it"""
 
 # Hub organisations as they spell themselves
 ORGS = {"meta-llama", "huggyllama", "Qwen", "google", "mistralai", "microsoft", "openai", "deepseek-ai", "zai-org",
-        "moonshotai", "MiniMaxAI", "nvidia", "ibm-granite", "baidu", "tencent", "HuggingFaceTB", "tiiuae", "internlm"}
+        "moonshotai", "MiniMaxAI", "nvidia", "ibm-granite", "baidu", "tencent", "HuggingFaceTB", "tiiuae", "internlm",
+        "ai21labs"}
 HF_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
