@@ -137,7 +137,8 @@ def model_type(cfg: dict, where: str) -> tuple[str, dict, str | None]:
                     f"(attention + gated MLP per layer) from its standard fields")
             arch = "llama"
         else:
-            raise InputError(f"{where}: model_type '{mt}' is not supported; accepted: {', '.join(FAMILIES)}")
+            what = f"model_type '{mt}' is not supported" if mt else "has no model_type"
+            raise InputError(f"{where}: {what}; accepted: {', '.join(FAMILIES)}")
     return arch, {**DEFAULTS.get(arch, {}), **merged}, note
 
 
