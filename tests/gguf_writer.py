@@ -18,7 +18,8 @@ GGUF_ARCH = {"llama": "llama", "mistral": "llama", "mixtral": "llama", "qwen2": 
              "gemma3": "gemma3", "gemma3n": "gemma3n", "llama4": "llama4", "deepseek_v3": "deepseek2",
              "glm4_moe": "glm4moe", "gpt_oss": "gpt-oss", "phi3": "phi3", "granitemoehybrid": "granitehybrid",
              "nemotron_h": "nemotron_h", "falcon_h1": "falcon-h1", "jamba": "jamba", "minimax_m2": "minimax-m2",
-             "ernie4_5_moe": "ernie4_5-moe", "hunyuan_v1_moe": "hunyuan-moe", "smollm3": "smollm3"}
+             "ernie4_5_moe": "ernie4_5-moe", "hunyuan_v1_moe": "hunyuan-moe", "smollm3": "smollm3",
+             "nemotron-nas": "deci"}
 
 
 def write_gguf(spec: ModelSpec, path, seed: int = 0, nextn: int = 0) -> None:
@@ -35,12 +36,15 @@ def write_gguf(spec: ModelSpec, path, seed: int = 0, nextn: int = 0) -> None:
     w.add_block_count(n)
     w.add_context_length(spec.max_context)
     w.add_embedding_length(spec.hidden_size)
-    w.add_head_count(spec.n_heads)
+    if spec.architecture == "nemotron-nas":  # per layer: 0 heads where the attention is skipped
+        w.add_head_count([spec.n_heads if ly.attention else 0 for ly in a.layers])
+    else:
+        w.add_head_count(spec.n_heads)
     kvh = [(1 if ly.attention.mla_kv_rank else ly.attention.n_kv_heads) if ly.attention else 0 for ly in a.layers]
-    per_layer_kv = spec.architecture in ("nemotron_h", "granitemoehybrid", "jamba", "falcon_h1")
+    per_layer_kv = spec.architecture in ("nemotron_h", "granitemoehybrid", "jamba", "falcon_h1", "nemotron-nas")
     w.add_head_count_kv(kvh if per_layer_kv else max(kvh))
     ff = [ly.ffn.width if ly.ffn and ly.ffn.kind == "dense" else 0 for ly in a.layers]
-    if spec.architecture in ("nemotron_h", "gemma3n") or (len(set(ff)) > 1 and not spec.n_experts):
+    if spec.architecture in ("nemotron_h", "gemma3n", "nemotron-nas") or (len(set(ff)) > 1 and not spec.n_experts):
         w.add_feed_forward_length(ff)
     else:
         w.add_feed_forward_length(spec.intermediate_size)
