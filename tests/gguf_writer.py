@@ -18,10 +18,13 @@ GGUF_ARCH = {"llama": "llama", "mistral": "llama", "mixtral": "llama", "qwen2": 
              "gemma3": "gemma3", "gemma3n": "gemma3n", "llama4": "llama4", "deepseek_v3": "deepseek2",
              "glm4_moe": "glm4moe", "gpt_oss": "gpt-oss", "phi3": "phi3", "granitemoehybrid": "granitehybrid",
              "nemotron_h": "nemotron_h", "falcon_h1": "falcon-h1", "jamba": "jamba", "minimax_m2": "minimax-m2",
-             "ernie4_5_moe": "ernie4_5-moe", "hunyuan_v1_moe": "hunyuan-moe", "smollm3": "smollm3"}
+             "ernie4_5_moe": "ernie4_5-moe", "hunyuan_v1_moe": "hunyuan-moe", "smollm3": "smollm3",
+             "nemotron-nas": "deci"}
 
 
-def write_gguf(spec: ModelSpec, path, seed: int = 0) -> None:
+def write_gguf(spec: ModelSpec, path, seed: int = 0, nextn: int = 0) -> None:
+    """nextn > 0: the last `nextn` blocks of spec are written as MTP blocks, as GLM-4.5's converter
+    does (counted in block_count, with nextn_predict_layers and the nextn.* tensors)."""
     import gguf
 
     arch = GGUF_ARCH[spec.architecture]
@@ -33,12 +36,15 @@ def write_gguf(spec: ModelSpec, path, seed: int = 0) -> None:
     w.add_block_count(n)
     w.add_context_length(spec.max_context)
     w.add_embedding_length(spec.hidden_size)
-    w.add_head_count(spec.n_heads)
+    if spec.architecture == "nemotron-nas":  # per layer: 0 heads where the attention is skipped
+        w.add_head_count([spec.n_heads if ly.attention else 0 for ly in a.layers])
+    else:
+        w.add_head_count(spec.n_heads)
     kvh = [(1 if ly.attention.mla_kv_rank else ly.attention.n_kv_heads) if ly.attention else 0 for ly in a.layers]
-    per_layer_kv = spec.architecture in ("nemotron_h", "granitemoehybrid", "jamba", "falcon_h1")
+    per_layer_kv = spec.architecture in ("nemotron_h", "granitemoehybrid", "jamba", "falcon_h1", "nemotron-nas")
     w.add_head_count_kv(kvh if per_layer_kv else max(kvh))
     ff = [ly.ffn.width if ly.ffn and ly.ffn.kind == "dense" else 0 for ly in a.layers]
-    if spec.architecture in ("nemotron_h", "gemma3n") or (len(set(ff)) > 1 and not spec.n_experts):
+    if spec.architecture in ("nemotron_h", "gemma3n", "nemotron-nas") or (len(set(ff)) > 1 and not spec.n_experts):
         w.add_feed_forward_length(ff)
     else:
         w.add_feed_forward_length(spec.intermediate_size)
@@ -69,6 +75,8 @@ def write_gguf(spec: ModelSpec, path, seed: int = 0) -> None:
         kinds = ffn_kinds(spec)
         dense = next((i for i, k in enumerate(kinds) if k == "moe"), n)
         w.add_leading_dense_block_count(dense)
+        if spec.architecture in ("minimax_m2", "glm4_moe", "deepseek_v3", "ernie4_5_moe"):
+            w.add_uint32(f"{arch}.expert_gating_func", 2)  # sigmoid, as their converters write
     if spec.mla_kv_lora_rank:
         w.add_kv_lora_rank(spec.mla_kv_lora_rank)
         if spec.mla_q_lora_rank:
@@ -85,7 +93,9 @@ def write_gguf(spec: ModelSpec, path, seed: int = 0) -> None:
     if spec.architecture == "qwen3_next":
         every = next(i + 1 for i, ly in enumerate(a.layers) if ly.attention)
         w.add_uint32(f"{arch}.full_attention_interval", every)
-    if spec.architecture == "llama4":
+    if nextn:
+        w.add_uint32(f"{arch}.nextn_predict_layers", nextn)
+    if spec.architecture in ("llama4", "ernie4_5_moe"):
         kinds = ffn_kinds(spec)
         w.add_uint32(f"{arch}.interleave_moe_layer_step", next(i + 1 for i, k in enumerate(kinds) if k == "moe"))
     if spec.architecture == "gemma3n":
@@ -96,9 +106,13 @@ def write_gguf(spec: ModelSpec, path, seed: int = 0) -> None:
                     [bool(ly.attention and ly.attention.kind == "sliding") for ly in a.layers])
         w.add_array(f"{arch}.activation_sparsity_scale", [0.0] * n)
     rng = np.random.default_rng(seed)
-    for t in tensor_list(spec):
-        data = (rng.standard_normal(tuple(reversed(t.shape)), dtype=np.float32) * 0.02)
-        w.add_tensor(t.name, data)
+    tensors = [(t.name, t.shape) for t in tensor_list(spec)]
+    h = spec.hidden_size
+    for i in range(n - nextn, n):
+        tensors += [(f"blk.{i}.nextn.eh_proj.weight", (2 * h, h)), (f"blk.{i}.nextn.enorm.weight", (h,)),
+                    (f"blk.{i}.nextn.hnorm.weight", (h,)), (f"blk.{i}.nextn.shared_head_norm.weight", (h,))]
+    for name, shape in tensors:
+        w.add_tensor(name, rng.standard_normal(tuple(reversed(shape)), dtype=np.float32) * 0.02)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

@@ -1,5 +1,6 @@
-"""Load a GGUF into the real llama.cpp (llama-cpp-python's libllama, in process) and read what it
-allocated from its log: the KV cache and recurrent-state sizes, or the loader's error."""
+"""Load a GGUF into the real llama.cpp (llama-cpp-python's libllama) and read what it allocated
+from its log: the KV cache and recurrent-state sizes, or the loader's error. Each load runs in a
+child process: llama.cpp aborts the whole process on some bad inputs (GGML_ABORT)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,21 @@ class Loaded:
 
 
 def load(path, n_ctx: int, n_seq: int = 1, swa_full: bool = True) -> Loaded:
-    """Load the model and create a context (CPU only), as llama-server would."""
+    """Load the model and create a context (CPU only), as llama-server would, in a child process."""
+    import json
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, __file__, str(path), str(n_ctx), str(n_seq), str(int(swa_full))],
+                       capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        tail = " ".join(ln.strip() for ln in r.stderr.splitlines() if "error" in ln.lower())[-400:]
+        return Loaded(False, r.stderr, error=f"llama.cpp exited with {r.returncode}: {tail}")
+    d = json.loads(r.stdout.splitlines()[-1])
+    return Loaded(d["ok"], d["log"], [tuple(x) for x in d["kv"]], [tuple(x) for x in d["rs"]], d["error"])
+
+
+def _load_here(path, n_ctx: int, n_seq: int, swa_full: bool) -> Loaded:
     import llama_cpp
 
     lines: list[str] = []
@@ -60,3 +75,11 @@ def load(path, n_ctx: int, n_seq: int = 1, swa_full: bool = True) -> Loaded:
         errs = [ln.strip() for ln in lines if "error" in ln.lower() or "missing" in ln or "wrong" in ln]
         out.error = "; ".join(errs[-3:]) or "llama.cpp did not load the model"
     return out
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    got = _load_here(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), bool(int(sys.argv[4])))
+    print(json.dumps({"ok": got.ok, "log": got.log, "kv": got.kv, "rs": got.rs, "error": got.error}))

@@ -158,3 +158,26 @@ def test_uniform_models_unchanged():
     g = describe(catalog.model("google/gemma-3-27b-it"))
     assert [ly.kind for ly in g.layers[:6]] == ["sliding"] * 5 + ["full"]
     assert (g.count("sliding"), g.window) == (52, 1024)
+
+
+def test_fit_reports_the_architectures_kv():
+    """`fit` carries it through: Qwen3-Next at 128K holds 12 layers of KV plus the DeltaNet state;
+    Llama 4 Scout's chunked layers stop at 8192 tokens."""
+    from gpuplan import api
+
+    r = api.fit("Qwen/Qwen3-Next-80B-A3B-Instruct", "h100-sxm-80gb", quant="Q4_K_M", context=K128)
+    kv = sum(d["kv_cache_gb"] for d in r["devices"])
+    want = (12 * 2 * 2 * 256 * 2 * K128 + 36 * (3 * 8192 + 128 * 4096) * 4) / 1e9
+    assert kv == pytest.approx(want, abs=0.011)
+    r = api.fit("meta-llama/Llama-4-Scout-17B-16E-Instruct", "2x h100-sxm-80gb", quant="Q4_K_M", context=K128)
+    kv = sum(d["kv_cache_gb"] for d in r["devices"])
+    assert kv == pytest.approx((12 * K128 + 36 * 8192) * 8 * 256 * 2 / 1e9, abs=0.011)
+
+
+def test_every_catalog_model_describes():
+    """`gpuplan models show ID` for every entry: the JSON the command prints, per-layer kinds included."""
+    from gpuplan.commands.listing import describe as show
+
+    for mid in catalog.models():
+        d = show(resolve_model(mid))
+        assert d["params_b"] > 0 and sum(d["layer_kinds"].values()) == d["n_layers"], mid

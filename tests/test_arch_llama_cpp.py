@@ -15,7 +15,7 @@ from gguf_writer import write_gguf
 from gpuplan.sources.arch import describe
 from gpuplan.sources.gguf_file import read_gguf
 from gpuplan.sources.hf_config import spec_from_config
-from gpuplan.sources.tensors import param_count
+from gpuplan.sources.tensors import param_count, tensor_list
 from llama_cpp_probe import load
 
 pytest.importorskip("llama_cpp")
@@ -51,6 +51,36 @@ TINY = {
     "qwen3_next": dict(model_type="qwen3_next", num_hidden_layers=8, num_experts=8, num_experts_per_tok=2,
                        moe_intermediate_size=64, shared_expert_intermediate_size=64, linear_num_key_heads=2,
                        linear_num_value_heads=8, linear_key_head_dim=64, linear_value_head_dim=64),
+    "glm4_moe": dict(model_type="glm4_moe", n_routed_experts=8, num_experts_per_tok=2, moe_intermediate_size=64,
+                     n_shared_experts=1, first_k_dense_replace=1, attention_bias=True, use_qk_norm=True),
+    "granitemoehybrid": dict(model_type="granitemoehybrid", num_hidden_layers=8,
+                             layer_types=["mamba"] * 3 + ["attention"] + ["mamba"] * 3 + ["attention"],
+                             mamba_n_heads=8, mamba_d_head=64, mamba_d_state=64, mamba_n_groups=1, mamba_d_conv=4,
+                             num_local_experts=8, num_experts_per_tok=2, intermediate_size=64,
+                             shared_intermediate_size=128),
+    "falcon_h1": dict(model_type="falcon_h1", mamba_n_heads=8, mamba_d_head=64, mamba_d_ssm=512, mamba_d_state=64,
+                      mamba_n_groups=1, mamba_d_conv=4),
+    "jamba": dict(model_type="jamba", num_hidden_layers=8, num_experts=4, num_experts_per_tok=2, mamba_d_state=64,
+                  mamba_d_conv=4, mamba_expand=2, mamba_dt_rank=16, attn_layer_period=8, attn_layer_offset=4,
+                  expert_layer_period=2, expert_layer_offset=1),
+    "minimax_m2": dict(model_type="minimax_m2", num_local_experts=8, num_experts_per_tok=2, intermediate_size=64,
+                       use_qk_norm=True),
+    "ernie4_5_moe": dict(model_type="ernie4_5_moe", moe_num_experts=8, moe_k=2, moe_intermediate_size=64,
+                         moe_num_shared_experts=2, moe_layer_start_index=1, moe_layer_interval=1,
+                         tie_word_embeddings=True),
+    "hunyuan_v1_moe": dict(model_type="hunyuan_v1_moe", num_experts=8, moe_topk=[2] * 4, moe_intermediate_size=[64] * 4,
+                           num_shared_expert=[1] * 4, intermediate_size=64, use_qk_norm=True, attention_head_dim=64,
+                           tie_word_embeddings=True),
+    "smollm3": dict(model_type="smollm3", tie_word_embeddings=True),
+    "qwen2_moe": dict(model_type="qwen2_moe", num_experts=8, num_experts_per_tok=2, moe_intermediate_size=64,
+                      shared_expert_intermediate_size=128),
+    # Llama-3.3-Nemotron-Super's block_configs schema: attention skipped on some layers, FFN widths vary
+    "nemotron-nas": dict(model_type="nemotron-nas", num_hidden_layers=5, block_configs=[
+        {"attention": {"n_heads_in_group": 2, "no_op": False, "replace_with_linear": False},
+         "ffn": {"ffn_mult": m, "no_op": False, "replace_with_linear": False}} if att else
+        {"attention": {"n_heads_in_group": None, "no_op": True, "replace_with_linear": False},
+         "ffn": {"ffn_mult": m, "no_op": False, "replace_with_linear": False}}
+        for att, m in ((1, 2.625), (1, 5.25), (0, 2.625), (1, 3.28125), (0, 5.25))]),
 }
 N_CTX, N_SEQ = 16384, 4
 
@@ -84,13 +114,17 @@ def test_kv_layers_and_bytes_match_llama_cpp(loaded, name):
     spec, path, r = loaded[name]
     a = describe(spec)
     own = [ly for ly in a.layers if ly.kv_elements_per_token]
-    assert sum(layers for _, _, layers in r.kv) == len(own)
+    n_cached = sum(layers for _, _, layers in r.kv)
+    if spec.architecture == "nemotron-nas":  # llama.cpp lists the skipped-attention layers too, at 0 bytes
+        assert n_cached == spec.n_layers
+    else:
+        assert n_cached == len(own)
     assert all(cells == N_CTX for _, cells, _ in r.kv)  # swa_full: every cache at full context
     ours = sum(ly.kv_elements_per_token for ly in own) * 2 * N_CTX  # f16
     assert sum(mib for mib, _, _ in r.kv) == pytest.approx(ours / MIB, abs=0.01 * len(r.kv))
 
 
-@pytest.mark.parametrize("name", ["nemotron_h", "qwen3_next"])
+@pytest.mark.parametrize("name", ["nemotron_h", "qwen3_next", "granitemoehybrid", "falcon_h1", "jamba"])
 def test_recurrent_state_matches_llama_cpp(loaded, name):
     """Constant state per sequence: llama.cpp's R (conv) and S (SSM / delta-rule) buffers, F32."""
     spec, path, r = loaded[name]
@@ -131,3 +165,18 @@ def test_gguf_round_trip(loaded, name):
             if f not in skip and getattr(spec, f) != getattr(got, f)}
     assert not diff
     assert param_count(got) == param_count(spec)
+
+
+def test_glm_mtp_block_is_not_a_layer(tmp_path):
+    """GLM-4.5's GGUF counts its MTP block in block_count (nextn_predict_layers = 1): llama.cpp loads it
+    beside the model, gpuplan reads the model as one block shorter and the MTP block's bytes apart."""
+    cfg = {**BASE, **TINY["glm4_moe"], "num_hidden_layers": 5}
+    spec = spec_from_config(cfg, "tiny glm", "tiny-glm", "test")
+    path = tmp_path / "glm-mtp.gguf"
+    write_gguf(spec, path, nextn=1)
+    r = load(path, 4096, 1)
+    assert r.ok, r.error
+    m = read_gguf(path)
+    assert m.spec.n_layers == 4 and len(m.weights.layer_bytes) == 4
+    mtp = sum(4 * x.n_elements for x in tensor_list(spec) if x.layer == 4)
+    assert m.weights.other_bytes >= mtp  # the MTP block (F32 here) is not a layer of the model

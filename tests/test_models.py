@@ -1,6 +1,8 @@
 """Model and quant catalogs, tensor lists, parameter counts and weight estimates against
 published numbers."""
 
+import re
+
 import gguf
 import pytest
 from hypothesis import given, settings
@@ -257,3 +259,80 @@ def test_broken_user_catalog_file_is_one_line(tmp_path):
     (d / "bad.yaml").write_text("- id: me/x\n  name: x\n  architecture: llama\n  n_layers: 99999999\n")
     r = _cli(["models", "show", "meta-llama/Meta-Llama-3-8B"], {"GPUPLAN_CONFIG_DIR": str(tmp_path / "cfg")})
     assert r.returncode == 2 and str(d / "bad.yaml") in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+# --- catalog coverage and Hugging Face id spelling
+
+ISSUE_12_IDS = """meta-llama/Llama-4-Scout-17B-16E-Instruct meta-llama/Llama-4-Maverick-17B-128E-Instruct
+Qwen/Qwen3-4B-Instruct-2507 Qwen/Qwen3-4B-Thinking-2507 Qwen/Qwen3-30B-A3B-Instruct-2507 Qwen/Qwen3-30B-A3B-Thinking-2507
+Qwen/Qwen3-235B-A22B-Instruct-2507 Qwen/Qwen3-235B-A22B-Thinking-2507 Qwen/Qwen3-Coder-30B-A3B-Instruct
+Qwen/Qwen3-Coder-480B-A35B-Instruct Qwen/Qwen3-Next-80B-A3B-Instruct Qwen/Qwen3-Next-80B-A3B-Thinking
+Qwen/Qwen2.5-Coder-32B-Instruct Qwen/Qwen2.5-Coder-7B-Instruct Qwen/Qwen2.5-Coder-14B-Instruct zai-org/GLM-4.5
+zai-org/GLM-4.5-Air zai-org/GLM-4.6 moonshotai/Kimi-K2-Instruct deepseek-ai/DeepSeek-V3.1 deepseek-ai/DeepSeek-R1
+deepseek-ai/DeepSeek-R1-0528 deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B deepseek-ai/DeepSeek-R1-Distill-Qwen-7B
+deepseek-ai/DeepSeek-R1-Distill-Qwen-14B deepseek-ai/DeepSeek-R1-Distill-Qwen-32B deepseek-ai/DeepSeek-R1-Distill-Llama-8B
+deepseek-ai/DeepSeek-R1-Distill-Llama-70B google/gemma-3n-E2B-it google/gemma-3n-E4B-it
+mistralai/Mistral-Small-3.2-24B-Instruct-2506 mistralai/Devstral-Small-2507 mistralai/Devstral-Small-2505
+mistralai/Magistral-Small-2506 microsoft/Phi-4-mini-instruct MiniMaxAI/MiniMax-M2 nvidia/NVIDIA-Nemotron-Nano-9B-v2
+ibm-granite/granite-4.0-h-small ibm-granite/granite-4.0-h-tiny baidu/ERNIE-4.5-21B-A3B-PT tencent/Hunyuan-A13B-Instruct
+HuggingFaceTB/SmolLM3-3B tiiuae/Falcon-H1-7B-Instruct""".split()
+
+# Ids whose spelling was seen as published (the repository's own path or model page) while this
+# catalog was written: the Hub is case-sensitive, and a near miss ("qwen/", "GLM-4.5-air") would
+# resolve here but send a user's download to nothing.
+SEEN_AS_PUBLISHED = """Qwen/Qwen3-Next-80B-A3B-Instruct Qwen/Qwen3-Next-80B-A3B-Thinking Qwen/Qwen3-Next-80B-A3B-Instruct-FP8
+meta-llama/Llama-4-Scout-17B-16E-Instruct meta-llama/Llama-4-Maverick-17B-128E-Instruct meta-llama/Llama-4-Scout-17B-16E
+zai-org/GLM-4.5 zai-org/GLM-4.5-Air zai-org/GLM-4.5-FP8 zai-org/GLM-4.5-Air-FP8 zai-org/GLM-4.5-Base zai-org/GLM-4.5-Air-Base
+moonshotai/Kimi-K2-Instruct moonshotai/Kimi-K2-Instruct-0905 Qwen/Qwen3-Coder-30B-A3B-Instruct
+Qwen/Qwen3-Coder-480B-A35B-Instruct Qwen/Qwen3-Coder-480B-A35B-Instruct-FP8 Qwen/Qwen3-235B-A22B-Instruct-2507
+nvidia/NVIDIA-Nemotron-Nano-9B-v2 ibm-granite/granite-4.0-h-small ibm-granite/granite-4.0-h-tiny baidu/ERNIE-4.5-21B-A3B-PT
+baidu/ERNIE-4.5-21B-A3B-Base-PT google/gemma-3n-E2B-it google/gemma-3n-E4B-it""".split()
+
+# Hub organisations as they spell themselves
+ORGS = {"meta-llama", "huggyllama", "Qwen", "google", "mistralai", "microsoft", "openai", "deepseek-ai", "zai-org",
+        "moonshotai", "MiniMaxAI", "nvidia", "ibm-granite", "baidu", "tencent", "HuggingFaceTB", "tiiuae", "internlm",
+        "ai21labs"}
+HF_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@pytest.mark.parametrize("model_id", ISSUE_12_IDS)
+def test_issue_models_resolve(model_id):
+    m = catalog.model(model_id)
+    assert param_count(m)[0] > 0
+    assert resolve_model(model_id).weights.total_bytes > 0
+
+
+def test_every_entry_has_a_source_and_a_well_formed_id():
+    for m in catalog.models().values():
+        assert HF_ID.match(m.id), m.id
+        assert m.id.split("/")[0] in ORGS, m.id
+        assert m.source == f"https://huggingface.co/{m.id}/blob/main/config.json", m.id
+        for a in m.aliases:
+            if "/" in a:
+                assert HF_ID.match(a) and a.split("/")[0] in ORGS, (m.id, a)
+            else:
+                assert a == a.lower() and " " not in a, (m.id, a)
+
+
+def test_ids_seen_as_published_are_in_the_catalog():
+    known = {m.id for m in catalog.models().values()} | {a for m in catalog.models().values() for a in m.aliases}
+    assert set(SEEN_AS_PUBLISHED) <= known
+    # and no id differs from a published one by case alone
+    lower = {}
+    for k in known:
+        lower.setdefault(k.lower(), set()).add(k)
+    assert all(len(v) == 1 for v in lower.values())
+
+
+def test_every_model_in_the_measurement_sets_resolves():
+    import csv
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "data" / "measurements"
+    names = set()
+    for f in ("dev.csv", "dev-2026-12.csv"):
+        with (root / f).open() as fh:
+            names |= {row["model"] for row in csv.DictReader(fh)}
+    assert len(names) >= 20
+    for name in sorted(names):
+        catalog.model(name)

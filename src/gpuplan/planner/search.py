@@ -75,9 +75,9 @@ def _groups(hw: Hardware) -> list[tuple[int, ...]]:
 
 
 def _valid_tp(model: LoadedModel, k: int) -> str | None:
-    if model.spec.n_heads % k:
-        return f"{model.spec.n_heads} attention heads do not divide by {k} GPUs"
-    return None
+    from ..sources.arch import tp_problem  # heads, KV heads and SSM heads, from the per-layer description
+
+    return tp_problem(model.spec, k)
 
 
 def enumerate_plans(model: LoadedModel, hw: Hardware, wl: Workload, engines: list[Engine],

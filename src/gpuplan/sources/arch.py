@@ -182,10 +182,6 @@ class Arch:
             return min(ctx, a.window)
         return float(a.attended(max(int(ctx), 1)))
 
-    @property
-    def recurrent_state_elements(self) -> int:
-        return sum(ly.recurrent.conv_elements + ly.recurrent.state_elements for ly in self.layers if ly.recurrent)
-
     def attention_flops(self, start: int, end: int) -> float:
         """Attention FLOPs of one sequence for the tokens after `start` up to `end` (context
         positions), every layer at its own reach: full layers all keys, sliding layers the

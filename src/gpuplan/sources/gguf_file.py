@@ -105,6 +105,10 @@ def _spec(r, p: Path) -> ModelSpec:
     if not (n_layers and hidden and heads):
         raise InputError(f"{p}: GGUF metadata lacks {garch}.block_count/embedding_length/attention.head_count")
     _check_limits({"n_layers": n_layers, "hidden_size": hidden, "n_heads": heads}, str(p))
+    # GLM-4.5's converter counts its MTP block in block_count; the model proper is the rest
+    nextn = k("nextn_predict_layers", 0)
+    if isinstance(nextn, int) and 0 < nextn < n_layers:
+        n_layers -= nextn
     n_experts = int(k("expert_count", 0) or 0)
     if arch == "llama" and n_experts:
         arch = "mixtral"

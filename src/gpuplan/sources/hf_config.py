@@ -22,7 +22,7 @@ from .arch import compact
 FAMILIES = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "qwen3_next", "gemma",
             "gemma2", "gemma3", "gemma3n", "llama4", "deepseek_v2", "deepseek_v3", "glm4_moe", "gpt_oss", "phi3",
             "granite", "granitemoehybrid", "nemotron_h", "falcon_h1", "jamba", "minimax_m2", "ernie4_5",
-            "ernie4_5_moe", "hunyuan_v1_moe", "smollm3", "internlm", "internlm2", "olmo2", "cohere")
+            "ernie4_5_moe", "hunyuan_v1_moe", "smollm3", "internlm", "internlm2", "olmo2", "cohere", "nemotron-nas")
 ALIASES = {"gemma3_text": "gemma3", "gemma3n_text": "gemma3n", "llama4_text": "llama4", "kimi_k2": "deepseek_v3",
            "mistral3": "mistral", "qwen3_next_text": "qwen3_next", "glm4_moe_text": "glm4_moe"}
 # transformers defaults for keys that real configs leave out
@@ -137,7 +137,8 @@ def model_type(cfg: dict, where: str) -> tuple[str, dict, str | None]:
                     f"(attention + gated MLP per layer) from its standard fields")
             arch = "llama"
         else:
-            raise InputError(f"{where}: model_type '{mt}' is not supported; accepted: {', '.join(FAMILIES)}")
+            what = f"model_type '{mt}' is not supported" if mt else "has no model_type"
+            raise InputError(f"{where}: {what}; accepted: {', '.join(FAMILIES)}")
     return arch, {**DEFAULTS.get(arch, {}), **merged}, note
 
 
@@ -166,8 +167,8 @@ def spec_from_config(cfg: dict, where: str, model_id: str, source: str) -> Model
          "max_context": r.int("max_position_embeddings", 4096, hi=10**9)}
     f.update(lists)
     window = r.int("sliding_window", 0, lo=0, hi=10**9) or None
-    if c.get("use_sliding_window") is False:
-        window = None  # Qwen configs carry a sliding_window value that is switched off
+    if c.get("use_sliding_window") is False or (window and window >= f["max_context"]):
+        window = None  # switched off (Qwen), or no shorter than the context (Phi-4-mini's 262144)
     f["sliding_window"] = window
     layer_types = c.get("layer_types")
     if window and isinstance(layer_types, list) and "sliding_attention" in layer_types:
@@ -180,6 +181,7 @@ def spec_from_config(cfg: dict, where: str, model_id: str, source: str) -> Model
                                                              DTYPES.get(c.get("torch_dtype") or c.get("dtype"), "BF16"))
     compact(f, n)
     try:
+        note = "; ".join(x for x in (note, f.pop("note", None)) if x) or None
         return ModelSpec(id=model_id, name=model_id.rsplit("/", 1)[-1], source=source, note=note, **f)
     except ValidationError as e:
         err = e.errors()[0]

@@ -26,8 +26,7 @@ def family_fields(arch: str, r, f: dict, n: int) -> None:
         _experts(f, r, "num_local_experts", "num_experts_per_tok", width=f["intermediate_size"])
     elif arch in ("qwen2_moe", "qwen3_moe", "qwen3_next"):
         _experts(f, r, "num_experts", "num_experts_per_tok", width=r.int("moe_intermediate_size"))
-        if r.has("shared_expert_intermediate_size"):
-            f["shared_expert_intermediate_size"] = r.int("shared_expert_intermediate_size")
+        f["shared_expert_intermediate_size"] = r.int("shared_expert_intermediate_size", 0, lo=0) or None
         step = r.int("decoder_sparse_step", 1)
         only_dense = set(c.get("mlp_only_layers") or [])
         f["ffn_types"] = ["dense" if (i in only_dense or (i + 1) % step) else "moe" for i in range(n)]
@@ -73,6 +72,8 @@ def family_fields(arch: str, r, f: dict, n: int) -> None:
         _falcon_h1(f, r, n)
     elif arch == "jamba":
         _jamba(f, r, n)
+    elif arch == "nemotron-nas":
+        _nemotron_nas(f, r, n)
 
 
 def _ernie(f: dict, r, n: int) -> None:
@@ -234,3 +235,49 @@ def _jamba(f: dict, r, n: int) -> None:
     dt_rank = -(-f["hidden_size"] // 16) if dt in (None, "auto") else r.int("mamba_dt_rank", hi=100_000)
     f.update(ssm_kind="mamba", ssm_d_inner=d_inner, ssm_d_state=r.int("mamba_d_state", 16, hi=100_000),
              ssm_n_groups=0, ssm_dt_rank=dt_rank, ssm_d_conv=r.int("mamba_d_conv", 4, hi=1000))
+
+
+def _nemotron_nas(f: dict, r, n: int) -> None:
+    """Nemotron-NAS (DeciLM: Llama-3.3-Nemotron-Super/Ultra): a block_configs entry per layer says
+    its KV heads (n_heads / n_heads_in_group) or that its attention is skipped (no_op), and its FFN
+    width (ffn_mult, as DeciLM's _ffn_mult_to_intermediate_size rounds it) or that it has none."""
+    blocks = r.c.get("block_configs")
+    if not (isinstance(blocks, list) and len(blocks) == n and all(isinstance(b, dict) for b in blocks)):
+        raise InputError(f"{r.where}: block_configs must give one entry per layer ({n})")
+    kv, widths, mixers, linear = [], [], [], 0
+    for i, b in enumerate(blocks):
+        att = b.get("attention") if isinstance(b.get("attention"), dict) else {}
+        ffn = b.get("ffn") if isinstance(b.get("ffn"), dict) else {}
+        if att.get("no_op") or att.get("replace_with_linear"):
+            linear += bool(att.get("replace_with_linear"))
+            kv.append(0)
+            mixers.append("none")
+        else:
+            g = _block_reader(r, i, att).int("n_heads_in_group", hi=f["n_heads"])
+            if f["n_heads"] % g:
+                raise InputError(f"{r.where}: block_configs[{i}] n_heads_in_group {g} does not divide {f['n_heads']} heads")
+            kv.append(f["n_heads"] // g)
+            mixers.append("full_attention")
+        if ffn.get("no_op") or ffn.get("replace_with_linear"):
+            linear += bool(ffn.get("replace_with_linear"))
+            widths.append(0)
+        else:
+            mult = _block_reader(r, i, ffn).float("ffn_mult", 0.0)
+            if not 0 < mult <= 1000:
+                raise InputError(f"{r.where}: block_configs[{i}] ffn_mult must be a positive number")
+            w = int(2 * mult * f["hidden_size"] / 3)
+            widths.append(-(-w // 256) * 256)
+    f["layer_types"] = mixers
+    f["ffn_types"] = ["dense" if w else "none" for w in widths]
+    f["intermediate_sizes"] = widths
+    f["intermediate_size"] = max(widths) or f["intermediate_size"]
+    f["kv_heads_per_layer"] = kv
+    f["n_kv_heads"] = max(kv) or f["n_kv_heads"]
+    if linear:
+        f["note"] = f"{linear} blocks replace attention or FFN with one linear layer; those are not counted"
+
+
+def _block_reader(r, i: int, block: dict):
+    from .hf_config import _Reader
+
+    return _Reader(block, f"{r.where}: block_configs[{i}]")

@@ -18,7 +18,7 @@ from ..catalog.schema import ModelSpec
 from .arch import FFN, Attention, Layer, Recurrent, describe, qk_norm_default
 
 SANDWICH = {"gemma2", "gemma3", "gemma3n"}  # norms before and after attention and FFN
-POST_ATTN_ONLY = {"gpt_oss", "qwen3_next"}  # the FFN's pre-norm is called post_attention_norm
+POST_ATTN_ONLY = {"gpt_oss", "qwen3_next", "glm4_moe"}  # the FFN's pre-norm is called post_attention_norm
 ROUTER_BIAS = {"deepseek_v3", "deepseek_v2", "glm4_moe", "minimax_m2", "ernie4_5_moe", "nemotron_h"}
 SHARED_GATE = {"qwen2_moe", "qwen3_next"}  # a sigmoid gate on the shared expert
 
@@ -161,8 +161,8 @@ def _norms(spec: ModelSpec, ly: Layer, p: str) -> list[str]:
     if arch == "nemotron_h":  # one mixer or one MLP per block, each after attn_norm
         return [f"{p}.attn_norm.weight"]
     out = [f"{p}.attn_norm.weight"] if mixer else []
-    if ly.ffn is not None:
-        out.append(f"{p}.ffn_norm.weight")
+    if ly.ffn is not None:  # Falcon-H1's converter names its pre-FFN norm without the suffix
+        out.append(f"{p}.ffn_norm" if arch == "falcon_h1" else f"{p}.ffn_norm.weight")
     return out
 
 

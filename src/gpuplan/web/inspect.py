@@ -100,7 +100,11 @@ def catalog_matches(spec) -> list[str]:
     from .. import catalog
 
     want = tuple(getattr(spec, k) for k in SIGNATURE)
-    return [m.id for m in catalog.models().values() if tuple(getattr(m, k) for k in SIGNATURE) == want]
+    found = [m for m in catalog.models().values() if tuple(getattr(m, k) for k in SIGNATURE) == want]
+    # models sharing one architecture (a base and its distills) are told apart by their other
+    # fields (context length, dtype, ...): the closest first, catalog order among equals
+    fields = [f for f in type(spec).model_fields if f not in ("id", "name", "source", "aliases", "note")]
+    return [m.id for m in sorted(found, key=lambda m: -sum(getattr(m, f) == getattr(spec, f) for f in fields))]
 
 
 def describe(model) -> dict:
