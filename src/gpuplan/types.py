@@ -120,6 +120,8 @@ class Plan:
     kv_type: str = "f16"
     experts_on_host: bool = False  # MoE experts kept in RAM (llama.cpp -ot exps=CPU)
     flash_attention: bool = True
+    slots: int | None = None  # sequences each replica's KV cache is sized for (the planner's
+    # concurrency; commands size -c / --parallel / max-num-seqs by it); None: every user
 
     @property
     def strategy(self) -> str:

@@ -109,6 +109,14 @@ def layers_per_device(n_layers: int, shares: tuple[float, ...]) -> list[int]:
     return counts
 
 
+def row_main_device(plan: Plan, hw: Hardware) -> int:
+    """Position in plan.device_ids of llama.cpp's --main-gpu under row split, which holds the
+    whole KV cache: the device with the most memory (the first of equals). The engine layer
+    names the same device in the command."""
+    caps = [hw.memory_gib[i] for i in plan.device_ids]
+    return caps.index(max(caps))
+
+
 def compute_buffer_bytes(model: LoadedModel, engine: Engine, context: int, seqs: int,
                          holds_output: bool, flash_attention: bool) -> float:
     """Scratch for one compute step. llama.cpp: logits (n_vocab x ubatch x f32) on the device
@@ -167,7 +175,7 @@ def device_memory(model: LoadedModel, hw: Hardware, plan: Plan, wl: Workload) ->
                         host_w += w.layer_expert_bytes[layer] / tp
             li += count
         if plan.split == Split.ROW:  # llama.cpp row split keeps KV (and small tensors) on the main GPU
-            kvs[0] += sum(kv)
+            kvs[row_main_device(plan, hw)] += sum(kv)
         for r in range(tp):  # embedding and output head sharded by vocabulary
             weights[(pp - 1) * tp + r] += out_bytes / tp
             if not embed_on_host:

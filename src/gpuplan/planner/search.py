@@ -150,6 +150,7 @@ def evaluate(model: LoadedModel, hw: Hardware, plan: Plan, wl: Workload, date=No
     per_rep = -(-wl.users // reps)
     room = max_batch_for(model, hw, plan, wl.context)
     conc = max(1, min(per_rep, room))
+    plan = replace(plan, slots=conc)  # the commands size their KV cache by it
     mem = device_memory(model, hw, plan, replace(wl, users=conc * reps))
     ok = fits(mem)
     cand = Candidate(plan=plan, memory=mem, fits=ok, reason=None if ok else _reason(model, hw, plan, mem))
