@@ -25,6 +25,11 @@ LLAMA_SERVER = {
     "max_devices": Fact(16, _LC + "src/llama.cpp (llama_max_devices)", LLAMA_CPP_VERSION,
                         "--tensor-split takes at most 15 values: common/arg.cpp refuses "
                         "size() >= llama_max_devices(), so 16 GPUs cannot be given shares"),
+    "max_gpus": Fact(15, _LC + "ggml/src/ggml-backend.cpp (GGML_SCHED_MAX_BACKENDS 16; "
+                     "GGML_ASSERT(n_backends <= GGML_SCHED_MAX_BACKENDS)); "
+                     "https://github.com/ggml-org/llama.cpp/issues/11433", LLAMA_CPP_VERSION,
+                     "the scheduler holds 16 backends and the CPU is always one: 16 GPUs abort at "
+                     "start (tests run it over 16 RPC devices), 15 work"),
     "layer_slots": Fact("n_layer + 1", _LC + "src/llama-model.cpp (load_tensors: i_gpu_start, "
                         "act_gpu_layers, dev_output = get_layer_buft_list(n_layer))", LLAMA_CPP_VERSION,
                         "the output layer is one more slot after the repeating layers: -ngl N keeps "

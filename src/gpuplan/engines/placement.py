@@ -25,7 +25,8 @@ from ..types import Hardware, LoadedModel, Plan, Split
 from .facts import LLAMA_SERVER
 
 ALL = 999  # -ngl value that offloads every slot, on every llama.cpp version
-MAX_DEVICES = int(LLAMA_SERVER["max_devices"].value)
+MAX_DEVICES = int(LLAMA_SERVER["max_devices"].value)  # --tensor-split takes fewer values than this
+MAX_GPUS = int(LLAMA_SERVER["max_gpus"].value)  # what llama.cpp runs on: 15 GPUs + the CPU
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ def plan_layers(plan: Plan, model: LoadedModel) -> list[int]:
 
 
 def _row_split(plan: Plan) -> str | None:
-    if len(plan.device_ids) < 2 or not plan.shares or len(plan.device_ids) >= MAX_DEVICES:
+    if len(plan.device_ids) < 2 or not plan.shares:
         return None
     return ",".join(f"{s:.4g}" for s in plan.shares)
 
@@ -81,7 +82,7 @@ def llama_server(plan: Plan, model: LoadedModel) -> Placement:
                          slots=(g + 1,) * len(plan.device_ids))
     counts = plan_layers(plan, model)
     counts[-1] += 1  # the output slot is on the last device (pinned to RAM by -ot when offloading)
-    ts = ",".join(map(str, counts)) if 1 < len(counts) < MAX_DEVICES else None
+    ts = ",".join(map(str, counts)) if len(counts) > 1 else None
     return Placement(ngl=ngl, tensor_split=ts, head_on_cpu=not head_gpu, slots=tuple(counts))
 
 
@@ -99,31 +100,19 @@ def without_override(plan: Plan, model: LoadedModel) -> Placement:
     smallest = min(w.layer_bytes[n - g:]) if g else 1
     fewer = min(last, math.ceil(head / max(smallest, 1)))
     counts[-1] -= fewer
-    ts = ",".join(map(str, counts)) if 1 < len(counts) < MAX_DEVICES else None
+    ts = ",".join(map(str, counts)) if len(counts) > 1 else None
     return Placement(ngl=g - fewer + 1, tensor_split=ts, head_on_cpu=False, slots=tuple(counts),
                      fewer_layers=fewer)
 
 
 def unplaceable(plan: Plan, model: LoadedModel) -> str | None:
-    """Why llama.cpp cannot place this plan, or None. It takes at most 16 devices, and
-    --tensor-split at most 15 values (common/arg.cpp refuses size() >= llama_max_devices()), so
-    16 GPUs get llama.cpp's own split: by free memory, even over identical cards."""
+    """Why llama.cpp cannot run this plan, or None: it runs at most 15 GPUs (its scheduler holds
+    16 backends and the CPU is always one; --tensor-split also takes at most 15 values)."""
     k = len(plan.device_ids)
-    if k > MAX_DEVICES:
-        return f"llama.cpp uses at most {MAX_DEVICES} devices; this plan has {k}"
-    if k < MAX_DEVICES:
-        return None
-    if plan.split in (Split.ROW, Split.TENSOR):
-        if plan.shares and max(plan.shares) - min(plan.shares) > 1e-6:
-            return ("llama.cpp takes at most 15 --tensor-split values, so a 16-GPU row split can "
-                    "only be even (its default for cards with equal free memory)")
-        return None
-    want = llama_server(plan, model).slots
-    even = tuple(assign([1.0] * k, sum(want)))
-    if want != even:
-        return (f"llama.cpp takes at most 15 --tensor-split values, so over 16 GPUs it splits by "
-                f"free memory ({', '.join(map(str, even))} slots on identical cards); this plan "
-                f"places {', '.join(map(str, want))}")
+    if k > MAX_GPUS:
+        return (f"llama.cpp runs at most {MAX_GPUS} GPUs: ggml's scheduler holds {MAX_DEVICES} backends "
+                f"and the CPU is always one (16 GPUs abort at start), and --tensor-split takes at most "
+                f"{MAX_DEVICES - 1} values; this plan has {k}")
     return None
 
 
@@ -154,8 +143,4 @@ def notes(plan: Plan, model: LoadedModel, exact: bool, split_flag: str | None = 
         layers[-1] -= 1
         out.append(f"{split_flag} {place.tensor_split.replace(',', ' ' if split_flag.startswith('--tensor_') else ',')}: whole llama.cpp slots per GPU, the output "
                    f"layer counted on the last: {', '.join(map(str, layers))} layers")
-    if len(plan.device_ids) == MAX_DEVICES and plan.split == Split.LAYER and g and split_flag:
-        out.append(f"no --tensor-split: llama.cpp takes at most 15 values; over {MAX_DEVICES} GPUs "
-                   f"it splits by free memory ({', '.join(map(str, place.slots))} slots on identical "
-                   "cards with equal free memory)")
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from ..engines.placement import MAX_GPUS as LLAMA_MAX_GPUS
 from ..errors import InputError
 from ..perf import speed
 from ..perf.memory import device_memory, fits
@@ -87,7 +88,7 @@ def enumerate_plans(model: LoadedModel, hw: Hardware, wl: Workload, engines: lis
             if k == 1:
                 plans.append(Plan(split=Split.NONE, engine=eng, device_ids=g, kv_type=kv))
                 continue
-            if llama:
+            if llama and k <= LLAMA_MAX_GPUS:  # 15 GPUs + the CPU fill ggml's 16 backends
                 plans.append(Plan(split=Split.LAYER, engine=eng, device_ids=g, kv_type=kv))
                 plans.append(Plan(split=Split.ROW, engine=eng, device_ids=g, kv_type=kv))
             else:
