@@ -153,7 +153,7 @@ def _flag(argv, *names, default=None):
     return default
 
 
-def plan_from_argv(argv: list[str], plan: Plan, m, wl: Workload) -> tuple[Plan, Workload, bool]:
+def plan_from_argv(argv: list[str], plan: Plan, m, wl: Workload) -> tuple[Plan, Workload]:
     """What a llama-server command places, as a Plan for perf/memory.py: read from its flags."""
     n = m.spec.n_layers
     slots = int(_flag(argv, "--parallel", "-np"))
@@ -166,7 +166,6 @@ def plan_from_argv(argv: list[str], plan: Plan, m, wl: Workload) -> tuple[Plan, 
     k = len(plan.device_ids)
     slots_gpu = min(ngl, n + 1)
     gpu_layers = None if slots_gpu == n + 1 and not head_pinned else max(0, slots_gpu - 1)
-    head_on_gpu_extra = False
     shares = plan.shares
     if mode == "layer" and k > 1:
         ts = _flag(argv, "--tensor-split", "-ts")
@@ -174,11 +173,9 @@ def plan_from_argv(argv: list[str], plan: Plan, m, wl: Workload) -> tuple[Plan, 
         counts = placement.assign(split, slots_gpu)
         counts[-1] -= 1  # the output slot
         shares = tuple(float(c) for c in counts)
-    if gpu_layers == n and head_pinned:
-        gpu_layers = n
     return (replace(plan, slots=slots, kv_type=kv, gpu_layers=gpu_layers, shares=shares,
                     experts_on_host="exps" in ot),
-            replace(wl, context=ctx, users=slots * plan.replicas), head_on_gpu_extra)
+            replace(wl, context=ctx, users=slots * plan.replicas))
 
 
 def test_commands_need_no_more_memory_than_the_plan_gives_each_device():
@@ -187,7 +184,7 @@ def test_commands_need_no_more_memory_than_the_plan_gives_each_device():
         planned = device_memory(m, hw, plan, replace(wl, users=(plan.slots or wl.users) * plan.replicas)
                                 if plan.slots else wl)
         for argv in server_argv(plan, m, hw, wl):
-            p2, wl2, _ = plan_from_argv(argv, plan, m, wl)
+            p2, wl2 = plan_from_argv(argv, plan, m, wl)
             need = device_memory(m, hw, p2, wl2)
             assert len(need) == len(planned), name
             for a, b in zip(need, planned):
@@ -211,3 +208,39 @@ def test_placement_rule_reproduces_every_split():
             counts = placement.assign(split, min(ngl, m.spec.n_layers + 1))
             counts[-1] -= 1
             assert counts == placement.plan_layers(plan, m), (name, shlex.join(argv))
+
+
+def test_llama_cpp_python_needs_no_more_than_the_plan():
+    """No -ot in llama-cpp-python: with layers offloaded the output head goes to the GPU, and the
+    command leaves as many layers off as the head weighs. By the byte model: never more than the
+    plan on any device (its one sequence at a time needs less KV than the plan's slots)."""
+    from gpuplan.perf.memory import device_memory as dm
+
+    checked = 0
+    for name, plan, m, hw, wl in grid():
+        if plan.split != Split.NONE and plan.split != Split.LAYER:
+            continue
+        cmd = engines.launch_for(plan, m, hw, wl).get(llama_cpp.PY_NAME)
+        if cmd is None:
+            continue
+        place = placement.without_override(plan, m)
+        users = (plan.slots or wl.users) * plan.replicas
+        planned = dm(m, hw, plan, replace(wl, users=users))
+        if place.ngl in (placement.ALL, 0):
+            continue  # every layer and the head on the GPUs, or none: as planned
+        layers = list(place.slots)
+        layers[-1] -= 1
+        p2 = replace(plan, gpu_layers=sum(layers), slots=1,
+                     shares=tuple(float(c) for c in layers) if sum(layers) else ())
+        need = dm(m, hw, p2, replace(wl, users=plan.replicas))
+        w = m.weights
+        head = w.output_bytes or (w.embed_bytes if m.spec.tied_embeddings else 0)
+        last = len(plan.device_ids) - 1
+        for d, (a, b) in enumerate(zip(need, planned)):
+            if a.name == "host RAM":  # the layers left off are here, the head is not
+                assert a.total - head <= b.capacity, f"{name}: host RAM {a.total - head:.0f} > {b.capacity:.0f}"
+                continue
+            extra = head if d == last else 0.0  # the byte model keeps the head in RAM for offload
+            assert a.total + extra <= b.total + 1, f"{name}: {a.name} {a.total + extra:.0f} > {b.total:.0f}"
+        checked += 1
+    assert checked >= 3

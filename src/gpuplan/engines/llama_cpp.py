@@ -64,7 +64,10 @@ def python_supports(plan: Plan, model: LoadedModel, hw: Hardware | None = None,
         return f"llama-cpp-python takes no {plan.kv_type} KV cache type"
     if plan.split == Split.TENSOR:
         return "llama-cpp-python 0.3.36's split_mode has no tensor mode in its settings; use llama-server"
-    return None
+    if plan.gpu_layers is not None and len(plan.device_ids) > 1:
+        return ("llama-cpp-python has no -ot to keep the output head in RAM, so a split with layers in "
+                "RAM cannot keep the planned layers per GPU; use llama-server")
+    return placement.head_too_big(plan, model, PY_NAME)
 
 
 def _split_mode(plan: Plan) -> str | None:

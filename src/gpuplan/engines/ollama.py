@@ -31,7 +31,7 @@ def supports(plan: Plan, model: LoadedModel, hw: Hardware | None = None, wl: Wor
         return "Ollama cannot pin MoE experts to RAM (no -ot / --n-cpu-moe); use llama.cpp"
     if plan.kv_type not in KV_TYPES:
         return f"Ollama's KV cache types are {', '.join(KV_TYPES)}, not {plan.kv_type}"
-    return placement.unplaceable(plan, model)
+    return placement.unplaceable(plan, model) or placement.head_too_big(plan, model, "Ollama")
 
 
 def _env(plan: Plan, hw: Hardware, wl: Workload, ids, port: int) -> dict[str, str]:

@@ -105,6 +105,22 @@ def without_override(plan: Plan, model: LoadedModel) -> Placement:
                      fewer_layers=fewer)
 
 
+def head_too_big(plan: Plan, model: LoadedModel, engine: str) -> str | None:
+    """Why an engine without -ot cannot stay within the plan: the output head it puts on the GPU
+    weighs more than the layers planned on the last GPU (it would need them all and more)."""
+    g, head_gpu = _gpu_layers(plan, model)
+    if head_gpu or g == 0:
+        return None
+    w, n = model.weights, model.spec.n_layers
+    head = w.output_bytes or (w.embed_bytes if model.spec.tied_embeddings else 0)
+    last = plan_layers(plan, model)[-1]
+    smallest = min(w.layer_bytes[n - g:])
+    if math.ceil(head / max(smallest, 1)) > last:
+        return (f"{engine} has no -ot to keep the output head in RAM, and the head ({head / 1e6:.0f} MB) "
+                f"outweighs the {last} layers planned on the GPU; use llama-server")
+    return None
+
+
 def unplaceable(plan: Plan, model: LoadedModel) -> str | None:
     """Why llama.cpp cannot run this plan, or None: it runs at most 15 GPUs (its scheduler holds
     16 backends and the CPU is always one; --tensor-split also takes at most 15 values)."""
