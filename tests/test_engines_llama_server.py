@@ -202,3 +202,59 @@ def test_sixteen_gpus_abort_so_llama_cpp_plans_stop_at_fifteen():
                 _stop(proc)
         assert ("n_backends <= GGML_SCHED_MAX_BACKENDS" in log) != ok, log[-2000:]
     assert "at most 15 GPUs" in placement.unplaceable(Plan(Split.LAYER, Engine.LLAMA_CPP, tuple(range(16))), g)
+
+
+def _tiny(tmp_path, **cfg):
+    from gguf_writer import write_gguf
+    from gpuplan.sources.hf_config import spec_from_config
+    from gpuplan.sources.resolve import resolve_model
+
+    base = dict(hidden_size=256, num_attention_heads=4, num_key_value_heads=2, head_dim=64,
+                intermediate_size=512, vocab_size=128, max_position_embeddings=65536,
+                tie_word_embeddings=False, model_type="llama", num_hidden_layers=12)
+    base.update(cfg)
+    path = tmp_path / f"tiny-{base['model_type']}-{base['num_hidden_layers']}.gguf"
+    write_gguf(spec_from_config(base, "tiny", "tiny", "test"), path)
+    return path, resolve_model(str(path))
+
+
+def _run_over_rpc(argv: list[str], path, k: int) -> str:
+    with llama_rpc.rpc_devices(k) as eps:
+        a = [argv[0], "--rpc", ",".join(eps), *argv[1:]]
+        a[a.index("-m") + 1] = str(path)
+        a[a.index("-c") + 1] = str(256 * int(a[a.index("--parallel") + 1]))
+        proc, _ = _start(a, llama_rpc.free_port(), ["-v"])
+        try:
+            return _wait_log(proc)
+        finally:
+            _stop(proc)
+
+
+def test_untied_head_and_moe_experts_are_pinned_for_real(tmp_path):
+    """With a separate output.weight (zero-data GGUFs written with the real shapes), -ot keeps
+    the head in RAM when layers are offloaded, and the expert pattern sends every routed-expert
+    tensor to the CPU, in the real llama-server."""
+    from gpuplan import engines
+    from gpuplan.sources.hardware import parse_hardware
+    from gpuplan.types import Workload
+
+    llama_rpc.require("llama-server")
+    path, m = _tiny(tmp_path)
+    wl = Workload(context=256)
+    for plan, hw in ((Plan(Split.NONE, Engine.LLAMA_CPP, (0,), gpu_layers=5), parse_hardware("rtx-4090")),
+                     (Plan(Split.LAYER, Engine.LLAMA_CPP, (0, 1), shares=(0.6, 0.4), gpu_layers=8),
+                      parse_hardware("2x rtx-3090")),
+                     (Plan(Split.LAYER, Engine.LLAMA_CPP, (0, 1, 2), shares=(0.5, 0.3, 0.2)),
+                      parse_hardware("3x rtx-3090"))):
+        argv = engines.launch_for(plan, m, hw, wl)["llama.cpp"].processes[0].argv
+        log = _run_over_rpc(argv, path, len(plan.device_ids))
+        assert _placement(log, [""] * len(plan.device_ids), m.spec.n_layers) == placement.plan_layers(plan, m)
+        pinned = re.search(r"tensor output\.weight .* overridden to CPU", log)
+        assert bool(pinned) == (plan.gpu_layers is not None), shlex.join(argv)
+    path, m = _tiny(tmp_path, model_type="qwen3_moe", num_experts=8, num_experts_per_tok=2,
+                    moe_intermediate_size=64, num_hidden_layers=4)
+    plan = Plan(Split.NONE, Engine.LLAMA_CPP, (0,), experts_on_host=True)
+    argv = engines.launch_for(plan, m, parse_hardware("rtx-4060-ti-8gb"), wl)["llama.cpp"].processes[0].argv
+    log = _run_over_rpc(argv, path, 1)
+    moved = set(re.findall(r"tensor (blk\.\d+\.ffn_\w+_exps\.weight) .* overridden to CPU", log))
+    assert len(moved) == 3 * m.spec.n_layers, sorted(moved)
