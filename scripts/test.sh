@@ -4,6 +4,7 @@
 #   - a virtual environment with gpuplan and its test extras, including llama-cpp-python[server],
 #     which builds llama.cpp from source the first time (several minutes on 2 cores)
 #   - llama.cpp's llama-server, llama-bench and rpc-server (scripts/build_llama_cpp.sh, cached)
+#   - vLLM's and SGLang's wheels for their argument parsers (requirements/engine-parsers*.txt)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,9 @@ fi
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
 python -m pip install -q -e '.[test]'
+# vLLM's and SGLang's real argument parsers (the CPU torch build, then the engines --no-deps)
+python -m pip install -q -r requirements/engine-parsers.txt
+python -m pip install -q --no-deps -r requirements/engine-parsers-nodeps.txt
 # llama-server, llama-bench and rpc-server from the llama.cpp that llama-cpp-python vendors
 # (built once into ~/.cache/gpuplan/llama.cpp/<version>/bin; about 11 minutes on 2 cores)
 bash scripts/build_llama_cpp.sh python >/dev/null

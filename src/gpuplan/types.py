@@ -130,6 +130,8 @@ class Plan:
     gpu_memory_utilization: float | None = None  # vLLM/SGLang share of each card the engine takes
     repack: bool | None = None  # llama.cpp CPU weight repacking (extra buffer types; --no-repack turns it off)
     engine_date: str | None = None  # "YYYY-MM" of the engine release (a measurement's date); None: current
+    slots: int | None = None  # sequences each replica's KV cache is sized for (the planner's
+    # concurrency; commands size -c / --parallel / max-num-seqs by it); None: every user
 
     @property
     def strategy(self) -> str:

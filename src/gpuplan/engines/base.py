@@ -1,9 +1,12 @@
-"""What every engine module shares: quant families, device lists, flag tables, rendering.
+"""What every engine module shares: commands as data, quant families, device lists, flag tables.
 
-An engine module exposes NAME, supports(plan, model) -> reason | None and
-command(plan, model, hw, workload, model_ref) -> str. Flags live in a per-engine table
-(plan field -> flag); `argv` turns (field, value) pairs into arguments and `render`
-joins them with shlex.join, so no flag string is ever concatenated by hand.
+An engine module exposes
+  NAME                                   the engine's name in `commands` (e.g. "llama.cpp")
+  supports(plan, model, hw, wl) -> str | None   why it cannot run the plan (None: it can)
+  launch(plan, model, hw, wl, model_ref) -> LaunchCommand
+and optionally MULTI_NODE = True. A LaunchCommand is processes (argv list, env dict, notes),
+notes for the whole deployment and files to write (a Modelfile, a config.yml); its `text` is
+rendered from them with shlex.join, so no command line is ever concatenated by hand.
 """
 
 from __future__ import annotations
@@ -11,11 +14,67 @@ from __future__ import annotations
 import math
 import shlex
 
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
 from ..types import Hardware, LoadedModel, Plan, Split, Workload
 
 GGUF_KINDS = ("gguf", "gguf-mix")
 HF_KINDS = ("float", "awq", "gptq", "fp8", "int", "mxfp4", "nvfp4", "nf4")  # safetensors checkpoints vLLM/SGLang/TGI load
 PREQUANT_KINDS = ("awq", "gptq", "int", "mxfp4", "nvfp4", "nf4")  # method read from the checkpoint's config.json
+BIND = "127.0.0.1"  # every command listens on loopback; put a proxy in front to expose it
+
+
+class Process(BaseModel):
+    """One process to start: argv as a list, its environment additions, notes for people;
+    `host` names the machine when a deployment spans several (None: this one)."""
+
+    model_config = ConfigDict(frozen=True)
+    argv: list[str]
+    env: dict[str, str] = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list)
+    cwd: str | None = None
+    host: str | None = None
+
+    def shell(self) -> str:
+        return shlex.join([*(f"{k}={v}" for k, v in self.env.items()), *self.argv])
+
+
+class LaunchCommand(BaseModel):
+    """How one engine runs the plan: processes in start order, files to write first, notes;
+    `text` is the shell text for people (comments, heredocs for files, one line per process)."""
+
+    model_config = ConfigDict(frozen=True)
+    engine: str
+    processes: list[Process]
+    notes: list[str] = Field(default_factory=list)
+    files: dict[str, str] = Field(default_factory=dict)
+    text: str = ""
+
+    @model_validator(mode="after")
+    def _render(self):
+        if not self.text:
+            object.__setattr__(self, "text", render(self))
+        return self
+
+
+def render(cmd: LaunchCommand) -> str:
+    lines = [comment(n) for n in cmd.notes]
+    for name, body in cmd.files.items():
+        lines.append(f"cat > {shlex.quote(name)} <<'EOF'")
+        lines += body.rstrip("\n").split("\n")
+        lines.append("EOF")
+    host = None
+    for p in cmd.processes:
+        if p.host and p.host != host:
+            lines.append(comment(f"on {p.host}:"))
+            host = p.host
+        lines += [comment(n) for n in p.notes]
+        lines.append(("cd " + shlex.quote(p.cwd) + " && " if p.cwd else "") + p.shell())
+    return "\n".join(lines)
+
+
+def comment(text: str) -> str:
+    return f"# {text}"
 
 
 def family(model: LoadedModel) -> str:
@@ -23,8 +82,12 @@ def family(model: LoadedModel) -> str:
     return "gguf" if model.quant.kind in GGUF_KINDS else model.quant.kind
 
 
-def multi_node(plan: Plan, hw: Hardware) -> bool:
-    return hw.nodes > 1
+def slots(plan: Plan, workload: Workload) -> int:
+    """Sequences each replica's KV cache holds: the concurrency the planner computed
+    (plan.slots), else every user of the replica."""
+    if getattr(plan, "slots", None):
+        return int(plan.slots)
+    return per_replica_users(plan, workload)
 
 
 def per_replica_users(plan: Plan, workload: Workload) -> int:
@@ -43,44 +106,32 @@ def replica_devices(plan: Plan, hw: Hardware) -> list[tuple[int, ...]]:
     return groups
 
 
-def visible_env(ids: tuple[int, ...], hw: Hardware) -> list[str]:
-    """['CUDA_VISIBLE_DEVICES=0,1'] (HIP_ for ROCm); nothing on a one-GPU, Apple or CPU box."""
-    if hw.n <= 1 or not ids:
-        return []
+def visible_env(ids: tuple[int, ...], hw: Hardware) -> dict[str, str]:
+    """Which devices a process sees: CUDA_VISIBLE_DEVICES (with CUDA_DEVICE_ORDER=PCI_BUS_ID so
+    the indices are NVML's, the probe's order, not CUDA's fastest-first), HIP_VISIBLE_DEVICES
+    for ROCm, ONEAPI_DEVICE_SELECTOR for Intel SYCL (pinned even with one card: an Intel iGPU
+    is a SYCL device too). Nothing on a one-device CUDA/ROCm box, Apple or CPU."""
+    if not ids:
+        return {}
     backend = hw.devices[ids[0]].backend
-    var = {"cuda": "CUDA_VISIBLE_DEVICES", "rocm": "HIP_VISIBLE_DEVICES"}.get(backend)
-    return [f"{var}={','.join(str(i) for i in ids)}"] if var else []
+    joined = ",".join(str(i) for i in ids)
+    if backend == "sycl":
+        return {"ONEAPI_DEVICE_SELECTOR": "level_zero:" + joined}
+    if hw.n <= 1:
+        return {}
+    if backend == "cuda":
+        return {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": joined}
+    if backend == "rocm":
+        return {"HIP_VISIBLE_DEVICES": joined}
+    return {}
 
 
-def shares_text(plan: Plan, sep: str = ",") -> str | None:
-    """Plan shares as proportions with 2 decimals, in CUDA_VISIBLE_DEVICES order."""
-    if len(plan.shares) < 2:
-        return None
-    return sep.join(f"{s:.2f}" for s in plan.shares)
-
-
-def main_index(plan: Plan) -> int:
-    """Index (after CUDA_VISIBLE_DEVICES remapping) of the device with the largest share."""
-    if not plan.shares:
-        return 0
-    return max(range(len(plan.shares)), key=lambda i: plan.shares[i])
+def is_split(plan: Plan) -> bool:
+    return len(plan.device_ids) > 1 or plan.split not in (Split.NONE,)
 
 
 def uneven(plan: Plan, tol: float = 0.02) -> bool:
     return bool(plan.shares) and max(plan.shares) - min(plan.shares) > tol
-
-
-def layer_counts(plan: Plan, n_layers: int) -> list[int]:
-    """Whole layers per device from the shares (largest remainder)."""
-    shares = plan.shares or tuple(1 / len(plan.device_ids) for _ in plan.device_ids)
-    total = sum(shares)
-    raw = [s / total * n_layers for s in shares]
-    counts = [int(r) for r in raw]
-    for i in sorted(range(len(raw)), key=lambda i: raw[i] - counts[i], reverse=True):
-        if sum(counts) >= n_layers:
-            break
-        counts[i] += 1
-    return counts
 
 
 def gguf_placeholder(model: LoadedModel) -> str:
@@ -105,13 +156,10 @@ def argv(table: dict[str, str], pairs: list[tuple[str, object]]) -> list[str]:
     return out
 
 
-def render(args: list[str], env: list[str] = ()) -> str:
-    return shlex.join([*env, *args])
-
-
-def comment(text: str) -> str:
-    return f"# {text}"
-
-
-def is_split(plan: Plan) -> bool:
-    return len(plan.device_ids) > 1 or plan.split not in (Split.NONE,)
+def over_trained_context(model: LoadedModel, workload: Workload) -> str | None:
+    """A sentence when the context asked for is past the model's trained maximum."""
+    top = model.spec.max_context
+    if top and workload.context > top:
+        return (f"context {workload.context} is above {model.spec.name}'s trained maximum of {top} "
+                "tokens: quality past it is not guaranteed (RoPE positions never seen in training)")
+    return None

@@ -1,23 +1,28 @@
-"""ExLlamaV2 through TabbyAPI: a `config.yml` snippet (EXL2 weights only).
+"""ExLlamaV2 through TabbyAPI: one `config.yml` per replica (EXL2 weights only).
 
-Keys: https://github.com/theroyallab/tabbyAPI/blob/main/config_sample.yml
-(gpu_split in GB per device, tensor_parallel, max_seq_len, cache_mode FP16/Q8/Q6/Q4).
+TabbyAPI's main branch dropped ExLlamaV2 (it runs ExLlamaV3); EXL2 loads on its
+`exl2-checkpoint` branch (facts.TABBYAPI). Keys: that branch's config_sample.yml (gpu_split in GB
+per device, tensor_parallel, max_seq_len, cache_size a multiple of 256, cache_mode FP16/Q8/Q6/Q4).
 """
 
 from __future__ import annotations
 
 import math
 
+import yaml
+
 from ..types import Hardware, LoadedModel, Plan, Split, Workload
 from . import base
+from .facts import TABBYAPI
 
 NAME = "exllamav2"
-PORT = 5000
+PORT = int(TABBYAPI["default_port"].value)
+BRANCH = str(TABBYAPI["exl2_branch"].value)
 CACHE_MODE = {"f16": "FP16", "q8_0": "Q8", "q6": "Q6", "q4_0": "Q4"}
 HEADROOM_GB = 0.5  # autosplit fills devices in order; a little slack keeps the last layer
 
 
-def supports(plan: Plan, model: LoadedModel) -> str | None:
+def supports(plan: Plan, model: LoadedModel, hw: Hardware | None = None, wl: Workload | None = None) -> str | None:
     if base.family(model) != "exl2":
         return f"ExLlamaV2/TabbyAPI loads EXL2 weights; {model.quant.id} is not EXL2"
     if plan.split == Split.ROW or plan.pp > 1:
@@ -41,30 +46,37 @@ def gpu_split_gb(plan: Plan, model: LoadedModel, hw: Hardware) -> list[float]:
     return out
 
 
-def command(plan: Plan, model: LoadedModel, hw: Hardware, workload: Workload,
-            model_ref: str | None = None) -> str:
-    folder = model_ref or f"{model.spec.id.split('/')[-1]}-exl2-{model.bits_per_weight_override or model.quant.bits_per_weight}bpw"
-    lines = []
-    for r, ids in enumerate(base.replica_devices(plan, hw)):
-        env = base.visible_env(ids, hw)
-        lines.append(base.comment(f"TabbyAPI{f' replica {r}' if plan.replicas > 1 else ''}: "
-                                  "start with " + base.render(["python", "main.py"], env)))
+def config(plan: Plan, model: LoadedModel, hw: Hardware, wl: Workload, folder: str, port: int) -> dict:
+    slots = base.slots(plan, wl)
     multi = len(plan.device_ids) > 1
-    lines += [
-        "network:",
-        f"  port: {PORT}",
-        "model:",
-        f"  model_name: {folder}",
-        f"  max_seq_len: {workload.context}",
-        f"  max_batch_size: {base.per_replica_users(plan, workload)}",
-        f"  cache_mode: {CACHE_MODE[plan.kv_type]}",
-        f"  cache_size: {math.ceil(workload.context * base.per_replica_users(plan, workload) / 256) * 256}",
-        f"  tensor_parallel: {'true' if plan.split == Split.TENSOR and multi else 'false'}",
-        f"  gpu_split_auto: {'false' if multi else 'true'}",
-    ]
+    model_cfg = {
+        "model_dir": "models", "model_name": folder, "backend": "exllamav2",
+        "max_seq_len": wl.context, "max_batch_size": slots,
+        "cache_mode": CACHE_MODE[plan.kv_type],
+        "cache_size": math.ceil(wl.context * slots / 256) * 256,  # TabbyAPI: a multiple of 256
+        "tensor_parallel": plan.split == Split.TENSOR and multi,
+        "gpu_split_auto": not multi,
+    }
     if multi:
-        lines.append(f"  gpu_split: [{', '.join(f'{g:g}' for g in gpu_split_gb(plan, model, hw))}]")
-    if plan.replicas > 1:
-        lines.append(base.comment("one TabbyAPI per replica, each with its own port; "
-                                  "put a load balancer in front"))
-    return "\n".join(lines)
+        model_cfg["gpu_split"] = gpu_split_gb(plan, model, hw)
+    return {"network": {"host": base.BIND, "port": port}, "model": model_cfg}
+
+
+def launch(plan: Plan, model: LoadedModel, hw: Hardware, wl: Workload,
+           model_ref: str | None = None) -> base.LaunchCommand:
+    bpw = model.bits_per_weight_override or model.quant.bits_per_weight
+    folder = model_ref or f"{model.spec.id.split('/')[-1]}-exl2-{bpw}bpw"
+    groups = base.replica_devices(plan, hw)
+    files, procs = {}, []
+    for r, ids in enumerate(groups):
+        name = "config.yml" if len(groups) == 1 else f"config-{r}.yml"
+        files[f"tabbyAPI/{name}"] = yaml.safe_dump(config(plan, model, hw, wl, folder, PORT + r),
+                                                   sort_keys=False)
+        procs.append(base.Process(argv=["python", "main.py", "--config", name], cwd="tabbyAPI",
+                                  env=base.visible_env(ids, hw),
+                                  notes=[f"replica {r} on port {PORT + r}"] if len(groups) > 1 else []))
+    notes = [f"once: git clone --branch {BRANCH} https://github.com/theroyallab/tabbyAPI (its main "
+             f"branch no longer loads EXL2; the {BRANCH} branch does), model folder in tabbyAPI/models"]
+    if len(groups) > 1:
+        notes.append("one TabbyAPI per replica, each with its own port; put a load balancer in front")
+    return base.LaunchCommand(engine=NAME, processes=procs, notes=notes, files=files)

@@ -144,6 +144,14 @@ def cpu_features(hw: Hardware) -> frozenset[str]:
     return frozenset({"avx2"})
 
 
+def row_main_device(plan: Plan, hw: Hardware) -> int:
+    """Position in plan.device_ids of llama.cpp's --main-gpu under row split, which holds the
+    whole KV cache: the device with the most memory (the first of equals). The engine layer
+    names the same device in the command."""
+    caps = [hw.memory_gib[i] for i in plan.device_ids]
+    return caps.index(max(caps))
+
+
 def device_memory(model: LoadedModel, hw: Hardware, plan: Plan, wl: Workload) -> list[DeviceMemory]:
     """Memory per device of one replica (replicas are identical), and host RAM when anything lives
     there. llama.cpp family: weights where llama.cpp puts them (token_embd in host RAM, the output
@@ -203,7 +211,7 @@ def device_memory(model: LoadedModel, hw: Hardware, plan: Plan, wl: Workload) ->
                     host_w += w.layer_expert_bytes[layer]
             li += count
         if plan.split == Split.ROW:  # llama.cpp row split keeps KV (and small tensors) on the main GPU
-            kvs[0] += sum(kv)
+            kvs[row_main_device(plan, hw)] += sum(kv)
         for r in range(tp):  # embedding and output head sharded by vocabulary
             weights[(pp - 1) * tp + r] += head / tp
             if not embed_on_host:

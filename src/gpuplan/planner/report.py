@@ -103,10 +103,13 @@ def plan_json(model_ref: str, quant: str | None, hw: Hardware, context: int, use
                              "output_tokens": output_tokens, "min_user_tok_s": min_user_tok_s}})
     if best.fits:
         ref = file_ref or (model_ref if model_ref.endswith(".gguf") else None)
-        out["commands"] = engines.commands_for(best.plan, model, hw, wl, ref)
-        out["unsupported_engines"] = engines.explain_unsupported(best.plan, model, hw)
+        launch = engines.launch_for(best.plan, model, hw, wl, ref)
+        out["commands"] = {name: cmd.text for name, cmd in launch.items()}
+        out["launch"] = {name: cmd.model_dump() for name, cmd in launch.items()}
+        out["unsupported_engines"] = engines.explain_unsupported(best.plan, model, hw, wl)
     else:
         out["commands"] = {}
+        out["launch"] = {}
         out["unsupported_engines"] = {}
     out["alternatives"] = [candidate_json(c, hw, model.spec.n_layers) for c in ranked[1:]]
     out["explanation"] = explain(model, hw, wl, ranked)

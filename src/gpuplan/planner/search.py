@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from ..engines.placement import MAX_GPUS as LLAMA_MAX_GPUS
 from ..errors import InputError
 from ..perf import speed
 from ..perf.engine_profiles import LLAMA_FAMILY
@@ -95,7 +96,7 @@ def _enumerate(model: LoadedModel, hw: Hardware, wl: Workload, engines: list[Eng
             if k == 1:
                 plans.append(Plan(split=Split.NONE, engine=eng, device_ids=g, kv_type=kv))
                 continue
-            if llama:
+            if llama and k <= LLAMA_MAX_GPUS:  # 15 GPUs + the CPU fill ggml's 16 backends
                 plans.append(Plan(split=Split.LAYER, engine=eng, device_ids=g, kv_type=kv))
                 plans.append(Plan(split=Split.ROW, engine=eng, device_ids=g, kv_type=kv))
             else:
@@ -179,6 +180,7 @@ def evaluate(model: LoadedModel, hw: Hardware, plan: Plan, wl: Workload, date=No
     per_rep = -(-wl.users // reps)
     room = max_batch_for(model, hw, plan, wl.context)
     conc = max(1, min(per_rep, room))
+    plan = replace(plan, slots=conc)  # the commands size their KV cache by it
     mem = device_memory(model, hw, plan, replace(wl, users=conc * reps))
     ok = fits(mem)
     cand = Candidate(plan=plan, memory=mem, fits=ok, reason=None if ok else _reason(model, hw, plan, mem))
