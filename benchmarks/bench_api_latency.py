@@ -99,14 +99,16 @@ def profile() -> None:
 
     sys.path.insert(0, str(ROOT / "src"))
     from gpuplan import api
+    from gpuplan.requests import PlanRequest
 
-    for q in QUERIES:  # warm caches
-        api.plan(**q)
+    reqs = [PlanRequest.parse("web", **q) for q in QUERIES]
+    for r in reqs:  # warm caches
+        api.plan(r)
     pr = cProfile.Profile()
     t0 = time.perf_counter()
     pr.enable()
-    for q in QUERIES * 4:
-        api.plan(**q)
+    for r in reqs * 4:
+        api.plan(r)
     pr.disable()
     print(f"\nin-process api.plan: {(time.perf_counter() - t0) / (len(QUERIES) * 4) * 1e3:.1f} ms per call (mean)")
     pstats.Stats(pr).sort_stats("cumulative").print_stats(25)

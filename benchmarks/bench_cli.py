@@ -22,12 +22,14 @@ def main():
     fit_args = ["fit", "meta-llama/Meta-Llama-3-8B", "--quant", "Q4_K_M", "--gpus", "rtx-4090", "--json"]
     print(f"cold `gpuplan fit ... --json`: {cold(fit_args):.3f} s")
     from gpuplan import api
+    from gpuplan.requests import FitRequest
 
-    api.fit("meta-llama/Meta-Llama-3-8B", "rtx-4090", quant="Q4_K_M")  # warm the catalog
+    api.fit(FitRequest(model="meta-llama/Meta-Llama-3-8B", gpus="rtx-4090", quant="Q4_K_M"))  # warm the catalog
+    req = FitRequest(model="meta-llama/Meta-Llama-3-8B", gpus="2x rtx-3090", quant="Q4_K_M", context=16384)
     n = 200
     t = time.perf_counter()
     for _ in range(n):
-        api.fit("meta-llama/Meta-Llama-3-8B", "2x rtx-3090", quant="Q4_K_M", context=16384)
+        api.fit(req)
     print(f"in-process fit (2x rtx-3090, with max-context search): {(time.perf_counter() - t) / n * 1e3:.2f} ms")
 
 

@@ -164,13 +164,13 @@ def test_fit_reports_the_architectures_kv():
     """`fit` carries it through: Qwen3-Next at 128K holds 12 layers of KV plus the DeltaNet state;
     Llama 4 Scout's chunked layers stop at their 8192-token chunk: llama-server (swa_full off)
     keeps chunk + n_ubatch cells, rounded up to 256 (8192 + 512 = 8704)."""
-    from gpuplan import api
+    import answers
 
-    r = api.fit("Qwen/Qwen3-Next-80B-A3B-Instruct", "h100-sxm-80gb", quant="Q4_K_M", context=K128)
+    r = answers.fit("Qwen/Qwen3-Next-80B-A3B-Instruct", "h100-sxm-80gb", quant="Q4_K_M", context=K128)
     kv = sum(d["kv_cache_gb"] for d in r["devices"])
     want = (12 * 2 * 2 * 256 * 2 * K128 + 36 * (3 * 8192 + 128 * 4096) * 4) / 1e9
     assert kv == pytest.approx(want, abs=0.011)
-    r = api.fit("meta-llama/Llama-4-Scout-17B-16E-Instruct", "2x h100-sxm-80gb", quant="Q4_K_M", context=K128)
+    r = answers.fit("meta-llama/Llama-4-Scout-17B-16E-Instruct", "2x h100-sxm-80gb", quant="Q4_K_M", context=K128)
     kv = sum(d["kv_cache_gb"] for d in r["devices"])
     assert kv == pytest.approx((12 * K128 + 36 * (8192 + 512)) * 8 * 256 * 2 / 1e9, abs=0.011)
 

@@ -236,7 +236,7 @@ def test_out_of_range_numbers(cmd, opt, value):
 @pytest.mark.parametrize("args, names", [
     (["plan", M8, "--gpus", "rtx-4090", "--nodes", "0"], ["nodes"]),
     (["plan", M8, "--gpus", "3x rtx-4090", "--nodes", "2"], ["3", "2"]),
-    (["plan", M8, "--gpus", "rtx-4090", "--ram-gb", "0"], ["RAM"]),
+    (["plan", M8, "--gpus", "rtx-4090", "--ram-gb", "0"], ["--ram-gib", "1 to 65,536"]),
     (["builds", M8, "--budget", "-1"], ["budget"]),
     (["builds", M8, "--budget", "0"], ["budget"]),
     (["compare", M8, "--setup", "1x rtx-4090", "--context", "0"], ["context"]),

@@ -136,3 +136,48 @@ def test_probe_runs_here():
     if not any(os.path.exists(p) for p in ("/dev/nvidia0", "/dev/kfd")) and sys.platform != "darwin":
         assert "no GPU or GPU driver found" in r.output
     print("\n" + r.output)
+
+
+def _bench_csv(url: str, csv, prompt_tokens: int) -> None:
+    app = typer.Typer()
+    register(app)
+    r = CliRunner().invoke(app, [
+        "bench", url, "--concurrency", "1,2,3,4", "--prompt-tokens", str(prompt_tokens), "--max-tokens", "16",
+        "--requests", "4", "--timeout", "120", "--csv", str(csv), "--model-id", "google/gemma-3-270m-it",
+        "--quant", "Q4_K_M", "--gpu", "cpu", "--n-gpus", "0", "--engine", "llama.cpp", "--no-progress"])
+    assert r.exit_code == 0, r.output
+
+
+def test_cpu_rows_carry_the_machine_for_validate_and_calibrate(llama_server):
+    """bench --gpu cpu -> validate -> calibrate on this machine: the rows carry the probed CPU and RAM
+    bandwidth, so validate predicts them for this machine (closer than the catalog's generic desktop
+    CPU) and calibrate finds the CPU constants that move them and fits them."""
+    from dataclasses import replace
+
+    from gpuplan.bench.calibrate import calibrate
+    from gpuplan.bench.validate import validate
+    from gpuplan.perf.predict import predict_row
+    from gpuplan.sources.probe import cpu_info
+
+    url, d = llama_server
+    files = [d / "cpu128.csv", d / "cpu64.csv"]
+    _bench_csv(url, files[0], 128)
+    _bench_csv(url, files[1], 64)
+    rows, errors = read_measurements(files)
+    assert errors == [] and len(rows) == 12
+    _model, cores, threads, _ram = cpu_info()
+    assert all(m.cpu_cores == cores and m.cpu_threads == threads and m.host_bw_gb_s > 0 and m.cpu_simd
+               for m in rows)
+
+    res = validate([str(f) for f in files])
+    assert res["summary"]["predicted"] == 12
+    mine = sorted(abs(r["predicted"] - r["measured"]) / r["measured"] for r in res["rows"])
+    generic = sorted(abs(predict_row(replace(m, cpu_cores=None)) - m.tok_s) / m.tok_s for m in rows)
+    print(f"\nmedian error, this machine {mine[6]:.0%}; generic desktop CPU {generic[6]:.0%}")
+    assert mine[6] < generic[6]
+
+    out = calibrate([str(f) for f in files], d / "calibration.yaml")
+    cpu_constants = {"token_fixed_s", "prefill_eff", "engine_eff", "mem_eff"}
+    assert cpu_constants & set(out["constants"]), out
+    print(f"calibrate: {out['constants']}; median error {out['median_ape_before']:.0%} -> {out['median_ape_after']:.0%}")
+    assert out["median_ape_after"] <= out["median_ape_before"]

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from gpuplan import api, catalog
+import answers
+from gpuplan import catalog
 from gpuplan.cli import app
 from gpuplan.errors import InputError
 from gpuplan.perf.memory import (GIB, device_memory, fits, kv_bytes_per_token, kv_layer_bytes,
@@ -50,7 +51,7 @@ def test_gqa_llama3_8b_kv_at_8k_is_1_gib_not_4():
 
 
 def test_gqa_reaches_fit_json():
-    r = api.fit(L3_8B, "rtx-4090", quant="Q4_K_M", context=8192)
+    r = answers.fit(L3_8B, "rtx-4090", quant="Q4_K_M", context=8192)
     assert r["devices"][0]["kv_cache_gb"] == pytest.approx(GIB / 1e9, abs=0.01)
 
 
@@ -61,8 +62,8 @@ def test_kv_quantization_scales_kv(kv, ratio):
 
 
 def test_kv_q8_0_about_half_of_f16_in_fit():
-    a = api.fit(L3_8B, "rtx-4090", quant="Q4_K_M", context=32768, users=4)
-    b = api.fit(L3_8B, "rtx-4090", quant="Q4_K_M", context=32768, users=4, kv="q8_0")
+    a = answers.fit(L3_8B, "rtx-4090", quant="Q4_K_M", context=32768, users=4)
+    b = answers.fit(L3_8B, "rtx-4090", quant="Q4_K_M", context=32768, users=4, kv="q8_0")
     ka, kb = a["devices"][0]["kv_cache_gb"], b["devices"][0]["kv_cache_gb"]
     assert kb / ka == pytest.approx(0.53, abs=0.01)
     assert b["kv_type"] == "q8_0"
@@ -105,8 +106,8 @@ def test_sliding_window_kv_smaller_than_same_size_full_attention_at_32k(gemma, f
 
 
 def test_sliding_window_reaches_fit_json():
-    g = api.fit("google/gemma-3-27b-it", "rtx-4090", quant="Q4_K_M", context=32768)
-    q = api.fit("Qwen/Qwen3-32B", "rtx-4090", quant="Q4_K_M", context=32768)
+    g = answers.fit("google/gemma-3-27b-it", "rtx-4090", quant="Q4_K_M", context=32768)
+    q = answers.fit("Qwen/Qwen3-32B", "rtx-4090", quant="Q4_K_M", context=32768)
     assert g["devices"][0]["kv_cache_gb"] < 0.5 * q["devices"][0]["kv_cache_gb"]
 
 
@@ -121,7 +122,7 @@ def test_mla_deepseek_v3_kv_per_token():
 # ---------------------------------------------------------------- fits / does not fit
 @pytest.mark.parametrize("gpu", ["rtx-3090", "rtx-4090"])
 def test_llama3_70b_q4_does_not_fit_one_24gb_card(gpu):
-    r = api.fit(L3_70B, gpu, quant="Q4_K_M", context=8192)
+    r = answers.fit(L3_70B, gpu, quant="Q4_K_M", context=8192)
     assert r["fits"] is False
     card = r["devices"][0]
     assert card["total_gb"] > card["capacity_gb"]
@@ -129,7 +130,7 @@ def test_llama3_70b_q4_does_not_fit_one_24gb_card(gpu):
 
 
 def test_llama3_70b_q4_fits_two_3090s():
-    r = api.fit(L3_70B, "2x rtx-3090", quant="Q4_K_M", context=8192)
+    r = answers.fit(L3_70B, "2x rtx-3090", quant="Q4_K_M", context=8192)
     assert r["fits"] is True
     gpus = [d for d in r["devices"] if d["name"] == "rtx-3090"]
     assert len(gpus) == 2 and all(d["fits"] for d in gpus)
@@ -138,7 +139,7 @@ def test_llama3_70b_q4_fits_two_3090s():
 
 
 def test_llama3_8b_q4_fits_4090_with_room():
-    r = api.fit(L3_8B, "rtx-4090", quant="Q4_K_M", context=8192)
+    r = answers.fit(L3_8B, "rtx-4090", quant="Q4_K_M", context=8192)
     assert r["fits"] is True
     d = r["devices"][0]
     assert d["free_gb"] > 15
@@ -147,12 +148,12 @@ def test_llama3_8b_q4_fits_4090_with_room():
 
 
 def test_max_context_shrinks_when_it_does_not_fit():
-    r = api.fit("meta-llama/Llama-3.1-8B", "rtx-3060-12gb", quant="Q8_0", context=131072)
+    r = answers.fit("meta-llama/Llama-3.1-8B", "rtx-3060-12gb", quant="Q8_0", context=131072)
     assert r["fits"] is False
     assert 0 < r["max_context"] < 131072
-    ok = api.fit("meta-llama/Llama-3.1-8B", "rtx-3060-12gb", quant="Q8_0", context=r["max_context"])
+    ok = answers.fit("meta-llama/Llama-3.1-8B", "rtx-3060-12gb", quant="Q8_0", context=r["max_context"])
     assert ok["fits"] is True
-    over = api.fit("meta-llama/Llama-3.1-8B", "rtx-3060-12gb", quant="Q8_0", context=r["max_context"] + 64)
+    over = answers.fit("meta-llama/Llama-3.1-8B", "rtx-3060-12gb", quant="Q8_0", context=r["max_context"] + 64)
     assert over["fits"] is False
 
 
@@ -173,7 +174,7 @@ def test_fit_json_keys():
     assert d["devices"] and all(DEVICE_KEYS <= set(x) for x in d["devices"])
     for x in d["devices"]:
         assert x["total_gb"] == pytest.approx(x["weights_gb"] + x["kv_cache_gb"] + x["overhead_gb"], abs=0.02)
-    assert d == api.fit(L3_8B, "rtx-4090", quant="Q4_K_M")  # the CLI is a thin layer over the API
+    assert d == answers.fit(L3_8B, "rtx-4090", quant="Q4_K_M")  # the CLI is a thin layer over the API
 
 
 def test_gpus_json_list_of_objects_with_id():
@@ -219,7 +220,7 @@ def test_mixed_cards_shares_proportional_to_room(model, quant, context):
     mem = device_memory(m, hw, replace_shares(plan, shares), wl)
     assert fits(mem)
     # same shares through api.fit, and both cards fit
-    r = api.fit(model, MIXED, quant=quant, context=context)
+    r = answers.fit(model, MIXED, quant=quant, context=context)
     assert r["plan"]["shares"] == pytest.approx(list(shares), abs=1e-3)
     assert r["fits"] is True
     cards = r["devices"][:2]
@@ -248,11 +249,11 @@ def test_even_split_would_overflow_the_small_card():
 # ---------------------------------------------------------------- Apple unified memory
 def test_apple_memory_option_times_gpu_share():
     dev = catalog.device("apple-m2-max-38c")
-    r = api.fit(L3_8B, "apple-m2-max-38c:96gb", quant="Q4_K_M")
+    r = answers.fit(L3_8B, "apple-m2-max-38c:96gb", quant="Q4_K_M")
     chip = r["devices"][0]
     assert chip["name"] == "apple-m2-max-38c"
     assert chip["capacity_gb"] == pytest.approx(96 * GIB * dev.gpu_share(96) / 1e9, abs=0.01)
-    r64 = api.fit(L3_8B, "apple-m2-max-38c:64gb", quant="Q4_K_M")
+    r64 = answers.fit(L3_8B, "apple-m2-max-38c:64gb", quant="Q4_K_M")
     # macOS lets the GPU wire a smaller share of a smaller memory (catalog gpu_share.yaml)
     assert r64["devices"][0]["capacity_gb"] == pytest.approx(64 * GIB * dev.gpu_share(64) / 1e9, abs=0.01)
     assert dev.gpu_share(64) < dev.gpu_share(96) == dev.gpu_share_default
@@ -260,18 +261,18 @@ def test_apple_memory_option_times_gpu_share():
 
 def test_apple_100gb_is_not_an_option():
     with pytest.raises(InputError, match=r"100"):
-        api.fit(L3_8B, "apple-m2-max-38c:100gb", quant="Q4_K_M")
+        answers.fit(L3_8B, "apple-m2-max-38c:100gb", quant="Q4_K_M")
     with pytest.raises(InputError):
         parse_hardware("apple-m2-max-38c:100gb")
 
 
 def test_apple_unified_memory_is_not_counted_twice():
-    r = api.fit(L3_8B, "apple-m2-max-38c:96gb", quant="Q4_K_M")
+    r = answers.fit(L3_8B, "apple-m2-max-38c:96gb", quant="Q4_K_M")
     assert sum(d["capacity_gb"] for d in r["devices"]) <= 96 * GIB / 1e9 + 0.01
 
 
 def test_llama3_70b_q4_does_not_fit_a_32gb_mac():
-    r = api.plan(L3_70B, "apple-m2-max-38c:32gb", quant="Q4_K_M", context=8192)
+    r = answers.plan(L3_70B, "apple-m2-max-38c:32gb", quant="Q4_K_M", context=8192)
     used = sum(m["total_gb"] for m in r["memory"])
     assert r["fits"] is False or used <= 32 * GIB / 1e9
 

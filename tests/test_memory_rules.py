@@ -9,7 +9,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from gpuplan import api, catalog
+import answers
+from gpuplan import catalog
 from gpuplan.cli import app
 from gpuplan.errors import InputError
 from gpuplan.perf import layout
@@ -167,7 +168,7 @@ def test_vllm_reserves_by_gpu_memory_utilization():
     _, (d90,) = mem("meta-llama/Llama-3.1-8B", "BF16", "rtx-4090", engine=Engine.VLLM)
     _, (d50,) = mem("meta-llama/Llama-3.1-8B", "BF16", "rtx-4090", engine=Engine.VLLM, gpu_memory_utilization=0.5)
     assert d50.overhead - d90.overhead == pytest.approx(0.4 * d90.capacity)
-    r = api.fit("meta-llama/Llama-3.1-8B", "rtx-4090", quant="BF16", context=8192, gpu_memory_utilization=0.95)
+    r = answers.fit("meta-llama/Llama-3.1-8B", "rtx-4090", quant="BF16", context=8192, gpu_memory_utilization=0.95)
     assert r["engine_settings"]["gpu_memory_utilization"] == 0.95 and "gpu_memory_utilization" not in r["engine_defaults"]
 
 
@@ -193,7 +194,7 @@ def test_n_cpu_moe_keeps_the_first_layers_experts_in_ram():
 def test_planner_fills_a_16gb_card_with_n_cpu_moe():
     """Qwen3-30B-A3B on a 16 GB card: --cpu-moe leaves most of the card empty; the planner picks
     --n-cpu-moe N with the fewest layers' experts in RAM that fit."""
-    r = api.plan("Qwen/Qwen3-30B-A3B", "rtx-4080", quant="Q4_K_M", context=8192)
+    r = answers.plan("Qwen/Qwen3-30B-A3B", "rtx-4080", quant="Q4_K_M", context=8192)
     assert r["fits"] and "experts of" in r["plan"]["strategy"]
     gpu = r["memory"][0]
     assert gpu["total_gb"] > 0.85 * gpu["capacity_gb"]
@@ -231,7 +232,7 @@ def test_fit_json_names_the_engine_defaults_it_assumed():
 
 
 def test_plan_takes_kv_and_engine_options():
-    r = api.plan("meta-llama/Meta-Llama-3-8B", "rtx-4090", quant="Q4_K_M", context=16384, kv="q8_0", flash_attn="on")
+    r = answers.plan("meta-llama/Meta-Llama-3-8B", "rtx-4090", quant="Q4_K_M", context=16384, kv="q8_0", flash_attn="on")
     assert r["plan"]["kv_type"] == "q8_0" and r["engine_settings"]["flash_attn"] is True
     assert "flash_attn" not in r["engine_defaults"]
 
@@ -292,8 +293,8 @@ def test_fp8_block_scaled_adds_one_scale_per_tile():
 
 
 def test_new_formats_pick_their_engines():
-    r = api.fit("meta-llama/Llama-3.1-8B", "apple-m4-pro-20c:48gb", quant="MLX-4bit", context=8192)
+    r = answers.fit("meta-llama/Llama-3.1-8B", "apple-m4-pro-20c:48gb", quant="MLX-4bit", context=8192)
     assert r["engine"] == "mlx" and r["devices"][0]["overhead_gb"] > 0  # a prefill step's activations
-    r = api.plan("openai/gpt-oss-120b", "h100-sxm-80gb", quant="MXFP4", context=8192)
+    r = answers.plan("openai/gpt-oss-120b", "h100-sxm-80gb", quant="MXFP4", context=8192)
     assert r["fits"] and r["plan"]["engine"] == "vllm" and "vllm" in r["commands"]
     assert catalog.quant("mlx-4bit").id == "MLX-4bit" and catalog.quant("Q2_K_S").kind == "gguf-mix"

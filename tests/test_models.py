@@ -178,7 +178,7 @@ def test_70b_attn_v_bump_and_fallbacks():
 
 def test_default_quant_and_other_formats():
     spec = catalog.model("meta-llama/Meta-Llama-3-8B")
-    assert resolve_model("llama3-8b").quant.id == "Q4_K_M"
+    assert resolve_model("llama3-8b").quant.id == "BF16"  # no --quant: the format the model ships in
     sizes = {q: estimate_weights(spec, catalog.quant(q)).total_bytes / B for q in ("F16", "FP8", "AWQ", "GPTQ", "INT8")}
     assert sizes["F16"] == pytest.approx(16.06, rel=0.01)
     assert sizes["AWQ"] == sizes["GPTQ"] and 5.5 < sizes["AWQ"] < 6.0  # 4.16 bpw body + fp16 embed/head

@@ -9,7 +9,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from gpuplan import api
+import answers
 from gpuplan.cli import app
 
 L3_8B = "meta-llama/Meta-Llama-3-8B"
@@ -34,7 +34,7 @@ def text(res: dict) -> str:
 # ---------------------------------------------------------------- fits on one
 @pytest.fixture(scope="module")
 def fits_on_one():
-    return api.compare(None, [], scenario="fits-on-one")
+    return answers.compare(None, [], scenario="fits-on-one")
 
 
 def test_fits_on_one_second_card_over_pcie_gives_no_gain(fits_on_one):
@@ -52,7 +52,7 @@ def test_fits_on_one_second_card_over_pcie_gives_no_gain(fits_on_one):
 
 
 def test_fits_on_one_plan_keeps_one_card():
-    r = api.plan(L3_8B, "2x rtx-4090", quant="Q4_K_M", context=8192)
+    r = answers.plan(L3_8B, "2x rtx-4090", quant="Q4_K_M", context=8192)
     assert r["fits"] and r["plan"]["split"] == "none" and len(r["plan"]["devices"]) == 1
     layer = alt(r, lambda a: a["plan"]["split"] == "layer" and a["plan"]["replicas"] == 1)
     assert 0.9 <= layer["decode_tok_s"] / r["decode_tok_s"] <= 1.0
@@ -62,7 +62,7 @@ def test_fits_on_one_plan_keeps_one_card():
 # ---------------------------------------------------------------- does not fit
 @pytest.fixture(scope="module")
 def does_not_fit():
-    return api.compare(None, [], scenario="does-not-fit")
+    return answers.compare(None, [], scenario="does-not-fit")
 
 
 def test_does_not_fit_two_gpus_beat_ram_offload_3x(does_not_fit):
@@ -88,7 +88,7 @@ def test_does_not_fit_nvlink_helps_row_split_more_than_layer_split(does_not_fit)
 
 
 def test_does_not_fit_plan_explains_offload_vs_second_gpu():
-    r = api.plan(L3_70B, "2x rtx-3090", quant="Q4_K_M", context=8192)
+    r = answers.plan(L3_70B, "2x rtx-3090", quant="Q4_K_M", context=8192)
     assert r["fits"] and r["plan"]["gpu_layers"] is None and len(r["plan"]["devices"]) == 2
     off = alt(r, lambda a: a["plan"]["gpu_layers"] is not None and a["fits"])
     assert r["decode_tok_s"] >= 3 * off["decode_tok_s"]
@@ -100,7 +100,7 @@ def test_does_not_fit_plan_explains_offload_vs_second_gpu():
 # ---------------------------------------------------------------- serving
 @pytest.fixture(scope="module")
 def serving():
-    return api.compare(None, [], scenario="serving")
+    return answers.compare(None, [], scenario="serving")
 
 
 def test_serving_replicas_double_aggregate(serving):
@@ -115,7 +115,7 @@ def test_serving_replicas_double_aggregate(serving):
 
 
 def test_serving_few_users_replicas_gain_little():
-    res = api.compare(L3_8B, ["1x rtx-4090", "2x rtx-4090 replicas", "2x rtx-4090 pcie4-x8 layer"],
+    res = answers.compare(L3_8B, ["1x rtx-4090", "2x rtx-4090 replicas", "2x rtx-4090 pcie4-x8 layer"],
                       quant="Q4_K_M", context=4096, users=4)
     rows = by_setup(res)
     gain = rows["2x rtx-4090 replicas"]["throughput_tok_s"] / rows["1x rtx-4090"]["throughput_tok_s"]
@@ -123,7 +123,7 @@ def test_serving_few_users_replicas_gain_little():
 
 
 def test_serving_few_users_explanation_mentions_batching_or_kv():
-    r = api.plan(L3_8B, "2x rtx-4090", quant="Q4_K_M", context=4096, users=4)
+    r = answers.plan(L3_8B, "2x rtx-4090", quant="Q4_K_M", context=4096, users=4)
     one = (r if r["plan"]["replicas"] == 1 and len(r["plan"]["devices"]) == 1 else
            alt(r, lambda a: a["plan"]["replicas"] == 1 and len(a["plan"]["devices"]) == 1))
     reps = r if r["plan"]["replicas"] == 2 else alt(r, lambda a: a["plan"]["replicas"] == 2)
@@ -133,7 +133,7 @@ def test_serving_few_users_explanation_mentions_batching_or_kv():
 
 
 def test_serving_many_users_explanation_says_replicas_double():
-    r = api.plan(L3_8B, "2x rtx-4090", quant="Q4_K_M", context=4096, users=128)
+    r = answers.plan(L3_8B, "2x rtx-4090", quant="Q4_K_M", context=4096, users=128)
     reps = r if r["plan"]["replicas"] == 2 else alt(r, lambda a: a["plan"]["replicas"] == 2)
     one = r if len(r["plan"]["devices"]) == 1 and r["plan"]["replicas"] == 1 else \
         alt(r, lambda a: len(a["plan"]["devices"]) == 1 and a["plan"]["replicas"] == 1)
@@ -142,12 +142,12 @@ def test_serving_many_users_explanation_says_replicas_double():
 
 
 def test_serving_throughput_goal_picks_replicas():
-    r = api.plan(L3_8B, "2x rtx-4090", quant="Q4_K_M", context=4096, users=128, goal="throughput")
+    r = answers.plan(L3_8B, "2x rtx-4090", quant="Q4_K_M", context=4096, users=128, goal="throughput")
     assert r["plan"]["replicas"] == 2
 
 
 def test_serving_many_users_default_goal_uses_both_cards():
-    r = api.plan(L3_8B, "2x rtx-4090", quant="Q4_K_M", context=4096, users=128)
+    r = answers.plan(L3_8B, "2x rtx-4090", quant="Q4_K_M", context=4096, users=128)
     assert r["plan"]["replicas"] * len(r["plan"]["devices"]) == 2
     assert not any("not worth" in a["verdict"] for a in r["alternatives"] if a["plan"]["replicas"] == 2)
 
@@ -158,7 +158,7 @@ def test_serving_many_users_default_goal_uses_both_cards():
     ("Qwen/Qwen2.5-32B-Instruct", "Q6_K", 8192),
 ])
 def test_mixed_cards_uneven_split_proportional_to_room(model, quant, context):
-    r = api.plan(model, "rtx-4090,rtx-3060-12gb", quant=quant, context=context)
+    r = answers.plan(model, "rtx-4090,rtx-3060-12gb", quant=quant, context=context)
     assert r["fits"]
     p = r["plan"]
     assert p["split"] == "layer" and [d["id"] for d in p["devices"]] == ["rtx-4090", "rtx-3060-12gb"]
@@ -182,7 +182,7 @@ def _vllm(r):
 
 
 def test_multi_node_405b_fp16_vllm_ray_plan():
-    r = api.plan(L31_405B, "16x h100-sxm-80gb", quant="FP16", nodes=2)
+    r = answers.plan(L31_405B, "16x h100-sxm-80gb", quant="FP16", nodes=2)
     assert r["fits"] and r["plan"]["tp"] == 8 and r["plan"]["pp"] == 2
     cmd = _vllm(r)
     assert "ray start" in cmd
@@ -190,7 +190,7 @@ def test_multi_node_405b_fp16_vllm_ray_plan():
 
 
 def test_multi_node_405b_fp8_vllm_ray_plan():
-    r = api.plan(L31_405B, "16x h100-sxm-80gb", quant="FP8", nodes=2)
+    r = answers.plan(L31_405B, "16x h100-sxm-80gb", quant="FP8", nodes=2)
     assert r["fits"]
     cmd = _vllm(r)
     assert "ray start" in cmd
@@ -199,7 +199,7 @@ def test_multi_node_405b_fp8_vllm_ray_plan():
 
 def test_multi_node_command_matches_plan():
     """Whatever plan is chosen, a command that sets up several nodes must use them."""
-    r = api.plan(L31_405B, "16x h100-sxm-80gb", quant="FP16", nodes=2)
+    r = answers.plan(L31_405B, "16x h100-sxm-80gb", quant="FP16", nodes=2)
     n_used = len(r["plan"]["devices"]) * r["plan"]["replicas"]
     cmd = _vllm(r)
     if "ray start" in cmd:
@@ -208,10 +208,10 @@ def test_multi_node_command_matches_plan():
 
 # ---------------------------------------------------------------- fits nowhere
 def test_fits_nowhere_is_an_answer_not_an_exception():
-    r = api.plan(L31_405B, "rtx-3060-12gb", quant="FP16")
+    r = answers.plan(L31_405B, "rtx-3060-12gb", quant="FP16")
     assert r["fits"] is False
     t = text(r)
-    assert "does not fit: needs" in t
+    assert "does not fit: in the closest plan" in t and "short by" in t
     assert "options" in t and "quantization" in t
     assert r["commands"] == {}
     assert r["memory"][0]["total_gb"] > 700 and r["memory"][0]["capacity_gb"] < 13
@@ -247,7 +247,7 @@ def _check_candidate(d: dict) -> None:
     dict(model=L31_405B, gpus="rtx-3060-12gb", quant="FP16"),
 ])
 def test_plan_json_contract(args):
-    r = api.plan(**args)
+    r = answers.plan(**args)
     _check_candidate(r)
     if r["fits"]:
         for k in ("decode_tok_s", "prefill_tok_s", "throughput_tok_s"):
@@ -269,24 +269,37 @@ def test_plan_cli_json_is_the_api():
     res = CliRunner().invoke(app, ["plan", L3_8B, "--quant", "Q4_K_M", "--gpus", "rtx-4090", "--json"])
     assert res.exit_code == 0, res.exception
     d = json.loads(res.stdout)
-    assert d == json.loads(json.dumps(api.plan(L3_8B, "rtx-4090", quant="Q4_K_M", model_ref=L3_8B)))
+    assert d == json.loads(json.dumps(answers.plan(L3_8B, "rtx-4090", quant="Q4_K_M")))
     assert {"fits", "plan", "decode_tok_s", "prefill_tok_s", "throughput_tok_s", "memory", "alternatives",
             "explanation", "commands"} <= set(d)
 
 
 def test_plan_commands_are_engine_command_lines():
-    r = api.plan(L3_8B, "2x rtx-3090", quant="Q4_K_M", context=16384, users=1)
+    r = answers.plan(L3_8B, "2x rtx-3090", quant="Q4_K_M", context=16384, users=1)
     assert "llama.cpp" in r["commands"]
     assert "llama-server" in r["commands"]["llama.cpp"] or "llama-cli" in r["commands"]["llama.cpp"]
-    r = api.plan("Qwen/Qwen3-32B", "2x a100-sxm-80gb", quant="FP16")
+    r = answers.plan("Qwen/Qwen3-32B", "2x a100-sxm-80gb", quant="FP16")
     assert "vllm" in r["commands"] and "vllm serve" in r["commands"]["vllm"]
 
 
 def test_explanation_sets_the_published_measurement_beside_the_article():
-    from gpuplan import api
+    import answers
 
-    res = api.plan("meta-llama/Meta-Llama-3-70B", "2x rtx-3090", quant="Q4_K_M")
+    res = answers.plan("meta-llama/Meta-Llama-3-70B", "2x rtx-3090", quant="Q4_K_M")
     note = [line for line in res["explanation"] if "article" in line]
     assert note and "16.6 tok/s" in note[0] and "XiongjieDai" in note[0]
-    other = api.plan("meta-llama/Meta-Llama-3-70B", "2x rtx-a6000", quant="Q4_K_M")
+    other = answers.plan("meta-llama/Meta-Llama-3-70B", "2x rtx-a6000", quant="Q4_K_M")
     assert not [line for line in other["explanation"] if "article" in line]
+
+
+def test_no_launch_command_for_an_engine_the_hardware_cannot_run():
+    """AWQ on a Mac: vLLM/SGLang/TGI need CUDA, llama.cpp loads GGUF only; the answer says so."""
+    r = answers.plan("meta-llama/Llama-3.1-8B-Instruct", "apple-m2-max-38c:96gb", quant="AWQ")
+    assert r["commands"] == {}
+    assert "metal" in r["unsupported_engines"]["vllm"]
+    assert "No launch command" in r["explanation"][-1] and "GGUF" in r["explanation"][-1]
+
+
+def test_a_context_beyond_the_models_maximum_is_said():
+    r = answers.plan(L3_8B, "rtx-4090", quant="Q4_K_M", context=16384)
+    assert "beyond" in r["explanation"][0] and "8,192" in r["explanation"][0]

@@ -79,3 +79,52 @@ def test_probe_this_machine_cli(tmp_path):
         assert hw["gpus"] is None
     r = CliRunner().invoke(app, ["probe", "--json", "--no-bandwidth"])
     assert r.exit_code == 0 and json.loads(r.output)["cpu_threads"] >= 1
+
+
+def test_first_ram_bandwidth_figure_is_warm():
+    """The first figure a fresh process reports (what `gpuplan probe` prints) is within 2x of later
+    ones: the copy is timed only after both buffers' pages are mapped (issue: 0.5 GB/s first,
+    20-32 GB/s after). Runs the real probe in new processes on this machine. This shared machine
+    sometimes halves one measurement, so up to three fresh processes are tried; with the defect
+    every first figure is page-fault bound (0.2 against 8.8 GB/s here), so retries cannot hide it."""
+    import subprocess
+    import sys
+
+    code = ("from gpuplan.sources.probe import probe, host_bandwidth_gb_s\n"
+            "first = probe(measure_bandwidth=True).host_bandwidth_gb_s\n"
+            "print(first, *(host_bandwidth_gb_s() for _ in range(3)))\n")
+    tries = []
+    for _ in range(3):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, check=True)
+        first, *later = (float(x) for x in out.stdout.split())
+        assert first > 0 and all(v > 0 for v in later)
+        typical = sorted(later)[1]  # the median of three later runs
+        tries.append((first, later))
+        if typical / 2 <= first <= typical * 2:
+            return
+    pytest.fail(f"first RAM copy figure not within 2x of later ones in {len(tries)} fresh processes: {tries}")
+
+
+def test_ram_copy_is_timed_after_its_pages_are_touched():
+    """With no time budget (one timed round) the probe's first figure in a fresh process is within
+    2x of a copy between buffers this test warmed itself. A copy into a fresh buffer pays a page fault
+    per 4 KiB page: before the fix the first figure was 0.6 GB/s on this machine, whatever its load."""
+    import subprocess
+    import sys
+
+    code = ("import time, numpy as np\n"
+            "from gpuplan.sources.probe import host_bandwidth_gb_s as h\n"
+            "first = h(budget_s=0)\n"
+            "a = np.ones(32 * 2**20); b = np.ones(32 * 2**20); np.copyto(b, a)\n"
+            "best = 0.0\n"
+            "for _ in range(5):\n"
+            "    t = time.perf_counter(); np.copyto(b, a); best = max(best, 2 * a.nbytes / (time.perf_counter() - t) / 1e9)\n"
+            "print(first, best)\n")
+    tries = []
+    for _ in range(3):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+        first, warm = (float(x) for x in out.stdout.split())
+        tries.append((first, round(warm, 1)))
+        if first >= warm / 2:
+            return
+    pytest.fail(f"first copy figure far below a warm copy in {len(tries)} fresh processes: {tries}")

@@ -26,10 +26,13 @@ def client():
 
 
 def _error(r, status=422) -> str:
+    """Bad input: the CLI's --json error body, {"error": {"input", "value", "message", "accepted"}}."""
     assert r.status_code == status, r.text
     body = r.json()
-    assert isinstance(body.get("error"), str) and body["error"], body
-    return body["error"]
+    err = body.get("error")
+    assert isinstance(err, dict) and set(err) == {"input", "value", "message", "accepted"}, body
+    assert isinstance(err["message"], str) and err["message"] and "\n" not in err["message"], body
+    return err["message"] + (f" (accepted: {err['accepted']})" if err["accepted"] else "")
 
 
 # ---------------------------------------------------------------- happy paths
@@ -63,7 +66,7 @@ def test_catalog_search(client):
 
 
 def test_fit(client):
-    r = client.get("/api/fit", params={"model": MODEL, "gpus": "2x rtx-4090", "context": 8192})
+    r = client.get("/api/fit", params={"model": MODEL, "gpus": "2x rtx-4090", "context": 8192, "quant": "Q4_K_M"})
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["fits"] is True and body["model"] == MODEL
@@ -82,7 +85,7 @@ def test_plan(client):
 
 
 def test_scaling_builds_compare(client):
-    r = client.get("/api/scaling", params={"model": MODEL, "gpu": "rtx-3090", "max_gpus": 4})
+    r = client.get("/api/scaling", params={"model": MODEL, "gpus": "rtx-3090", "max_gpus": 4})
     assert r.status_code == 200, r.text
     r = client.get("/api/builds", params={"model": MODEL})
     assert r.status_code == 200, r.text
@@ -115,7 +118,7 @@ def test_plan_bad_inputs(client):
     _error(client.get("/api/plan", params={"model": MODEL, "gpus": "rtx-4090", "goal": "speed"}))
     _error(client.get("/api/plan", params={"model": MODEL, "gpus": "rtx-4090", "hardware": "/etc/hosts",
                                            "engine": "nope"}))
-    _error(client.get("/api/scaling", params={"model": MODEL, "gpu": "rtx-4090", "max_gpus": 1000}))
+    _error(client.get("/api/scaling", params={"model": MODEL, "gpus": "rtx-4090", "max_gpus": 1000}))
     _error(client.get("/api/builds", params={"model": MODEL, "budget": -5}))
     _error(client.get("/api/compare", params={"model": MODEL}))
 

@@ -1,7 +1,8 @@
 """The page in a real browser: Debian's Chromium driven by Playwright against `gpuplan serve`.
 
 Needs /usr/bin/chromium and the playwright Python package (never `playwright install`: the system
-Chromium is used). Writes docs/screenshot.png.
+Chromium is used). Screenshots go to pytest's temporary directory; the tracked docs/screenshot.png
+is refreshed only by scripts/screenshot.py.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def _wait_charts(page):
         page.wait_for_selector(f"#{c} .main-svg", state="attached", timeout=30_000)
 
 
-def test_plan_in_browser(page, server):
+def test_plan_in_browser(page, server, tmp_path):
     page.goto(server + "/")
     page.wait_for_function("document.querySelectorAll('#model-list option').length > 10", timeout=20_000)
     page.fill("#model", MODEL)
@@ -122,7 +123,7 @@ def test_plan_in_browser(page, server):
     q = parse_qs(urlparse(page.url).query)
     assert q["model"] == [MODEL] and q["gpus"] == ["2x rtx-3090"] and q["context"] == ["16384"]
     assert q["quant"] == ["Q4_K_M"] and q["users"] == ["2"]
-    page.screenshot(path=str(ROOT / "docs" / "screenshot.png"), full_page=True)
+    page.screenshot(path=str(tmp_path / "plan.png"), full_page=True)
 
     page.reload()  # the URL alone restores the form and runs it
     page.wait_for_selector("#answer:not([hidden])", timeout=60_000)
@@ -169,3 +170,75 @@ def test_upload_config_json(page, server):
     assert page.input_value("#model") == MODEL  # recognised as the catalog model, then planned
     page.wait_for_selector("#answer:not([hidden])", timeout=60_000)
     assert "model=meta-llama" in page.url
+
+
+def _chart(page, div: str) -> list[dict]:
+    """The traces Plotly drew in a chart div (name, x, y)."""
+    return page.evaluate(f"(document.getElementById('{div}').data || []).map(t => ({{name: t.name, x: t.x, y: t.y}}))")
+
+
+def _num(page, sel: str) -> float:
+    return float(page.text_content(sel).replace(",", ""))
+
+
+def test_charts_answer_the_recommended_plans_question(page, server):
+    """The charts are drawn for the plan the page recommends: same hardware, engine, split, context and
+    users; the star on each chart is the plan's own figure; what a chart changes is written under it."""
+    import httpx
+
+    q = "model=meta-llama%2FMeta-Llama-3-8B&quant=Q4_K_M&gpus=2x+rtx-3090&link=nvlink-bridge-3090&context=16384&users=4"
+    page.goto(server + "/?" + q)
+    page.wait_for_selector("#answer:not([hidden])", timeout=60_000)
+    _wait_charts(page)
+    plan = httpx.get(server + "/api/plan?" + q, timeout=60).json()
+    strategy, hardware, engine = plan["plan"]["strategy"], plan["plan"]["hardware"], plan["plan"]["engine"]
+    head = page.text_content("#charts-for")
+    assert strategy in head and hardware in head and engine in head and "16,384" in head
+    for cap in ("#chart-context-note", "#chart-users-note"):
+        assert strategy in page.text_content(cap) and hardware in page.text_content(cap)
+    users = _chart(page, "chart-users")
+    star = next(t for t in users if t["name"].startswith("recommended"))
+    assert star["x"] == [4] and star["y"][0] == plan["throughput_tok_s"]
+    assert _num(page, "#num-throughput-tok-s b") == pytest.approx(plan["throughput_tok_s"], abs=0.5)  # as shown
+    total = next(t for t in users if t["name"] == "all users together")
+    assert total["y"][total["x"].index(4)] == plan["throughput_tok_s"]  # the chart at the plan's users is the plan
+    gpus = _chart(page, "chart-gpus")
+    assert all("(llama.cpp)" in t["name"] for t in gpus if "one user" in t["name"])  # a GGUF: llama.cpp's splits
+    assert not any("tensor parallel" in t["name"] for t in gpus)
+    assert "NVLink" in page.text_content("#chart-gpus-note")
+    ctx = _chart(page, "chart-context")
+    assert 16384 in ctx[0]["x"]
+    assert not page.js_errors, page.js_errors
+
+
+def test_a_bridge_does_not_stick_when_the_gpus_change(page, server):
+    page.goto(server + "/")
+    page.wait_for_function("document.querySelectorAll('#model-list option').length > 10", timeout=20_000)
+    page.select_option("#preset", label="2x RTX 3090 NVLink")
+    assert page.input_value("#link") == "nvlink-bridge-3090" and page.is_hidden("#link-note")
+    page.select_option(".gpu-row .gpu", "rtx-4090")
+    assert page.input_value("#link") == ""  # back to automatic
+    assert "nvlink-bridge-3090" in page.text_content("#link-note") and page.is_visible("#link-note")
+    page.select_option("#preset", label="2x RTX 3090 NVLink")  # a fitting bridge stays
+    page.fill(".gpu-row .count", "2")
+    page.dispatch_event(".gpu-row .count", "input")
+    assert page.input_value("#link") == "nvlink-bridge-3090"
+
+
+def test_a_plan_that_does_not_fit_shows_no_speeds_and_stale_text_is_cleared(page, server):
+    page.goto(server + "/?model=meta-llama%2FLlama-3.1-405B&quant=F16&gpus=rtx-3060-12gb")
+    page.wait_for_selector("#answer:not([hidden])", timeout=60_000)
+    assert "Does not fit" in page.text_content("#verdict")
+    assert page.locator("#num-decode-tok-s").count() == 0 and page.locator("#num-throughput-tok-s").count() == 0
+    assert "No speeds" in page.text_content("#numbers")
+    page.wait_for_function("document.getElementById('chart-users').textContent.includes('no data')", timeout=60_000)
+    assert "does not fit" in page.text_content("#chart-users-note")
+    page.fill("#model", "meta-llama/Meta-Llama-3-8B")
+    page.select_option("#quant", "Q4_K_M")
+    page.click("#submit")
+    page.wait_for_selector("#verdict.ok", timeout=60_000)
+    _wait_charts(page)
+    for c in CHARTS:
+        assert "no data" not in page.text_content("#" + c), c
+    assert _num(page, "#num-decode-tok-s b") > 0
+    assert not page.js_errors, page.js_errors

@@ -72,15 +72,17 @@ def models_add(path: str = typer.Argument(..., help="a config.json, the director
 # ---------------------------------------------------------------- fit
 @app.command("fit")
 def fit_cmd(model: str = typer.Argument(..., help="catalog id, .gguf file, or config.json"),
-            quant: Optional[str] = typer.Option(None, "--quant", "-q", help="e.g. Q4_K_M, Q8_0, FP16, AWQ"),
+            quant: Optional[str] = typer.Option(None, "--quant", "-q", help="e.g. Q4_K_M, Q8_0, F16, FP8, AWQ;"
+                                                                            " default: the format the model ships in"),
             gpus: Optional[str] = typer.Option(None, "--gpus", "-g", help="e.g. '2x rtx-3090', 'rtx-4090,rtx-3060-12gb'"),
             hardware: Optional[str] = typer.Option(None, "--hardware", help="hardware file from `gpuplan probe --save`"),
-            context: int = typer.Option(8192, "--context", "-c", help="tokens per sequence"),
-            users: int = typer.Option(1, "--users", "-u", help="parallel sequences"),
+            context: Optional[int] = typer.Option(None, "--context", "-c", help="tokens per sequence (default 8192)"),
+            users: Optional[int] = typer.Option(None, "--users", "-u", help="parallel sequences (default 1)"),
             engine: Optional[str] = typer.Option(None, "--engine", "-e"),
-            kv: str = typer.Option("f16", "--kv", help="KV cache type: f16, q8_0, q4_0, fp8"),
+            kv: Optional[str] = typer.Option(None, "--kv", help="KV cache type: f16 (default), q8_0, q4_0, fp8"),
             link: Optional[str] = typer.Option(None, "--link"),
             ram: Optional[str] = typer.Option(None, "--ram", help="host memory id, e.g. ddr5-6000-2ch"),
+            ram_gib: Optional[float] = typer.Option(None, "--ram-gib", "--ram-gb", help="system RAM size, GiB"),
             flash_attn: Optional[str] = typer.Option(None, "--flash-attn", help="on, off or auto (default: the engine's)"),
             swa_full: Optional[bool] = typer.Option(None, "--swa-full/--no-swa-full",
                                                     help="llama.cpp: full-size sliding-window cache (default: the engine's)"),
@@ -90,10 +92,10 @@ def fit_cmd(model: str = typer.Argument(..., help="catalog id, .gguf file, or co
             as_json: bool = typer.Option(False, "--json")):
     """Does MODEL fit: memory per device (weights, KV cache, overhead), verdict, largest context."""
     from .commands.fit import fit
-    from .perf.engine_profiles import engine_options
 
-    opts = engine_options(flash_attn, swa_full, ubatch, gpu_memory_utilization)
-    fit(model, quant, gpus, hardware, context, users, engine, kv, link, ram, as_json, opts)
+    fit(as_json, model=model, quant=quant, gpus=gpus, hardware=hardware, context=context, users=users,
+        engine=engine, kv=kv, link=link, ram=ram, ram_gib=ram_gib, flash_attn=flash_attn, swa_full=swa_full,
+        ubatch=ubatch, gpu_memory_utilization=gpu_memory_utilization)
 
 
 # ---------------------------------------------------------------- validate / calibrate
@@ -122,11 +124,39 @@ _register_commands()
 
 
 def main() -> None:
+    """The console entry: an InputError (or a usage error) is one `error:` line on stderr and exit
+    status 2; with --json the same error is also printed on stdout as {"error": {...}}."""
+    as_json = "--json" in sys.argv[1:]
     try:
-        app(standalone_mode=True)
+        rc = app(standalone_mode=False)  # returns the exit code of a command that exits (typer.Exit)
     except InputError as e:
+        if as_json:
+            sys.stdout.write(_json(e.to_dict()))
         sys.stderr.write(f"error: {e}\n")
         sys.exit(2)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        sys.stderr.write("aborted\n")
+        sys.exit(1)
+    except Exception as e:  # click's own usage errors (bad option values, unknown options) show themselves
+        if not (hasattr(e, "show") and hasattr(e, "format_message")):
+            raise
+        if as_json:
+            param = getattr(e, "param", None)
+            name = getattr(param, "name", None)
+            sys.stdout.write(_json({"error": {"input": name, "value": None, "message": e.format_message(),
+                                              "accepted": None}}))
+        e.show()
+        sys.exit(e.exit_code)
+    if isinstance(rc, int) and not isinstance(rc, bool):
+        sys.exit(rc)
+
+
+def _json(obj) -> str:
+    import json
+
+    return json.dumps(obj, indent=2) + "\n"
 
 
 if __name__ == "__main__":

@@ -2,7 +2,26 @@
 
 
 class InputError(Exception):
-    """A bad input from the user: the message names the input and what is accepted."""
+    """A bad input from the user: the message names the input and what is accepted.
+
+    `str(e)` stays the one clear line people read; `input` (which input: "context", "gpus",
+    "model", ...), `value` (what was given) and `accepted` (what would be) are the same facts
+    for programs (`--json` errors, the web API), filled where the raiser knows them."""
+
+    def __init__(self, message: str, *, input: str | None = None, value=None, accepted: str | None = None):
+        super().__init__(message)
+        self.input = input
+        self.value = value
+        self.accepted = accepted
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+    def to_dict(self) -> dict:
+        """The `{"error": {...}}` body of a --json error and of the web API's 4xx answers."""
+        value = self.value if isinstance(self.value, (str, int, float, bool)) or self.value is None else str(self.value)
+        return {"error": {"input": self.input, "value": value, "message": str(self), "accepted": self.accepted}}
 
 
 def suggest(name: str, choices, n: int = 3) -> str:
@@ -21,8 +40,10 @@ def read_yaml_file(path, what: str):
 
     p = Path(path)
     if not p.is_file():
-        raise InputError(f"{what} {path} does not exist or is not a file")
+        raise InputError(f"{what} {path} does not exist or is not a file", input=what, value=str(path),
+                         accepted="a YAML file that exists")
     try:
         return yaml.safe_load(p.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise InputError(f"{what} {path} is not valid YAML ({str(e).splitlines()[0]})") from None
+        raise InputError(f"{what} {path} is not valid YAML ({str(e).splitlines()[0]})", input=what,
+                         value=str(path), accepted="a YAML file") from None

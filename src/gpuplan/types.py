@@ -42,7 +42,9 @@ class Engine(str, Enum):
         for e in cls:
             if e.value == t:
                 return e
-        raise InputError(f"unknown engine '{text}'; accepted: {', '.join(e.value for e in cls)}")
+        accepted = ", ".join(e.value for e in cls)
+        raise InputError(f"unknown engine '{text}'; accepted: {accepted}", input="engine", value=text,
+                         accepted=accepted)
 
 
 class Metric(str, Enum):
@@ -91,6 +93,8 @@ class Hardware:
     host_ram_gib: float | None = None
     nodes: int = 1
     node_link: Link | None = None
+    link_given: bool = False  # the user named the link (else the default for these cards)
+    origin: str = "spec"  # "spec" (a hardware string), "file" (--hardware) or "probed" (this machine)
 
     @property
     def n(self) -> int:
@@ -153,6 +157,13 @@ class Plan:
         elif self.n_cpu_moe:
             parts.append(f"+ experts of {self.n_cpu_moe} layers in RAM")
         return " ".join(parts)
+
+    @property
+    def description(self) -> str:
+        """The strategy and, when it is not 16-bit, the KV cache type: what results show, so two
+        plans that differ only in their KV cache never read the same."""
+        kv = f" + {self.kv_type} KV cache" if self.kv_type not in ("f16", "bf16") else ""
+        return self.strategy + kv
 
 
 @dataclass(frozen=True)

@@ -77,9 +77,33 @@ def _probed_hardware():
     return _PROBED["hw"]
 
 
+def machine_columns() -> dict:
+    """This machine as a CPU-only run's rows carry it (CPU, cores, SIMD, clock, RAM and the RAM
+    bandwidth measured), so validate and calibrate predict those rows for this machine."""
+    if "columns" not in _PROBED:
+        from ..sources.cpu_device import clock_ghz, simd_class
+        from ..sources.probe import probe
+
+        p = probe(measure_bandwidth=True)
+        _PROBED["columns"] = {"cpu_model": p.cpu_model, "cpu_cores": p.cpu_cores, "cpu_threads": p.cpu_threads,
+                              "cpu_simd": simd_class(), "cpu_ghz": round(clock_ghz(), 3),
+                              "host_bw_gb_s": p.host_bandwidth_gb_s, "ram_gib": p.ram_gib}
+    return _PROBED["columns"]
+
+
+def with_machine(rows: list) -> list:
+    """CPU-only rows (gpu cpu) with this machine's columns filled in."""
+    from dataclasses import replace
+
+    if not any(m.gpu == "cpu" for m in rows):
+        return rows
+    cols = machine_columns()
+    return [replace(m, **{k: v for k, v in cols.items() if v is not None}) if m.gpu == "cpu" else m for m in rows]
+
+
 def _predict(predict_row, m) -> str:
     try:
-        hw = _probed_hardware() if m.gpu == "cpu" and not m.host_mem else None
+        hw = _probed_hardware() if m.gpu == "cpu" and not m.host_mem and not m.cpu_cores else None
         v = predict_row(m, hardware=hw)
     except Exception as e:  # an unknown model or GPU: say why instead of failing the run
         return f"n/a ({str(e).splitlines()[0][:60] if str(e) else type(e).__name__})"
@@ -177,7 +201,7 @@ def register(app: typer.Typer) -> None:
             from . import llama_bench as lb
 
             parsed = lb.run(str(llama_bench), n_prompt=prompt_tokens, n_gen=max_tokens)
-            rows = [m for _, m in parsed if not isinstance(m, str)]
+            rows = with_machine([m for _, m in parsed if not isinstance(m, str)])
             for _, m in parsed:
                 if isinstance(m, str):
                     typer.echo(f"warning: {m}", err=True)
@@ -197,7 +221,7 @@ def register(app: typer.Typer) -> None:
                            requests=None if duration else (requests or 8), duration_s=duration,
                            deadline_s=deadline)
         _print_levels(result)
-        rows = result.to_measurements(model_id or result.model, quant, gpu, n_gpus, engine or "unknown")
+        rows = with_machine(result.to_measurements(model_id or result.model, quant, gpu, n_gpus, engine or "unknown"))
         if rows:
             _print_rows(rows, predict)
         if out:

@@ -61,7 +61,7 @@ def overrides(c: Constants, values: dict[str, float]) -> dict:
     return out
 
 
-def loss(rows, c: Constants) -> tuple[float, int]:
+def loss(rows, c: Constants, clip: float = CLIP) -> tuple[float, int]:
     from ..perf.predict import predict_row
     from ..errors import InputError
 
@@ -72,21 +72,36 @@ def loss(rows, c: Constants) -> tuple[float, int]:
         except (InputError, ValueError, KeyError, ZeroDivisionError):
             continue
         if p and p > 0 and m.tok_s > 0:
-            total += min(abs(math.log(p / m.tok_s)), CLIP)
+            total += min(abs(math.log(p / m.tok_s)), clip)
             n += 1
     return (total / n if n else float("inf")), n
 
 
+def _predictions(rows, c: Constants) -> list[float | None]:
+    from ..errors import InputError
+    from ..perf.predict import predict_row
+
+    out = []
+    for m in rows:
+        try:
+            out.append(predict_row(m, c))
+        except (InputError, ValueError, KeyError, ZeroDivisionError):
+            out.append(None)
+    return out
+
+
 def relevant(rows, params: list[str], base: Constants) -> list[str]:
-    """Only constants that move some row's prediction are fitted."""
+    """Only constants that move some row's prediction are fitted. Judged on the predictions, not
+    on the clipped loss: a row predicted 4x off (a loaded machine, a slow CPU) is clipped, and a
+    constant that does move it would look irrelevant."""
     keep = []
-    probe = rows
-    l0, _ = loss(probe, base)
+    p0 = _predictions(rows, base)
     for p in params:
         v = _value(base, p)
         lo, hi = BOUNDS.get(p, (v * 0.25, v * 4))
         moved = base.with_overrides(overrides(base, {p: min(max(v * 1.3, lo), hi)}))
-        if abs(loss(probe, moved)[0] - l0) > 1e-6:
+        p1 = _predictions(rows, moved)
+        if any(a and b and abs(b / a - 1) > 1e-6 for a, b in zip(p0, p1)):
             keep.append(p)
     return keep
 
@@ -99,7 +114,8 @@ def _value(c: Constants, path: str) -> float:
     return v
 
 
-def fit(rows, params: list[str], base: Constants, maxiter: int = 2000) -> tuple[Constants, float, float]:
+def fit(rows, params: list[str], base: Constants, maxiter: int = 2000,
+        clip: float = CLIP) -> tuple[Constants, float, float]:
     """Minimise the robust loss over `params`; returns (constants, loss before, loss after)."""
     import numpy as np
     from scipy.optimize import minimize
@@ -113,7 +129,7 @@ def fit(rows, params: list[str], base: Constants, maxiter: int = 2000) -> tuple[
         return base.with_overrides(overrides(base, vals))
 
     def f(x):
-        return loss(rows, build(x))[0]
+        return loss(rows, build(x), clip)[0]
 
     before = f(x0)
     res = minimize(f, x0, method="Powell", bounds=list(zip(lo, hi)),

@@ -25,11 +25,16 @@ from ..types import Metric
 
 COLUMNS = ("source", "engine", "date", "model", "quant", "gpu", "n_gpus", "split",
            "interconnect", "n_gpu_layers", "host_mem", "n_depth", "n_prompt", "n_gen",
-           "batch", "metric", "tok_s", "note")
+           "batch", "metric", "tok_s", "note",
+           # the machine of a CPU-only run (`gpuplan bench --gpu cpu` probes it), so it is predicted
+           # for that CPU and RAM rather than a generic desktop; empty in published rows
+           "cpu_model", "cpu_cores", "cpu_threads", "cpu_simd", "cpu_ghz", "host_bw_gb_s", "ram_gib")
 # Columns a row cannot do without; the others get the default of the dataclass.
 REQUIRED = ("engine", "model", "quant", "gpu", "n_gpus", "n_prompt", "n_gen", "batch",
             "metric", "tok_s")
 _INTS = ("n_gpus", "n_depth", "n_prompt", "n_gen", "batch")
+_OPT_INTS = ("n_gpu_layers", "cpu_cores", "cpu_threads")
+_OPT_FLOATS = ("cpu_ghz", "host_bw_gb_s", "ram_gib")
 
 
 @dataclass(frozen=True)
@@ -54,11 +59,19 @@ class Measurement:
     host_mem: str = ""
     n_depth: int = 0
     note: str = ""
+    cpu_model: str = ""
+    cpu_cores: int | None = None  # physical cores
+    cpu_threads: int | None = None  # logical CPUs
+    cpu_simd: str = ""  # avx512-intel, avx512-amd, avx2, avx, neon (sources/cpu_device.py)
+    cpu_ghz: float | None = None
+    host_bw_gb_s: float | None = None  # RAM copy bandwidth gpuplan probe measured
+    ram_gib: float | None = None
 
     def to_row(self) -> dict[str, str]:
         d = asdict(self)
         d["metric"] = self.metric.value
-        d["n_gpu_layers"] = "" if self.n_gpu_layers is None else str(self.n_gpu_layers)
+        for k in _OPT_INTS + _OPT_FLOATS:
+            d[k] = "" if d[k] is None else (f"{d[k]:g}" if isinstance(d[k], float) else str(d[k]))
         d["tok_s"] = f"{self.tok_s:.6g}"
         return {c: str(d[c]) for c in COLUMNS}
 
@@ -92,7 +105,17 @@ def parse_row(raw: dict) -> Measurement:
         text = "" if v is None else str(v).strip()
         if f.name == "metric":
             out[f.name] = metric
-        elif f.name in _INTS or f.name == "n_gpu_layers":
+        elif f.name in _OPT_FLOATS:
+            if text == "":
+                continue
+            try:
+                num = float(text)
+            except ValueError:
+                raise RowInvalid(f"{f.name} '{text}' is not a number") from None
+            if not math.isfinite(num) or num <= 0:
+                raise RowInvalid(f"{f.name} '{text}' must be a positive number")
+            out[f.name] = num
+        elif f.name in _INTS or f.name in _OPT_INTS:
             if text == "":
                 continue  # default (only optional columns reach here)
             try:

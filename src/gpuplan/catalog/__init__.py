@@ -163,7 +163,8 @@ def _get(kind: str, table: dict, key: str, accepted: str):
         real = _alias_index(kind).get(key.strip().lower())
         if real:
             return table[real]
-    raise InputError(f"unknown {kind} '{key}'{suggest(key, table)}; {accepted}")
+    raise InputError(f"unknown {kind} '{key}'{suggest(key, table)}; {accepted}", input=kind, value=key,
+                     accepted=accepted.removeprefix("accepted: "))
 
 
 def device(key: str):

@@ -20,12 +20,10 @@ def overview() -> None:
             con.print(f"  {line}", markup=False, highlight=False)
         model, quant = ("meta-llama/Meta-Llama-3-8B", "Q4_K_M") if p.gpus else ("meta-llama/Llama-3.2-1B", "Q4_K_M")
         con.print(f"\n[bold]On this machine[/bold]: gpuplan plan {model} --quant {quant}\n")
-        plan_command_core(model, quant, None, None, 4096, 1, None, None, None, None, "latency", 0.0, 1,
-                          False, None, brief=True)
+        plan_command_core(brief=True, model=model, quant=quant, context=4096)
     except Exception as e:  # the overview must not fail on an odd machine; the example below still runs
         con.print(f"(could not plan for this machine: {e})")
     con.print("\n[bold]Example[/bold]: gpuplan plan meta-llama/Meta-Llama-3-8B --quant Q4_K_M --gpus '2x rtx-4090'\n")
-    plan_command_core("meta-llama/Meta-Llama-3-8B", "Q4_K_M", "2x rtx-4090", None, 8192, 1, None, None, None,
-                      None, "latency", 0.0, 1, False, None, brief=True)
+    plan_command_core(brief=True, model="meta-llama/Meta-Llama-3-8B", quant="Q4_K_M", gpus="2x rtx-4090")
     con.print("\nMore: gpuplan --help · fit · plan · compare --scenario does-not-fit · builds MODEL ·"
               " validate FILE · bench URL · probe · serve")

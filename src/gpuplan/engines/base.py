@@ -134,8 +134,18 @@ def uneven(plan: Plan, tol: float = 0.02) -> bool:
     return bool(plan.shares) and max(plan.shares) - min(plan.shares) > tol
 
 
+def hf_name(model: LoadedModel) -> str:
+    """The Hugging Face repository the user named: a variant (Instruct, Chat, -it) shares its
+    base model's architecture entry but not its name, so keep the alias as typed (catalog case)."""
+    typed = (model.label or "").strip().lower()
+    for name in (model.spec.id, *model.spec.aliases):
+        if "/" in name and name.lower() == typed:
+            return name
+    return model.spec.id
+
+
 def gguf_placeholder(model: LoadedModel) -> str:
-    base = model.spec.id.split("/")[-1]
+    base = hf_name(model).split("/")[-1]
     return f"/models/{base}-{model.quant.id}.gguf"
 
 

@@ -65,7 +65,7 @@ def config(plan: Plan, model: LoadedModel, hw: Hardware, wl: Workload, folder: s
 def launch(plan: Plan, model: LoadedModel, hw: Hardware, wl: Workload,
            model_ref: str | None = None) -> base.LaunchCommand:
     bpw = model.bits_per_weight_override or model.quant.bits_per_weight
-    folder = model_ref or f"{model.spec.id.split('/')[-1]}-exl2-{bpw}bpw"
+    folder = model_ref or f"{base.hf_name(model).split('/')[-1]}-exl2-{bpw}bpw"
     groups = base.replica_devices(plan, hw)
     files, procs = {}, []
     for r, ids in enumerate(groups):

@@ -48,7 +48,7 @@ def _env(plan: Plan, hw: Hardware, wl: Workload, ids, port: int) -> dict[str, st
 def launch(plan: Plan, model: LoadedModel, hw: Hardware, wl: Workload,
            model_ref: str | None = None) -> base.LaunchCommand:
     ref = model_ref or base.gguf_placeholder(model)
-    name = f"{model.spec.id.split('/')[-1]}-{model.quant.id}".lower()
+    name = f"{base.hf_name(model).split('/')[-1]}-{model.quant.id}".lower()
     place = placement.without_override(plan, model)
     modelfile = "\n".join([f"FROM {ref}",
                            f"PARAMETER {PARAMS['gpu_layers']} {place.ngl}",

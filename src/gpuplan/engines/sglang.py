@@ -33,7 +33,7 @@ def supports(plan: Plan, model: LoadedModel, hw: Hardware | None = None, wl: Wor
 def launch(plan: Plan, model: LoadedModel, hw: Hardware, wl: Workload,
            model_ref: str | None = None) -> base.LaunchCommand:
     pp = vllm.pp_size(plan)
-    ref = model_ref or model.spec.id
+    ref = model_ref or base.hf_name(model)
 
     def argv(rank: int | None) -> list[str]:
         pairs = [

@@ -75,7 +75,7 @@ def prequant_note(model: LoadedModel, ref: str, name: str) -> list[str]:
 
 def launch(plan: Plan, model: LoadedModel, hw: Hardware, wl: Workload,
            model_ref: str | None = None) -> base.LaunchCommand:
-    ref = model_ref or model.spec.id
+    ref = model_ref or base.hf_name(model)
     pp = pp_size(plan)
     pairs = [
         ("tp", plan.tp if plan.tp > 1 else None),

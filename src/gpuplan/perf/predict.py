@@ -59,6 +59,8 @@ def row_setup(m, hardware: Hardware | None = None) -> tuple[LoadedModel, Hardwar
     host_id = host_memory_id(getattr(m, "host_mem", "") or "")
     host = catalog.host_memory(host_id) if host_id else None
     dev = catalog.device("cpu" if (m.gpu or "").lower() == "cpu" else m.gpu)
+    if dev.kind == "cpu" and hardware is None and getattr(m, "cpu_cores", None):
+        hardware = row_cpu_hardware(m)  # the machine the row was measured on, as `gpuplan bench` probed it
     if n == 0 or dev.kind == "cpu":
         n = 1
         mem = (512.0,)
@@ -83,6 +85,16 @@ def row_setup(m, hardware: Hardware | None = None) -> tuple[LoadedModel, Hardwar
                   prompt_tokens=int(m.n_prompt), output_tokens=int(m.n_gen), users=int(m.batch) or 1,
                   depth=int(m.n_depth))
     return model, hw, plan, wl
+
+
+def row_cpu_hardware(m) -> Hardware:
+    """A CPU-only row's own machine: its cores, SIMD width, clock and the RAM bandwidth measured."""
+    from ..sources.cpu_device import cpu_device
+
+    dev = cpu_device(m.cpu_model or "CPU", int(m.cpu_cores), m.host_bw_gb_s, simd=m.cpu_simd or None,
+                     ghz=m.cpu_ghz)
+    ram = m.ram_gib or 512.0
+    return Hardware(devices=(dev,), memory_gib=(ram,), host_ram_gib=ram)
 
 
 def max_batch_for(model: LoadedModel, hw: Hardware, plan: Plan, seq_tokens: int, limit: int = 1 << 16) -> int:

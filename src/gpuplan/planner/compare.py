@@ -4,6 +4,8 @@ the hardware it names — and the article's three scenarios built in."""
 from __future__ import annotations
 
 from ..errors import InputError
+from ..requests import CompareRequest
+from ..results import CompareResult, CompareRow
 from ..types import Split, Workload
 
 STRATEGY_WORDS = {"layer": Split.LAYER, "row": Split.ROW, "tensor": Split.TENSOR, "tp": Split.TENSOR,
@@ -73,63 +75,84 @@ def _matches(c, hw, strategy) -> bool:
     return p.split == strategy and p.replicas == 1
 
 
-def compare_json(model_ref: str | None, setups: list[str], quant: str | None, context: int, users: int,
-                 scenario: str | None) -> dict:
+def compare(req: CompareRequest) -> CompareResult:
+    """Each setup's best plan of the kind it names, using all the hardware it names; the verdict
+    of each row is its ratio to the first fitting row on the column the table shows (tok/s per
+    user for one user, total tok/s for several)."""
     from ..sources.hardware import parse_hardware
     from ..sources.resolve import resolve_model
-    from .report import candidate_json
+    from .defaults import engine_choice
+    from .report import candidate_result
     from .search import candidates, rank
 
-    info = {}
-    if scenario:
-        if scenario not in SCENARIOS:
-            raise InputError(f"unknown scenario '{scenario}'; accepted: {', '.join(SCENARIOS)}")
-        info = SCENARIOS[scenario]
+    info, model_ref, setups, quant = {}, req.model, list(req.setup), req.quant
+    context, users = req.context, req.users
+    if req.scenario:
+        if req.scenario not in SCENARIOS:
+            raise InputError(f"unknown scenario '{req.scenario}'; accepted: {', '.join(SCENARIOS)}",
+                             input="scenario", value=req.scenario, accepted=", ".join(SCENARIOS))
+        info = SCENARIOS[req.scenario]
         model_ref = model_ref or info["model"]
         quant = quant or info["quant"]
         setups = setups or info["setups"]
-        context, users = info["context"], info["users"]
+        context = context if context is not None else info["context"]  # the user's options win
+        users = users if users is not None else info["users"]
+    context = context if context is not None else 8192
+    users = users if users is not None else 1
     if not model_ref:
-        raise InputError("give a model (catalog id, .gguf or config.json) or --scenario")
+        raise InputError("give a model (catalog id, .gguf or config.json) or --scenario", input="model",
+                         accepted="a catalog id, a .gguf file, a config.json, or --scenario NAME")
     if not setups:
-        raise InputError("give at least one --setup, e.g. --setup '1x rtx-4090' --setup '2x rtx-4090 pcie4-x8'")
+        raise InputError("give at least one --setup, e.g. --setup '1x rtx-4090' --setup '2x rtx-4090 pcie4-x8'",
+                         input="setup", accepted="one or more hardware setups")
     model = resolve_model(model_ref, quant)
     goal = "throughput" if users > 1 else "latency"
     wl = Workload(context=context, prompt_tokens=min(512, context), output_tokens=256, users=users, goal=goal)
-    rows = []
+    metric = "throughput_tok_s" if users > 1 else "per_user_tok_s"
+    rows: list[CompareRow] = []
     for s in setups:
         spec, strategy = parse_setup(s)
         hw = parse_hardware(spec)
-        ranked = rank([c for c in candidates(model, hw, wl) if _matches(c, hw, strategy)], wl, hw)
+        engine, _why, _ = engine_choice(model, hw, None)
+        ranked = rank([c for c in candidates(model, hw, wl, [engine]) if _matches(c, hw, strategy)], wl, hw)
         if not ranked:
-            rows.append({"setup": s, "fits": False, "verdict": "no plan of that kind for this hardware"})
+            rows.append(CompareRow(setup=s, fits=False, verdict="no plan of that kind for this hardware"))
             continue
         best = ranked[0]
-        d = candidate_json(best, hw, model.spec.n_layers)
-        gpu_mem = [m for m in d["memory"] if m["name"] != "host RAM"]
-        d.update({"setup": s, "memory_used_gb": round(sum(m["total_gb"] for m in gpu_mem), 1),
-                  "memory_capacity_gb": round(sum(m["capacity_gb"] for m in gpu_mem), 1)})
-        rows.append(d)
-    _verdicts(rows, users)
-    return {"model": model.spec.id, "quant": model.quant.id, "context": context, "users": users,
-            "scenario": scenario, "title": info.get("title"), "rows": rows,
-            "article": info.get("article"), "measured": info.get("measured")}
+        d = candidate_result(best, hw, model.spec.n_layers)
+        gpu_mem = [m for m in d.memory if m.name != "host RAM"]
+        rows.append(CompareRow(setup=s, **d.model_dump(exclude={"verdict", "vs_recommended", "roofline_fraction",
+                                                                "breakdown_ms_per_token", "plan"}),
+                               plan=d.plan, verdict=best.reason or "" if not best.fits else "",
+                               memory_used_gb=round(sum(m.total_gb for m in gpu_mem), 1),
+                               memory_capacity_gb=round(sum(m.capacity_gb for m in gpu_mem), 1)))
+    _verdicts(rows, metric)
+    title = info.get("title")
+    if title and (context, users) != (info["context"], info["users"]):  # the title states the scenario's own
+        title += f"; here with {context:,} tokens of context and {users} user(s)"
+    return CompareResult(model=model.spec.id, model_label=model.label, quant=model.quant.id, context=context,
+                         users=users, scenario=req.scenario, title=title, compared_on=metric,
+                         rows=rows, article=info.get("article"), measured=info.get("measured"))
 
 
-def _verdicts(rows: list[dict], users: int) -> None:
-    key = "decode_tok_s" if users <= 1 else "throughput_tok_s"
-    base = next((r for r in rows if r.get("fits")), None)
+def _verdicts(rows: list[CompareRow], metric: str) -> None:
+    from ..results import METRIC_WORDS
+    from .report import fig_text, ratio
+
+    base = next((r for r in rows if r.fits), None)
     for r in rows:
-        if not r.get("fits"):
-            r["verdict"] = r.get("verdict") or "does not fit"
+        if not r.fits:
+            r.verdict = r.verdict or "does not fit"
             continue
-        ratio = r[key] / base[key] if base and base[key] else 1.0
-        r["vs_first"] = round(ratio, 2)
         if r is base:
-            r["verdict"] = "baseline"
-        elif ratio < 1.05:
-            r["verdict"] = f"{ratio:.2f}x: no benefit"
-        elif ratio < 1.5:
-            r["verdict"] = f"{ratio:.2f}x: some benefit"
-        else:
-            r["verdict"] = f"{ratio:.2f}x: much better"
+            r.verdict = "baseline"
+            r.vs_first = 1.0
+            continue
+        q = ratio(getattr(r, metric), getattr(base, metric), metric, "the first setup that fits")
+        if q is None:
+            r.verdict = "the baseline serves 0 tok/s"
+            continue
+        r.vs_first, r.vs_baseline = q.ratio, q
+        figs = f"{METRIC_WORDS[metric]} {fig_text(q.value, metric)} vs {fig_text(q.baseline, metric)}"
+        word = "slower" if q.ratio < 0.95 else "no benefit" if q.ratio < 1.05 else "some benefit" if q.ratio < 1.5 else "much better"
+        r.verdict = f"{q.ratio:.2f}x ({figs}): {word}"

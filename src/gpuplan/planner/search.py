@@ -37,22 +37,6 @@ class Candidate:
         return len(self.plan.device_ids) * max(self.plan.replicas, 1)
 
 
-def engines_for(model: LoadedModel, hw: Hardware, engine: str | None) -> list[Engine]:
-    if engine:
-        return [Engine.parse(engine)]
-    kinds = {d.kind for d in hw.devices}
-    q = model.quant.kind
-    if q == "mlx":  # MLX weights run in MLX (Apple silicon)
-        return [Engine.MLX]
-    if kinds & {"apple", "cpu"} or any(d.backend in ("metal", "sycl") for d in hw.devices):
-        return [Engine.LLAMA_CPP]
-    if q in ("gguf", "gguf-mix"):
-        return [Engine.LLAMA_CPP]
-    if q == "exl2":
-        return [Engine.EXLLAMAV2]
-    return [Engine.VLLM]
-
-
 def _groups(hw: Hardware) -> list[tuple[int, ...]]:
     """Which devices to use: for identical cards 1, 2, 4, ... and all of them; for mixed cards
     each single card, the biggest first, and growing sets of the biggest. Several nodes: the
@@ -82,8 +66,9 @@ def _valid_tp(model: LoadedModel, k: int) -> str | None:
 
 
 def enumerate_plans(model: LoadedModel, hw: Hardware, wl: Workload, engines: list[Engine],
-                    kv: str | None = None, options: dict | None = None) -> list[Plan]:
-    plans = _enumerate(model, hw, wl, engines, kv or "f16")
+                    kv: str = "f16", options: dict | None = None) -> list[Plan]:
+    """Every plan for these engines; `options` are the user's engine settings (Plan fields)."""
+    plans = _enumerate(model, hw, wl, engines, kv)
     return [replace(p, **options) for p in plans] if options else plans
 
 
@@ -164,11 +149,9 @@ def _with_shares(model, hw, plan, wl) -> Plan:
 
 
 def _reason(model, hw, plan, mem) -> str:
-    need = sum(m.total for m in mem if m.name != "host RAM")
-    have = sum(m.capacity for m in mem if m.name != "host RAM")
-    worst = min(mem, key=lambda m: m.free)
-    return (f"does not fit: needs {need / 1e9:.1f} GB on {len(plan.device_ids)} device(s), they hold "
-            f"{have / 1e9:.1f} GB ({worst.name} short by {-worst.free / 1e9:.1f} GB)")
+    from .defaults import shortfall
+
+    return f"does not fit: {shortfall(mem, plan.engine)}"
 
 
 def evaluate(model: LoadedModel, hw: Hardware, plan: Plan, wl: Workload, date=None) -> Candidate:
@@ -190,7 +173,9 @@ def evaluate(model: LoadedModel, hw: Hardware, plan: Plan, wl: Workload, date=No
             cand.fits, cand.reason = False, f"tensor parallel {plan.tp} not possible: {bad}"
             return cand
     cand.concurrent = conc
-    if conc < per_rep and ok:
+    if not ok:  # a plan that cannot start has no speed
+        return cand
+    if conc < per_rep:
         cand.notes.append(f"{per_rep} users per copy of the model, KV cache room for {conc} at"
                           f" {wl.context} tokens: the rest queue")
     cand.decode = speed.decode(model, hw, plan, depth=wl.prompt_tokens, n_gen=wl.output_tokens, date=date)
@@ -202,11 +187,13 @@ def evaluate(model: LoadedModel, hw: Hardware, plan: Plan, wl: Workload, date=No
     return cand
 
 
-def candidates(model: LoadedModel, hw: Hardware, wl: Workload, engine: str | None = None, kv: str | None = None,
-               options: dict | None = None) -> list[Candidate]:
-    """kv: the user's KV cache type (no other is tried); options: their engine settings."""
+def candidates(model: LoadedModel, hw: Hardware, wl: Workload, engines: list[Engine],
+               kv: str | None = None, options: dict | None = None) -> list[Candidate]:
+    """Every plan for these engines; a plan that does not fit also tries a quantized KV cache
+    (unless the user gave --kv), MoE experts in RAM (all or the fewest layers' that make the rest
+    fit) and layers in RAM, where the engine can. options: the user's engine settings."""
     out: list[Candidate] = []
-    for plan in enumerate_plans(model, hw, wl, engines_for(model, hw, engine), kv, options):
+    for plan in enumerate_plans(model, hw, wl, engines, kv or "f16", options):
         plan = _with_shares(model, hw, plan, wl)
         c = evaluate(model, hw, plan, wl)
         out.append(c)
@@ -218,8 +205,9 @@ def candidates(model: LoadedModel, hw: Hardware, wl: Workload, engine: str | Non
                 some = _n_cpu_moe_variant(model, hw, plan, wl)
                 if some is not None:
                     variants.append(some)
-            for kvt in (() if kv else ("q8_0", "q4_0") if llama else ("fp8",)):
-                variants.append(replace(plan, kv_type=kvt))
+            if kv is None:
+                for q in (("q8_0", "q4_0") if llama else ("fp8",)):
+                    variants.append(replace(plan, kv_type=q))
             unified = any(hw.devices[i].kind == "cpu" or hw.devices[i].unified for i in plan.device_ids)
             if llama and not unified:  # a Mac or a CPU has no separate RAM to offload to
                 off = _offload_variant(model, hw, plan, wl)
@@ -238,9 +226,23 @@ def _price(hw: Hardware, plan: Plan) -> float:
     return sum(d.used_price_usd or d.launch_price_usd or 0.0 for d in used)
 
 
+def kv_level(c: Candidate) -> int:
+    from .defaults import KV_LEVEL
+
+    return KV_LEVEL.get(c.plan.kv_type, 2)
+
+
 def rank(cands: list[Candidate], wl: Workload, hw: Hardware) -> list[Candidate]:
+    """Best first by the goal's score. A quantized KV cache must earn its place: each level below
+    16 bits (q8_0/fp8, then 4-5 bit) needs KV_QUANT_MIN_GAIN more score to rank above a plan with a
+    better cache. Among plans within SIMPLER_WITHIN of the best (and no worse a cache), the one with
+    the fewest GPUs, then without RAM offload, wins. A plan described exactly like a better one is
+    dropped (the alternatives never list the same thing twice)."""
+    from .defaults import KV_QUANT_MIN_GAIN
+
     if wl.goal not in GOALS:
-        raise InputError(f"goal '{wl.goal}' is not accepted; accepted: {', '.join(GOALS)}")
+        raise InputError(f"goal '{wl.goal}' is not accepted; accepted: {', '.join(GOALS)}", input="goal",
+                         value=wl.goal, accepted=", ".join(GOALS))
     for c in cands:
         if not c.fits:
             c.score = -1.0
@@ -252,14 +254,25 @@ def rank(cands: list[Candidate], wl: Workload, hw: Hardware) -> list[Candidate]:
         else:
             price = _price(hw, c.plan)
             c.score = c.throughput.value / price * 1000 if price else c.throughput.value
-    fitting = sorted([c for c in cands if c.fits], key=lambda c: -c.score)
-    if fitting:  # simplest plan within SIMPLER_WITHIN of the best wins
+
+    def effective(c: Candidate) -> float:
+        return c.score / (1 + KV_QUANT_MIN_GAIN) ** kv_level(c)
+
+    fitting = sorted([c for c in cands if c.fits], key=lambda c: -effective(c))
+    if fitting:
         best = fitting[0]
-        simpler = [c for c in fitting if c.score >= best.score * (1 - SIMPLER_WITHIN)
+        simpler = [c for c in fitting if effective(c) >= effective(best) * (1 - SIMPLER_WITHIN)
+                   and kv_level(c) <= kv_level(best)
                    and (c.n_devices, c.plan.gpu_layers is not None) < (best.n_devices, best.plan.gpu_layers is not None)]
         if simpler:
-            pick = min(simpler, key=lambda c: (c.n_devices, -c.score))
+            pick = min(simpler, key=lambda c: (c.n_devices, -effective(c)))
             fitting.remove(pick)
             fitting.insert(0, pick)
-    rest = [c for c in cands if not c.fits]
-    return fitting + rest
+    rest = sorted([c for c in cands if not c.fits], key=lambda c: min(m.free for m in c.memory), reverse=True)
+    seen, out = set(), []
+    for c in fitting + rest:
+        key = (c.plan.description, c.plan.engine, tuple(sorted(hw.devices[i].id for i in c.plan.device_ids)))
+        if key not in seen:
+            seen.add(key)
+            out.append(c)
+    return out

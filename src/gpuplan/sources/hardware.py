@@ -32,63 +32,131 @@ def _tokens(spec: str) -> list[str]:
 def parse_hardware(spec: str, link: str | None = None, ram: str | None = None,
                    ram_gib: float | None = None, nodes: int = 1, node_link: str | None = None) -> Hardware:
     if not spec or not spec.strip():
-        raise InputError("hardware spec is empty; give e.g. --gpus '2x rtx-3090' or 'rtx-4090,rtx-3060-12gb'")
+        raise InputError("hardware spec is empty; give e.g. --gpus '2x rtx-3090' or 'rtx-4090,rtx-3060-12gb'",
+                         input="gpus", value=spec, accepted="a hardware spec such as 2x rtx-3090")
     devices, mem = [], []
-    link_obj = catalog.link(link) if link else None
-    host = catalog.host_memory(ram) if ram else None
+    links = [catalog.link(link)] if link else []
+    hosts = [catalog.host_memory(ram)] if ram else []
+    sizes = [float(ram_gib)] if ram_gib is not None else []
     for tok in _tokens(spec):
         m = _ITEM.match(tok)
         if not m:
             raise InputError(f"hardware spec item '{tok}' is malformed; expected [Nx]DEVICE_ID[:NNgb], "
-                             "e.g. 2x rtx-3090 or apple-m2-max-38c:96gb")
+                             "e.g. 2x rtx-3090 or apple-m2-max-38c:96gb", input="gpus", value=tok,
+                             accepted="[Nx]DEVICE_ID[:NNgb]")
         count_s, ident, size_s, _unit = m.groups()
         ident = ident.lower()
         if ident in catalog.links() and not count_s:
-            link_obj = catalog.link(ident)
+            links.append(catalog.link(ident))
             continue
         if ident in catalog.host_memories() and not count_s:
-            host = catalog.host_memory(ident)
+            hosts.append(catalog.host_memory(ident))
             if size_s:
-                ram_gib = float(size_s)
+                sizes.append(_ram_size(float(size_s), tok))
             continue
         if ident not in catalog.devices() and not catalog._alias_index("device").get(ident):
             every = list(catalog.devices()) + list(catalog.links()) + list(catalog.host_memories())
             raise InputError(f"unknown device '{ident}' in hardware spec item '{tok}'{suggest(ident, every)}; "
-                             "see `gpuplan gpus` for ids")
+                             "see `gpuplan gpus` for ids", input="gpus", value=ident,
+                             accepted="catalog device, link and host memory ids (`gpuplan gpus`)")
         dev = catalog.device(ident)
         count = int(count_s) if count_s else 1
         if count < 1 or count > MAX_DEVICES:
-            raise InputError(f"device count {count} for {ident} is out of range; accepted: 1 to {MAX_DEVICES}")
+            raise InputError(f"device count {count} for {ident} is out of range; accepted: 1 to {MAX_DEVICES}",
+                             input="gpus", value=count, accepted=f"1 to {MAX_DEVICES}")
         size = float(size_s) if size_s else None
-        if size is not None and not (0 < size <= 65536):
-            raise InputError(f"memory size {size_s}gb for {ident} is out of range; accepted: 1 to 65536 GB")
+        if size is not None and not (1 <= size <= 65536):
+            raise InputError(f"memory size {size_s}gb for {ident} is out of range; accepted: 1 to 65536 GB",
+                             input="gpus", value=tok, accepted="1 to 65536 GB")
         if size is not None and dev.kind == "gpu" and dev.memory_options_gib is None and size > dev.memory_gib:
-            raise InputError(f"{ident} has {dev.memory_gib:g} GB; ':{size_s}gb' asks for more than it has")
+            raise InputError(f"{ident} has {dev.memory_gib:g} GB; ':{size_s}gb' asks for more than it has",
+                             input="gpus", value=tok, accepted=f"up to {dev.memory_gib:g} GB")
         if size is not None and dev.memory_options_gib and size not in dev.memory_options_gib:
             opts = ", ".join(f"{o:g}" for o in dev.memory_options_gib)
-            raise InputError(f"{ident} comes with {opts} GB; ':{size_s}gb' is not one of them")
-        cap = size if size is not None else (dev.memory_gib if dev.kind != "cpu" else None)
-        if dev.kind == "cpu":
-            cap = size if size is not None else (ram_gib or DEFAULT_HOST_RAM_GIB)
+            raise InputError(f"{ident} comes with {opts} GB; ':{size_s}gb' is not one of them", input="gpus",
+                             value=tok, accepted=f"{opts} GB")
         for _ in range(count):
             devices.append(dev)
-            mem.append(cap)
+            mem.append(size)
     if not devices:
-        raise InputError(f"hardware spec '{spec}' names no device; give e.g. '2x rtx-3090'")
+        raise InputError(f"hardware spec '{spec}' names no device; give e.g. '2x rtx-3090'", input="gpus",
+                         value=spec, accepted="at least one device id")
+    link_obj = _one("link", links, spec)
+    host = _one("host memory", hosts, spec)
+    ram_gib = _one("RAM size", sizes, spec)
     kinds = {d.kind for d in devices}
     if len(kinds) > 1 and "gpu" not in kinds:
-        raise InputError(f"hardware spec '{spec}' mixes Apple chips and CPUs; give one machine's devices")
+        raise InputError(f"hardware spec '{spec}' mixes Apple chips and CPUs; give one machine's devices",
+                         input="gpus", value=spec, accepted="one Apple chip, one CPU, or GPUs")
     if "apple" in kinds and len(devices) > 1:
-        raise InputError(f"hardware spec '{spec}': a Mac has one Apple chip; give one apple-... device")
+        raise InputError(f"hardware spec '{spec}': a Mac has one Apple chip; give one apple-... device",
+                         input="gpus", value=spec, accepted="one apple-... device")
     if nodes < 1 or nodes > 1024:
-        raise InputError(f"--nodes {nodes} is out of range; accepted: 1 to 1024")
+        raise InputError(f"--nodes {nodes} is out of range; accepted: 1 to 1024", input="nodes", value=nodes,
+                         accepted="1 to 1024")
     if len(devices) % nodes:
-        raise InputError(f"{len(devices)} devices cannot be spread evenly over {nodes} nodes")
+        raise InputError(f"{len(devices)} devices cannot be spread evenly over {nodes} nodes", input="nodes",
+                         value=nodes, accepted=f"a divisor of {len(devices)}")
+    if link_obj is not None:
+        check_link(link_obj, devices)
+    mem = [s if s is not None else (d.memory_gib if d.kind != "cpu" else (ram_gib or DEFAULT_HOST_RAM_GIB))
+           for d, s in zip(devices, mem)]
     nl = catalog.link(node_link) if node_link else (catalog.link("ib-ndr") if nodes > 1 else None)
+    given = link_obj is not None
     if link_obj is None and len(devices) > 1:
         link_obj = _default_link(devices)
     return Hardware(devices=tuple(devices), memory_gib=tuple(mem), link=link_obj, host=host,
-                    host_ram_gib=ram_gib, nodes=nodes, node_link=nl)
+                    host_ram_gib=ram_gib, nodes=nodes, node_link=nl, link_given=given)
+
+
+def _ram_size(size: float, tok: str) -> float:
+    if not (1 <= size <= 65536):
+        raise InputError(f"RAM size in '{tok}' is out of range; accepted: 1 to 65536 GB", input="ram",
+                         value=tok, accepted="1 to 65536 GB")
+    return size
+
+
+def _one(what: str, items: list, spec: str):
+    """The one link / host memory / RAM size a machine has; two different ones is a contradiction."""
+    distinct = list({getattr(x, "id", x): x for x in items}.values())
+    if len(distinct) > 1:
+        names = " and ".join(getattr(x, "id", None) or f"{x:g} GB" for x in distinct)
+        raise InputError(f"hardware '{spec}' names two {what}s ({names}); give one", input="gpus",
+                         value=spec, accepted=f"one {what}")
+    return distinct[0] if distinct else None
+
+
+def link_fits(link, dev) -> bool:
+    """Whether this card takes this link. PCIe fits any GPU; an NVLink bridge or NVLink fabric only
+    the cards the catalog says take it (a bridge is made for one card family)."""
+    if link.kind == "pcie":
+        return True
+    if link.fits_devices:
+        return dev.id in link.fits_devices
+    return dev.kind == "gpu" and dev.nvlink == link.id
+
+
+def check_link(link, devices) -> None:
+    """A link the devices cannot have is a bad input: say which cards take which bridge."""
+    if link.scope == "inter-node":
+        raise InputError(f"link '{link.id}' connects machines, not the GPUs inside one; between GPUs give a "
+                         "PCIe or NVLink link (with --nodes N, machines are joined by InfiniBand NDR)",
+                         input="link", value=link.id, accepted="an intra-node link: pcie4-x16, nvlink4, ...")
+    if link.kind == "pcie":
+        if any(d.kind != "gpu" for d in devices):
+            raise InputError(f"link '{link.id}' joins GPUs; {devices[0].id} is not a GPU", input="link",
+                             value=link.id, accepted="no link for an Apple chip or a CPU")
+        return
+    bad = list({d.id: d for d in devices if not link_fits(link, d)}.values())
+    if not bad:
+        return
+    takers = sorted(d.id for d in catalog.devices().values() if link_fits(link, d))
+    own = "; ".join(f"{d.id} takes {d.nvlink}" if d.nvlink else f"{d.id} has no {'NVLink' if 'nvlink' in link.kind else link.kind}"
+                    for d in bad)
+    raise InputError(f"link '{link.id}' does not fit {', '.join(d.id for d in bad)} ({own}); {link.id} fits "
+                     f"{', '.join(takers) or 'no catalog card'}; otherwise give a PCIe link such as pcie4-x8",
+                     input="link", value=link.id,
+                     accepted=", ".join(sorted({d.nvlink for d in bad if d.nvlink} | {"pcie3-x16", "pcie4-x8"})))
 
 
 def _default_link(devices) -> "object | None":
@@ -113,7 +181,9 @@ def load_hardware_file(path: str | Path) -> Hardware:
     if not isinstance(data, dict) or not (data.get("gpus") or isinstance(data.get("cpu"), dict)):
         raise InputError(f"hardware file {path} needs a 'gpus' entry, e.g. gpus: \"2x rtx-3090\", "
                          "or a 'cpu' entry as `gpuplan probe --save` writes")
-    return hardware_from_dict(data, str(path))
+    from dataclasses import replace
+
+    return replace(hardware_from_dict(data, str(path)), origin="file")
 
 
 def hardware_from_dict(data: dict, where: str = "hardware") -> Hardware:
@@ -138,3 +208,40 @@ def hardware_from_dict(data: dict, where: str = "hardware") -> Hardware:
     ram_gib = data.get("ram_gib") or (hm.get("ram_gib") if isinstance(hm, dict) else None)
     return parse_hardware(str(gpus), link=data.get("link"), ram=ram, ram_gib=ram_gib,
                           nodes=int(data.get("nodes", 1)))
+
+
+def resolve_hardware(req) -> Hardware:
+    """The hardware a request names (a HardwareRequest: --gpus, --hardware, --link, --ram,
+    --ram-gib, --nodes), or this machine as the probe sees it when it names none."""
+    from dataclasses import replace
+
+    if req.gpus and req.hardware:
+        raise InputError("give either --gpus or --hardware, not both", input="gpus", value=req.gpus,
+                         accepted="--gpus SPEC or --hardware FILE")
+    if req.gpus:
+        return parse_hardware(req.gpus, link=req.link, ram=req.ram, ram_gib=req.ram_gib, nodes=req.nodes)
+    hw = load_hardware_file(req.hardware) if req.hardware else probed_hardware()
+    if req.link:
+        link = catalog.link(req.link)
+        check_link(link, hw.devices)
+        hw = replace(hw, link=link, link_given=True)
+    if req.ram:
+        hw = replace(hw, host=catalog.host_memory(req.ram))
+    if req.ram_gib is not None:
+        cpu_only = all(d.kind == "cpu" for d in hw.devices)
+        hw = replace(hw, host_ram_gib=float(req.ram_gib),
+                     memory_gib=tuple(float(req.ram_gib) for _ in hw.devices) if cpu_only else hw.memory_gib)
+    if req.nodes != 1 and req.nodes != hw.nodes:
+        hw = parse_hardware(",".join(d.id for d in hw.devices), link=hw.link.id if hw.link else None,
+                            ram=hw.host.id if hw.host else None, ram_gib=hw.host_ram_gib, nodes=req.nodes)
+    return hw
+
+
+def probed_hardware() -> Hardware:
+    """No --gpus: this machine as `gpuplan probe` sees it (the CPU when it has no GPU)."""
+    from dataclasses import replace
+
+    from .probe import probe
+
+    return replace(hardware_from_dict(probe(measure_bandwidth=True).to_hardware(), "probed machine"),
+                   origin="probed")

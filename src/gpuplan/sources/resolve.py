@@ -15,7 +15,6 @@ from ..types import LoadedModel
 from .gguf_file import read_gguf
 from .hf_config import native_quant, read_config, safetensors_weights
 
-DEFAULT_QUANT = "Q4_K_M"  # what most people download from the GGUF repositories
 _EXL2 = re.compile(r"^exl2(?:[-_ ]?(\d+(?:\.\d+)?)\s*(?:bpw|b)?)?$", re.IGNORECASE)
 EXL2_BPW_RANGE = (2.0, 8.0)  # what ExLlamaV2's converter accepts
 
@@ -55,12 +54,15 @@ def resolve_model(text: str, quant: str | None = None) -> LoadedModel:
             return LoadedModel(spec, q, w, label=text)
         q, bpw = parse_quant(quant)
         return LoadedModel(spec, q, estimate_weights(spec, q, bpw), label=text, bits_per_weight_override=bpw)
-    return _from_catalog(t, quant or DEFAULT_QUANT)
+    if quant is None:  # the format the model ships in (BF16, FP8 for DeepSeek-V3, MXFP4 for gpt-oss, ...)
+        quant = native_quant(catalog.model(t)).id
+    return _from_catalog(t, quant)
 
 
 @lru_cache(maxsize=256)
 def _from_catalog(model_id: str, quant: str) -> LoadedModel:
-    """Catalog models are pure data: estimate their weights once per (model, quant)."""
+    """Catalog models are pure data: estimate their weights once per (model, quant). The label is
+    what the user typed (an Instruct variant keeps its name in launch commands)."""
     spec = catalog.model(model_id)
     q, bpw = parse_quant(quant)
     return LoadedModel(spec, q, estimate_weights(spec, q, bpw), label=model_id, bits_per_weight_override=bpw)

@@ -1,13 +1,16 @@
 """The HTTP API and the page: a thin layer over gpuplan.api.
 
 Safety: the server never reads a path a client names. `model` must be a catalog id (paths are
-refused), the api's `hardware` file argument is not exposed, and uploads live in a temp file only
-while they are parsed. Bad input gives 4xx with {"error": "..."}; 500 means a bug (logged).
+refused), the hardware file of the command line is not a web parameter, and uploads live in a
+temp file only while they are parsed. Bad input gives 4xx with {"error": {"input", "value",
+"message", "accepted"}} (the CLI's --json error); 500 means a bug (logged).
+
+Each answer route takes its request model as its query (built once here, validated against the
+ranges in gpuplan.requests) and declares its result model, so /openapi.json and /docs show both.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -24,72 +27,97 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import api
 from ..errors import InputError
+from ..requests import BuildsRequest, CompareRequest, FitRequest, PlanRequest, ScalingRequest
+from ..results import BuildsResult, CompareResult, ErrorResult, FitResult, PlanResult, ScalingResult
 
 log = logging.getLogger("gpuplan.web")
 STATIC = Path(__file__).parent / "static"
 MAX_UPLOAD_BYTES = 64 * 2**20  # a GGUF header with a 262k-token vocabulary is ~7 MB; 64 MiB is ample
 MAX_DEVICES = 64  # more devices than this in one web request is a typo or an attempt to burn CPU
+MAX_NODES = 64
+MAX_SETUPS = 12
 CATALOG_KINDS = ("gpus", "models", "links", "host-memory", "quants", "builds")
 
 Str = Annotated[Optional[str], Query(max_length=300)]
-Context = Annotated[int, Query(ge=1, le=10_000_000)]
+Context = Annotated[int, Query(ge=1, le=10_000_000)]  # the upload route's own query (a multipart form)
 Users = Annotated[int, Query(ge=1, le=100_000)]
 
 
 @lru_cache(maxsize=512)
-def _cached_bytes(name: str, *args) -> bytes:
-    """api results as JSON, by their arguments: the planner is pure and the catalog is loaded once,
-    so a page reload or a shared link costs nothing. Errors are raised, never cached."""
-    res = getattr(api, name)(*(list(a) if isinstance(a, tuple) else a for a in args))
-    return json.dumps(res, separators=(",", ":"), allow_nan=False, default=_json_default).encode()
+def _cached_bytes(name: str, req, given: frozenset) -> bytes:
+    """api results as JSON, by their (frozen, hashable) request and which of its fields the client
+    gave (an answer says which values it assumed): the planner is pure and the catalog is loaded
+    once, so a page reload or a shared link costs nothing. Errors are raised, never cached."""
+    return getattr(api, name)(req).model_dump_json().encode()
 
 
-def _json_default(o):
-    if hasattr(o, "model_dump"):
-        return o.model_dump()
-    if hasattr(o, "value"):
-        return o.value
-    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+def _cached(name: str, req) -> Response:
+    return Response(_cached_bytes(name, req, frozenset(req.model_fields_set)), media_type="application/json")
 
 
-def _cached(name: str, *args) -> Response:
-    return Response(_cached_bytes(name, *args), media_type="application/json")
+def _err(status: int, msg: str, **facts) -> JSONResponse:
+    return JSONResponse(InputError(msg, **facts).to_dict(), status_code=status)
 
 
-def _err(status: int, msg: str) -> JSONResponse:
-    return JSONResponse({"error": msg}, status_code=status)
+def query_model(cls):
+    """The web edge's query for a request: the same fields and ranges, without the hardware file."""
+    from pydantic import ConfigDict, create_model
+
+    fields = {k: (v.annotation, v) for k, v in cls.model_fields.items() if k != "hardware"}
+    return create_model(cls.__name__.replace("Request", "Query"), __doc__=cls.__doc__,
+                        __config__=ConfigDict(extra="forbid", frozen=True), **fields)
+
+
+FitQuery, PlanQuery, ScalingQuery, CompareQuery, BuildsQuery = (
+    query_model(c) for c in (FitRequest, PlanRequest, ScalingRequest, CompareRequest, BuildsRequest))
+QUERIES = {FitQuery: FitRequest, PlanQuery: PlanRequest, ScalingQuery: ScalingRequest,
+           CompareQuery: CompareRequest, BuildsQuery: BuildsRequest}
+ROUTE_REQUEST = {"/api/fit": FitRequest, "/api/plan": PlanRequest, "/api/scaling": ScalingRequest,
+                 "/api/compare": CompareRequest, "/api/builds": BuildsRequest, "/api/model/inspect": FitRequest}
+
+
+def _request(q, **override):
+    """The api request from the validated query (only the fields the client gave count as given)."""
+    values = q.model_dump(exclude_unset=True) | override
+    return QUERIES[type(q)].parse("web", **values)
 
 
 def _model_id(model: str) -> str:
-    """A catalog id (or alias) only: the CLI also takes .gguf/config.json paths, the server must not."""
+    """A catalog id (or alias) only: the CLI also takes .gguf/config.json paths, the server must not.
+    The name is kept as the client gave it (an Instruct alias stays in the launch commands)."""
     from .. import catalog
 
     m = model.strip()
     if not m:
-        raise InputError("model is empty; give a catalog id such as meta-llama/Meta-Llama-3-8B")
+        raise InputError("model is empty; give a catalog id such as meta-llama/Meta-Llama-3-8B", input="model",
+                         accepted="a catalog id")
     if m.lower().endswith((".gguf", ".json")) or m.startswith(("/", ".", "~", "\\")) or ".." in m or "\\" in m:
         raise InputError(f"model '{m}': the web API takes catalog ids only, not file paths; "
-                         "upload a GGUF header or config.json to /api/model/inspect instead")
-    return catalog.model(m).id  # InputError with close names when unknown
+                         "upload a GGUF header or config.json to /api/model/inspect instead", input="model",
+                         value=m, accepted="a catalog id (see /api/catalog/models)")
+    catalog.model(m)  # InputError with close names when unknown
+    return m
 
 
 def _gpus(gpus: Optional[str]) -> str:
+    """The web always names its hardware (it must not plan for the server's own machine)."""
     if not gpus or not gpus.strip():
-        raise InputError("gpus is empty; give e.g. '2x rtx-3090' or 'rtx-4090,rtx-3060-12gb'")
+        raise InputError("gpus is empty; give e.g. '2x rtx-3090' or 'rtx-4090,rtx-3060-12gb'", input="gpus",
+                         accepted="a hardware spec such as 2x rtx-3090")
     from ..sources.hardware import parse_hardware
 
     hw = parse_hardware(gpus)  # validates the spec; the api parses it again (cheap)
     if len(hw.devices) > MAX_DEVICES:
-        raise InputError(f"gpus '{gpus}' names {len(hw.devices)} devices; the web API accepts up to {MAX_DEVICES}")
+        raise InputError(f"gpus '{gpus}' names {len(hw.devices)} devices; the web API accepts up to {MAX_DEVICES}",
+                         input="gpus", value=gpus, accepted=f"up to {MAX_DEVICES} devices")
     return gpus
 
 
-def _readable(exc: RequestValidationError) -> str:
-    parts = []
-    for e in exc.errors():
-        loc = [str(x) for x in e.get("loc", ()) if x not in ("query", "body", "path")]
-        parts.append(f"{'.'.join(loc) or 'request'}: {e.get('msg', 'invalid')}")
-    return "; ".join(parts) or "invalid request"
+def _readable(exc: RequestValidationError, path: str) -> InputError:
+    from ..requests import input_error
+
+    cls = ROUTE_REQUEST.get(path, PlanRequest)
+    return input_error(cls, list(exc.errors()) or [{"msg": "invalid request"}], "web")
 
 
 async def _read_limited(upload: UploadFile) -> bytes:
@@ -125,11 +153,11 @@ def create_app() -> FastAPI:
 
     @app.exception_handler(InputError)
     async def _input_error(_req: Request, exc: InputError):
-        return _err(422, str(exc))
+        return JSONResponse(exc.to_dict(), status_code=422)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(_req: Request, exc: RequestValidationError):
-        return _err(422, _readable(exc))
+    async def _validation_error(req: Request, exc: RequestValidationError):
+        return JSONResponse(_readable(exc, req.url.path).to_dict(), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_req: Request, exc: StarletteHTTPException):
@@ -148,40 +176,41 @@ def create_app() -> FastAPI:
     app.add_middleware(_BodyLimit)
 
     # ------------------------------------------------------------ answers
-    @app.get("/api/fit", summary="Memory per device and verdict for the default split")
-    def fit(model: str = Query(max_length=300), gpus: Str = None, quant: Str = None, context: Context = 8192,
-            users: Users = 1, engine: Str = None, kv: Annotated[str, Query(max_length=20)] = "f16",
-            link: Str = None, ram: Str = None):
-        return _cached("fit", _model_id(model), _gpus(gpus), quant, context, users, engine, kv, link, ram)
+    errors = {422: {"model": ErrorResult, "description": "a bad input: which one, and what is accepted"}}
 
-    @app.get("/api/plan", summary="The best plan, its alternatives, explanation and launch commands")
-    def plan(model: str = Query(max_length=300), gpus: Str = None, quant: Str = None, context: Context = 8192,
-             users: Users = 1, engine: Str = None, goal: Annotated[str, Query(max_length=20)] = "latency",
-             min_user_tok_s: Annotated[float, Query(ge=0, le=1e6)] = 0.0, link: Str = None, ram: Str = None,
-             nodes: Annotated[int, Query(ge=1, le=64)] = 1,
-             prompt_tokens: Annotated[int, Query(ge=1, le=10_000_000)] = 512,
-             output_tokens: Annotated[int, Query(ge=1, le=10_000_000)] = 256,
-             ram_gib: Annotated[Optional[float], Query(ge=1, le=65536)] = None):
-        return _cached("plan", _model_id(model), _gpus(gpus), quant, context, users, engine, goal, min_user_tok_s, link,
-                        ram, nodes, None, prompt_tokens, output_tokens, ram_gib)
+    @app.get("/api/fit", summary="Memory per device and verdict for the default split", response_model=FitResult,
+             responses=errors)
+    def fit(q: Annotated[FitQuery, Query()]):
+        return _cached("fit", _request(q, model=_model_id(q.model), gpus=_gpus(q.gpus)))
 
-    @app.get("/api/compare", summary="Several hardware setups side by side")
-    def compare(setup: Annotated[list[str], Query(max_length=12)], model: Str = None, quant: Str = None,
-                context: Context = 8192, users: Users = 1, scenario: Str = None):
-        setups = [_gpus(s) for s in setup]
-        return _cached("compare", _model_id(model) if model else None, tuple(setups), quant, context, users, scenario)
+    @app.get("/api/plan", summary="The best plan, its alternatives, assumptions, explanation and launch commands",
+             response_model=PlanResult, responses=errors)
+    def plan(q: Annotated[PlanQuery, Query()]):
+        if q.nodes > MAX_NODES:
+            raise InputError(f"nodes {q.nodes} is out of range; the web API accepts 1 to {MAX_NODES}", input="nodes",
+                             value=q.nodes, accepted=f"1 to {MAX_NODES}")
+        return _cached("plan", _request(q, model=_model_id(q.model), gpus=_gpus(q.gpus)))
 
-    @app.get("/api/builds", summary="Catalog builds ranked for a model: speed against price")
-    def builds(model: str = Query(max_length=300), quant: Str = None,
-               budget: Annotated[Optional[float], Query(gt=0, le=1e8)] = None, users: Users = 1,
-               context: Context = 8192, electricity: Annotated[float, Query(ge=0, le=100)] = 0.15):
-        return _cached("builds", _model_id(model), quant, budget, users, context, electricity)
+    @app.get("/api/compare", summary="Several hardware setups side by side", response_model=CompareResult,
+             responses=errors)
+    def compare(q: Annotated[CompareQuery, Query()]):
+        if len(q.setup) > MAX_SETUPS:
+            raise InputError(f"{len(q.setup)} setups; the web API accepts up to {MAX_SETUPS}", input="setup",
+                             accepted=f"up to {MAX_SETUPS} setups")
+        over = {"setup": tuple(_gpus(s) for s in q.setup)}
+        if q.model:
+            over["model"] = _model_id(q.model)
+        return _cached("compare", _request(q, **over))
 
-    @app.get("/api/scaling", summary="Chart data: speed against GPU count, context and users")
-    def scaling(model: str = Query(max_length=300), gpu: str = Query(max_length=100), quant: Str = None,
-                context: Context = 8192, users: Users = 1, max_gpus: Annotated[int, Query(ge=1, le=16)] = 8,
-                link: Str = None):
-        return _cached("scaling", _model_id(model), gpu, quant, context, users, max_gpus, link)
+    @app.get("/api/builds", summary="Catalog builds ranked for a model: speed against price",
+             response_model=BuildsResult, responses=errors)
+    def builds(q: Annotated[BuildsQuery, Query()]):
+        return _cached("builds", _request(q, model=_model_id(q.model)))
+
+    @app.get("/api/scaling", summary="Chart data for the recommended plan: speed against GPU count, context, users",
+             response_model=ScalingResult, responses=errors)
+    def scaling(q: Annotated[ScalingQuery, Query()]):
+        return _cached("scaling", _request(q, model=_model_id(q.model), gpus=_gpus(q.gpus)))
 
     @app.get("/api/catalog/{kind}", summary="List a catalog: " + ", ".join(CATALOG_KINDS))
     def catalog_list(kind: str, search: Str = None):
@@ -214,7 +243,7 @@ def create_app() -> FastAPI:
     @app.post("/api/model/inspect", summary="Architecture and sizes from a GGUF header (a prefix will do) "
                                               "or a config.json; with gpus, also the fit")
     async def inspect_model(file: UploadFile = File(...), quant: Str = None, gpus: Str = None,
-                            context: Context = 8192, users: Users = 1, kv: Annotated[str, Query(max_length=20)] = "f16",
+                            context: Context = 8192, users: Users = 1, kv: Str = None,
                             engine: Str = None, link: Str = None, ram: Str = None):
         from starlette.concurrency import run_in_threadpool
 
@@ -225,8 +254,9 @@ def create_app() -> FastAPI:
         model = await run_in_threadpool(load_upload, data, name, quant)
         out = describe(model)
         if gpus:
-            out["fit"] = await run_in_threadpool(_fit_loaded, model, _gpus(gpus), context, users, kv, engine,
-                                                 link, ram)
+            req = FitRequest.parse("web", model=name, quant=quant, gpus=_gpus(gpus), context=context, users=users,
+                                   kv=kv, engine=engine, link=link, ram=ram)
+            out["fit"] = (await run_in_threadpool(_fit_loaded, model, req)).model_dump(mode="json")
         return out
 
     # ------------------------------------------------------------ page and docs
@@ -246,18 +276,12 @@ def create_app() -> FastAPI:
     return app
 
 
-def _fit_loaded(model, gpus, context, users, kv, engine, link, ram) -> dict:
-    """api.fit for an uploaded model (api.fit takes a name; this takes the LoadedModel)."""
-    from ..commands.common import check_range, default_engine, resolve_hardware
-    from ..commands.fit import default_plan, fit_result
-    from ..perf.memory import kv_type_bytes
-    from ..types import Workload
+def _fit_loaded(model, req):
+    """fit for an uploaded model (api.fit takes a name; this takes the LoadedModel)."""
+    from ..planner.fit import fit_loaded
+    from ..sources.hardware import resolve_hardware
 
-    check_range("context", context, 1, 10_000_000)
-    kv_type_bytes(kv)
-    hw = resolve_hardware(gpus, None, link, ram)
-    wl = Workload(context=context, users=users)
-    return fit_result(model, hw, default_plan(model, hw, default_engine(model, engine), kv.lower(), wl), wl)
+    return fit_loaded(model, resolve_hardware(req), req)
 
 
 def _scrub(obj, tmp: str, name: str):

@@ -17,13 +17,17 @@ const PRESETS = {
 };
 const FIELDS = ["model", "quant", "link", "ram", "ram_gib", "context", "users", "goal"];
 let GPUS = [];  // catalog devices
+let LINKS = [];  // catalog links
 
 async function getJSON(url, opts) {
   let r;
   try { r = await fetch(url, opts); } catch (e) { throw new Error("cannot reach the gpuplan server (" + e.message + ")"); }
   let body = null;
   try { body = await r.json(); } catch (e) { /* not JSON */ }
-  if (!r.ok) throw new Error((body && body.error) || ("HTTP " + r.status));
+  if (!r.ok) {
+    const err = body && body.error;
+    throw new Error((err && (err.message || err)) || ("HTTP " + r.status));
+  }
   return body;
 }
 
@@ -44,9 +48,11 @@ async function loadCatalogs() {
   const [models, quants, gpus, links, ram] = await Promise.all(
     ["models", "quants", "gpus", "links", "host-memory"].map((k) => getJSON("/api/catalog/" + k)));
   for (const m of models) option($("model-list"), m.id, m.name);
+  option($("quant"), "", "the format the model ships in");
   for (const q of quants) option($("quant"), q.id, q.id + (q.bits_per_weight ? ` (${q.bits_per_weight} bpw)` : ""));
-  $("quant").value = "Q4_K_M";
+  $("quant").value = "";
   GPUS = gpus;
+  LINKS = links;
   for (const l of links.filter((l) => l.scope !== "inter-node")) option($("link"), l.id, l.name);
   for (const h of ram) option($("ram"), h.id, h.name);
   for (const name of Object.keys(PRESETS)) option($("preset"), name);
@@ -101,7 +107,31 @@ function setGpus(spec) {
   if (!document.querySelector(".gpu-row")) addGpuRow("rtx-4090", 1);
 }
 
-function updateSpec() { $("gpus-spec").textContent = "--gpus '" + gpusSpec() + "'"; }
+function updateSpec() {
+  $("gpus-spec").textContent = "--gpus '" + gpusSpec() + "'";
+  checkLink();
+}
+
+// A bridge or NVLink fits only the cards the catalog says take it: when the GPUs change, a chosen
+// link that no longer fits goes back to automatic (and the page says so).
+function linkFits(linkId, gpuIds) {
+  const l = LINKS.find((x) => x.id === linkId);
+  if (!l || l.kind === "pcie") return true;
+  return gpuIds.every((id) => {
+    const g = GPUS.find((x) => x.id === id);
+    return g && ((l.fits_devices || []).length ? l.fits_devices.includes(id) : g.nvlink === linkId);
+  });
+}
+
+function checkLink() {
+  const sel = $("link"), note = $("link-note");
+  if (!sel || !sel.value) { if (note) note.hidden = true; return; }
+  const ids = [...document.querySelectorAll(".gpu-row .gpu")].map((s) => s.value);
+  if (linkFits(sel.value, ids)) return;
+  note.textContent = `${sel.value} does not fit ${[...new Set(ids)].join(", ")}: link set to automatic`;
+  note.hidden = false;
+  sel.value = "";
+}
 
 // ------------------------------------------------------------------ context slider
 function syncContext(fromSlider) {
@@ -135,7 +165,7 @@ async function run(pushState) {
   try {
     const plan = await getJSON("/api/plan?" + qs);
     renderPlan(plan);
-    renderCharts(s, plan).catch((e) => showError("charts: " + e.message));
+    renderCharts(qs, s, plan).catch((e) => showError("charts: " + e.message));
   } catch (e) {
     showError(e.message);
     $("answer").hidden = true;
@@ -178,8 +208,10 @@ async function main() {
     if (!p) return;
     setGpus(p.gpus);
     $("link").value = p.link || "";
+    $("link-note").hidden = true;
   };
   $("add-gpu").onclick = () => addGpuRow("rtx-3060-12gb", 1);
+  $("link").onchange = () => { $("link-note").hidden = true; };
   $("context-slider").oninput = () => syncContext(true);
   $("context").oninput = () => syncContext(false);
   $("model-file").onchange = () => { if ($("model-file").files[0]) inspectUpload($("model-file").files[0]); };

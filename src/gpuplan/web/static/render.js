@@ -30,10 +30,27 @@ function renderPlan(r) {
   v.className = "verdict " + (r.fits ? "ok" : "bad");
   v.replaceChildren(
     el("div", {class: "big"}, r.fits ? "Fits" : "Does not fit"),
-    el("div", {}, [r.model, r.quant, r.engine && "on " + r.engine].filter(Boolean).join(" · ")),
+    el("div", {}, [r.model_label || r.model, r.quant, (r.engine || (r.plan && r.plan.engine)) && "on " + (r.engine || r.plan.engine)].filter(Boolean).join(" · ")),
     el("div", {class: "strategy"}, "Plan: " + strategyText(r.plan) + (r.plan && r.plan.hardware ? " on " + r.plan.hardware : "")),
   );
   const users = r.users || (r.workload && r.workload.users) || 1;
+  renderSpeeds(r, users);
+  renderMemory(r.memory || r.devices || []);
+  const ex = Array.isArray(r.explanation) ? r.explanation : (r.explanation ? [r.explanation] : []);
+  document.getElementById("explanation").replaceChildren(...ex.map((s) => el("li", {}, s)));
+  renderAssumptions(r.assumptions);
+  renderAlternatives(r.alternatives || []);
+  renderCommands(r.commands || {}, r.unsupported_engines || {});
+}
+
+// A plan that does not fit cannot start: it has no speeds, and the page shows none.
+function renderSpeeds(r, users) {
+  const box = document.getElementById("numbers");
+  if (!r.fits || r.decode_tok_s === null || r.decode_tok_s === undefined) {
+    box.replaceChildren(el("div", {class: "nospeed", id: "num-none"},
+      r.fits ? "no speeds for this answer (memory only)" : "No speeds: this plan does not fit, so it cannot run."));
+    return;
+  }
   const nums = [["decode-tok-s", "one user", r.decode_tok_s, "tok/s while generating"]];
   if (users > 1 && r.per_user_tok_s !== undefined && r.per_user_tok_s !== null)
     nums.push(["per-user-tok-s", "each user", r.per_user_tok_s, `tok/s with ${users} users at once`]);
@@ -43,13 +60,22 @@ function renderPlan(r) {
   if (ttft !== undefined && ttft !== null) nums.push(["ttft", "first token", ttft, "seconds for the prompt"]);
   const bound = r.bound || r.bottleneck;
   if (bound) nums.push(["bound", "bound by", bound, r.roofline_fraction ? `${fmt(100 * r.roofline_fraction, 0)}% of the physical limit` : ""]);
-  document.getElementById("numbers").replaceChildren(...nums.map(([id, label, val, unit]) =>
+  box.replaceChildren(...nums.map(([id, label, val, unit]) =>
     el("div", {class: "num", id: "num-" + id}, el("small", {}, label), el("b", {class: typeof val === "number" ? "" : "text"}, fmt(val)), el("small", {}, unit))));
-  renderMemory(r.memory || r.devices || []);
-  const ex = Array.isArray(r.explanation) ? r.explanation : (r.explanation ? [r.explanation] : []);
-  document.getElementById("explanation").replaceChildren(...ex.map((s) => el("li", {}, s)));
-  renderAlternatives(r.alternatives || []);
-  renderCommands(r.commands || {}, r.unsupported_engines || {});
+}
+
+function renderAssumptions(a) {
+  const box = document.getElementById("assumptions");
+  box.replaceChildren();
+  if (!a) return;
+  for (const [k, x] of Object.entries(a)) {
+    if (k === "other_engines") {
+      for (const o of x) box.append(el("li", {}, el("b", {}, "other engine: "), o.note));
+      continue;
+    }
+    const v = x.value === null ? "none" : String(x.value);
+    box.append(el("li", {"data-key": k}, el("b", {}, k.replace(/_/g, " ") + ": " + v), ` (${x.source}) ${x.why}`));
+  }
 }
 
 const MEM_PARTS = [["weights_gb", "weights", "w"], ["kv_cache_gb", "KV cache", "kv"], ["overhead_gb", "overhead", "oh"]];
@@ -132,8 +158,7 @@ function renderInspected(info) {
     const f = info.fit;
     document.getElementById("answer").hidden = false;
     renderPlan({fits: f.fits, model: info.name, quant: f.quant, engine: f.engine, plan: f.plan, memory: f.devices,
-                explanation: [`Largest context that fits: ${fmt(f.max_context, 0)} tokens (model maximum ${fmt(f.model_max_context, 0)}).`],
-                alternatives: [], commands: {}});
+                explanation: [f.verdict], assumptions: f.assumptions, alternatives: [], commands: {}});
     document.getElementById("charts").hidden = true;
   }
 }

@@ -1,0 +1,228 @@
+"""The questions gpuplan answers, as typed requests.
+
+Each request is built once at the edge (the CLI's options, the web API's query) with
+`Request.parse(...)` and passed down unchanged: api -> planner. Every numeric field carries its
+physical range here, so this is the one place to tighten what is accepted; a value outside it
+becomes one InputError line naming the input and the range.
+
+Adding an option means adding a field here (with its range) and reading it where it is used.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Optional
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import InputError
+from .types import Engine
+
+Context = Annotated[int, Field(ge=1, le=10_000_000, description="tokens the KV cache holds per sequence")]
+Users = Annotated[int, Field(ge=1, le=100_000, description="sequences served at once")]
+Tokens = Annotated[int, Field(ge=1, le=10_000_000)]
+Nodes = Annotated[int, Field(ge=1, le=1024, description="machines the GPUs are spread over")]
+RamGib = Annotated[float, Field(ge=1, le=65536, allow_inf_nan=False, description="system RAM, GiB")]
+Text = Annotated[str, Field(min_length=1, max_length=1000)]
+Goal = Literal["latency", "throughput", "cost"]
+GOALS = ("latency", "throughput", "cost")
+
+
+def _blank_is_none(v):
+    return None if isinstance(v, str) and not v.strip() else v
+
+
+def _engine(v):
+    v = _blank_is_none(v)
+    return Engine.parse(v) if isinstance(v, str) else v
+
+
+OptText = Annotated[Optional[Text], BeforeValidator(_blank_is_none)]
+OptEngine = Annotated[Optional[Engine], BeforeValidator(_engine)]
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def parse(cls, edge: Literal["cli", "web"] = "cli", **values):
+        """The request from the edge's values; a bad one raises one InputError line naming it
+        as that edge spells it (`--context` on the command line, `context` on the web)."""
+        try:
+            return cls(**values)
+        except ValidationError as e:
+            raise input_error(cls, e.errors(), edge) from None
+
+
+class HardwareRequest(Request):
+    gpus: Optional[Text] = Field(None, description="hardware spec, e.g. '2x rtx-3090' or 'rtx-4090,rtx-3060-12gb';"
+                                             " none: this machine as `gpuplan probe` sees it")
+    hardware: OptText = Field(None, description="hardware file from `gpuplan probe --save` (command line only)")
+    link: OptText = Field(None, description="link between the GPUs, e.g. pcie4-x8, nvlink-bridge-3090")
+    ram: OptText = Field(None, description="host memory id, e.g. ddr5-6000-2ch")
+    ram_gib: Optional[RamGib] = None
+    nodes: Nodes = 1
+
+
+class ModelRequest(Request):
+    model: Text = Field(description="catalog id or alias, a .gguf file, or a config.json")
+    quant: OptText = Field(None, description="weight format, e.g. Q4_K_M, Q8_0, F16, FP8, AWQ;"
+                                              " none: the format the model ships in")
+    context: Context = 8192
+    users: Users = 1
+
+
+class FitRequest(ModelRequest, HardwareRequest):
+    """Does the model fit on this hardware, split the default way?"""
+
+    engine: OptEngine = Field(None, description="none: llama.cpp for GGUF types on consumer cards and Macs,"
+                                                " vLLM for checkpoints on datacenter GPUs")
+    kv: OptText = Field(None, description="KV cache type: f16, q8_0, q4_0, fp8, ...; none: f16")
+    # engine settings; none: the engine's own default, named in the answer (perf/engine_memory.yaml)
+    flash_attn: Optional[Literal["on", "off", "auto"]] = Field(None, description="flash attention")
+    swa_full: Optional[bool] = Field(None, description="llama.cpp: sliding-window layers keep the whole context")
+    ubatch: Optional[int] = Field(None, ge=1, le=65536, description="llama.cpp physical batch (-ub), tokens")
+    gpu_memory_utilization: Optional[float] = Field(None, ge=0.05, le=1.0, allow_inf_nan=False,
+                                                    description="vLLM/SGLang share of each GPU")
+
+    @field_validator("flash_attn", mode="before")
+    @classmethod
+    def _fa(cls, v):
+        return v.strip().lower() if isinstance(v, str) and v.strip() else (None if isinstance(v, str) else v)
+
+    @field_validator("kv")
+    @classmethod
+    def _kv(cls, v):
+        if v is None:
+            return v
+        from .perf.memory import kv_type_bytes
+
+        try:
+            kv_type_bytes(v)
+        except InputError as e:
+            raise InputError(str(e), input="kv", value=v, accepted=str(e).partition("accepted: ")[2]) from None
+        return v.strip().lower()
+
+
+class PlanRequest(FitRequest):
+    """The best plan, its alternatives, the explanation and the launch commands."""
+
+    goal: Goal = "latency"
+    min_user_tok_s: float = Field(0.0, ge=0, le=1e6, allow_inf_nan=False,
+                                  description="with goal throughput: the slowest a user may be served")
+    prompt_tokens: Tokens = 512
+    output_tokens: Tokens = 256
+
+
+class ScalingRequest(PlanRequest):
+    """Charts for the recommended plan: speed against GPU count, context and users."""
+
+    max_gpus: int = Field(8, ge=1, le=16)
+
+
+class CompareRequest(Request):
+    """Setups side by side, or one of the article's scenarios."""
+
+    model: OptText = None
+    setup: tuple[Text, ...] = Field((), max_length=64, description="e.g. '2x rtx-4090 pcie4-x8 layer'")
+    quant: OptText = None
+    context: Optional[Context] = Field(None, description="none: the scenario's, else 8192")
+    users: Optional[Users] = Field(None, description="none: the scenario's, else 1")
+    scenario: OptText = Field(None, description="fits-on-one, does-not-fit or serving")
+
+
+class BuildsRequest(Request):
+    """Popular builds for a model: fit, speed, throughput, cost per token."""
+
+    model: Text
+    quant: OptText = None
+    budget: Optional[float] = Field(None, gt=0, le=1e8, allow_inf_nan=False, description="USD")
+    users: Users = 1
+    context: Context = 8192
+    electricity: float = Field(0.15, ge=0, le=10, allow_inf_nan=False, description="USD per kWh")
+
+
+# ---------------------------------------------------------------- validation errors, one line each
+def _name(field: str, edge: str) -> str:
+    return "--" + field.replace("_", "-") if edge == "cli" else field
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
+        v = int(v)
+    return f"{v:,}" if isinstance(v, int) else f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _constraints(cls, field: str) -> list:
+    """The annotated-types constraints of a field, also those inside Optional[Annotated[...]]."""
+    import typing
+
+    info = cls.model_fields.get(field)
+    if info is None:
+        return []
+    out = list(info.metadata)
+    todo = [info.annotation]
+    while todo:
+        t = todo.pop()
+        out += list(getattr(t, "__metadata__", ()))
+        todo += [a for a in typing.get_args(t) if a is not type(None)]
+    for m in list(out):  # pydantic keeps a Field() inside Annotated as a FieldInfo with its own metadata
+        out += list(getattr(m, "metadata", ()) or ())
+    return out
+
+
+def _range(cls, field: str) -> str | None:
+    """'1 to 10,000,000', 'more than 0 up to 100,000,000', or None when the field has no bounds."""
+    lo = hi = None
+    lo_open = False
+    for m in _constraints(cls, field):
+        if getattr(m, "ge", None) is not None:
+            lo = m.ge
+        if getattr(m, "gt", None) is not None:
+            lo, lo_open = m.gt, True
+        if getattr(m, "le", None) is not None:
+            hi = m.le
+        if getattr(m, "lt", None) is not None:
+            hi = m.lt
+    if lo is None and hi is None:
+        return None
+    if lo_open:
+        return f"more than {_fmt(lo)}" + (f" up to {_fmt(hi)}" if hi is not None else "")
+    if hi is None:
+        return f"{_fmt(lo)} or more"
+    return f"{_fmt(lo)} to {_fmt(hi)}"
+
+
+def input_error(cls, errors: list[dict], edge: str = "cli") -> InputError:
+    """The first of pydantic's errors as one line: '--context 0 is out of range; accepted: 1 to 10,000,000'."""
+    e = errors[0]
+    loc = [str(x) for x in e.get("loc", ()) if x not in ("query", "body", "path") and not isinstance(x, int)]
+    field = loc[0] if loc else "request"
+    name = _name(field, edge)
+    value = e.get("input")
+    kind = e.get("type", "")
+    bounds = _range(cls, field)
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        accepted = bounds or "a number in range"
+        return InputError(f"{name} {_fmt(value)} is out of range; accepted: {accepted}", input=field,
+                          value=value, accepted=accepted)
+    if kind == "literal_error":
+        accepted = e.get("ctx", {}).get("expected", "").replace("'", "").replace(" or ", ", ")
+        return InputError(f"{name} '{value}' is not accepted; accepted: {accepted}", input=field, value=value,
+                          accepted=accepted)
+    if kind in ("finite_number", "float_parsing", "int_parsing", "int_from_float", "float_type", "int_type"):
+        what = "a whole number" if kind.startswith("int") else "a finite number"
+        accepted = what + (f", {bounds}" if bounds else "")
+        return InputError(f"{name} '{value}' is not {what}; accepted: {accepted}", input=field, value=value,
+                          accepted=accepted)
+    if kind == "extra_forbidden":
+        accepted = ", ".join(_name(f, edge) for f in cls.model_fields)
+        return InputError(f"unknown option {name}; accepted: {accepted}", input=field, value=value, accepted=accepted)
+    if kind == "missing":
+        return InputError(f"{name} is required", input=field, accepted="a value")
+    if kind in ("string_too_long", "too_long"):
+        n = e.get("ctx", {}).get("max_length")
+        return InputError(f"{name} is too long; accepted: at most {n} characters or items", input=field,
+                          value=str(value)[:80], accepted=f"at most {n}")
+    if kind in ("string_too_short", "too_short"):
+        return InputError(f"{name} is empty; give a value", input=field, accepted="a non-empty value")
+    return InputError(f"{name}: {e.get('msg', 'invalid value')}", input=field, value=value)
