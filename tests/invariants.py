@@ -18,7 +18,9 @@ from __future__ import annotations
 import re
 import shlex
 
-from gpuplan.perf.memory import kv_layer_bytes
+from gpuplan.perf.engine_profiles import settings
+from gpuplan.perf.memory import engine_kv_bytes
+from gpuplan.types import Engine, Plan, Split
 from gpuplan.sources.tensors import tensor_list
 
 SPEEDS = ("decode_tok_s", "prefill_tok_s", "throughput_tok_s", "per_user_tok_s")
@@ -148,7 +150,11 @@ def commands_agree(r: dict, model) -> list[str]:
     p, wl = r["plan"], r["workload"]
     slots, ctx = r["concurrent_per_replica"], wl["context"]
     kv_gb = sum(m["kv_cache_gb"] for m in r["memory"])
-    want_kv = sum(kv_layer_bytes(model.spec, p["kv_type"], ctx, slots)) / 1e9
+    # the cache the engine allocates for `slots` sequences of `ctx` tokens, by its own rules (llama.cpp
+    # pads n_ctx to 256 cells and keeps window + n_ubatch cells on sliding-window layers)
+    engine_plan = Plan(split=Split.NONE, engine=Engine(p["engine"]), device_ids=(0,), kv_type=p["kv_type"],
+                       flash_attention=p["flash_attention"])
+    want_kv = sum(engine_kv_bytes(model.spec, engine_plan, settings(engine_plan), ctx, slots)) / 1e9
     rounding = 0.005 * len(r["memory"])  # each row of the table is rounded to 0.01 GB
     if p["split"] != "row" and abs(kv_gb - want_kv) > rounding + 0.01 * want_kv:
         bad.append(f"memory table holds {kv_gb:.2f} GB of KV cache, {slots} slots x {ctx} tokens need {want_kv:.2f}")

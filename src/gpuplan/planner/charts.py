@@ -10,7 +10,7 @@ from dataclasses import replace
 from ..requests import ScalingRequest
 from ..results import Chart, Point, ScalingResult, Series
 from ..perf.engine_profiles import LLAMA_FAMILY
-from ..types import Engine, Plan, Split
+from ..types import Plan, Split
 
 CONTEXTS = (1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072)
 USERS = (1, 2, 4, 8, 16, 32, 64, 128, 256)

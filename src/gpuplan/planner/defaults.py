@@ -4,7 +4,7 @@ the KV cache type, flash attention, the link, system RAM. Every answer carries t
 
 from __future__ import annotations
 
-from ..perf.engine_profiles import LLAMA_FAMILY, profile, settings
+from ..perf.engine_profiles import profile, settings
 from ..results import (Assumptions, BoolAssumption, EngineVerdict, IntAssumption, OptFloatAssumption,
                        OptStrAssumption, StrAssumption)
 from ..types import DeviceMemory, Engine, Hardware, LoadedModel, Plan, Workload
