@@ -168,7 +168,8 @@ def test_vllm_reserves_by_gpu_memory_utilization():
     _, (d90,) = mem("meta-llama/Llama-3.1-8B", "BF16", "rtx-4090", engine=Engine.VLLM)
     _, (d50,) = mem("meta-llama/Llama-3.1-8B", "BF16", "rtx-4090", engine=Engine.VLLM, gpu_memory_utilization=0.5)
     assert d50.overhead - d90.overhead == pytest.approx(0.4 * d90.capacity)
-    r = answers.fit("meta-llama/Llama-3.1-8B", "rtx-4090", quant="BF16", context=8192, gpu_memory_utilization=0.95)
+    r = answers.fit("meta-llama/Llama-3.1-8B", "rtx-4090", quant="BF16", context=8192, gpu_memory_utilization=0.95,
+                    engine="vllm")
     assert r["engine_settings"]["gpu_memory_utilization"] == 0.95 and "gpu_memory_utilization" not in r["engine_defaults"]
 
 
@@ -238,8 +239,8 @@ def test_plan_takes_kv_and_engine_options():
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["--flash-attn", "yes"], "on, off, auto"), (["--ubatch", "0"], "1 to 65536"),
-    (["--gpu-memory-utilization", "1.5"], "0.05 to 1.0")])
+    (["--flash-attn", "yes"], "on, off, auto"), (["--ubatch", "0"], "1 to 65,536"),
+    (["--gpu-memory-utilization", "1.5"], "0.05 to 1")])
 def test_bad_engine_options_exit_2(args, needle, capsys):
     import sys
 
