@@ -169,13 +169,17 @@ def commands_agree(r: dict, model) -> list[str]:
             ts = _flag(argv, "--tensor-split", "-ts")
             shares = [d["share"] for d in p["devices"]]
             if ts and shares[0] is not None:
+                # proportions (llama.cpp normalises them; gpuplan writes whole layers of its n_layer + 1
+                # slots, the output layer being the last), within one slot of the plan's shares
                 got = [float(x) for x in ts.split(",")]
-                if any(abs(g - s) > 0.0051 for g, s in zip(got, shares)) or len(got) != len(shares):
+                slot = 1.0 / (model.spec.n_layers + 1)
+                got = [g / sum(got) for g in got]
+                if len(got) != len(shares) or any(abs(g - s / sum(shares)) > 1.5 * slot for g, s in zip(got, shares)):
                     bad.append(f"--tensor-split {ts} vs the plan's shares {shares}")
             ngl = int(_flag(argv, "-ngl", "--n-gpu-layers"))
-            if (p["gpu_layers"] is None and ngl < model.spec.n_layers) or \
-                    (p["gpu_layers"] is not None and ngl != p["gpu_layers"]):
-                bad.append(f"-ngl {ngl} vs the plan's gpu_layers {p['gpu_layers']}")
+            gl = p["gpu_layers"]  # blocks on the GPU; -ngl may count the output layer as one more
+            if (gl is None and ngl < model.spec.n_layers) or (gl is not None and ngl not in (gl, gl + 1)):
+                bad.append(f"-ngl {ngl} vs the plan's gpu_layers {gl}")
     text = r["commands"].get("vllm")
     if text:
         for argv in _command_lines(text):

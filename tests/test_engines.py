@@ -239,10 +239,10 @@ def test_planned_slots_size_the_kv_cache():
 def test_plan_json_commands_use_the_planned_concurrency():
     """gpuplan plan Meta-Llama-3-8B Q4_K_M on 2x rtx-4090, 128 users at 4096: the KV cache holds
     what the plan computed, not 64 slots of 4096 (34 GB of f16 KV on a 24 GB card)."""
-    from gpuplan import api
+    import answers
 
-    out = api.plan("meta-llama/Meta-Llama-3-8B", gpus="2x rtx-4090", quant="Q4_K_M", users=128,
-                   context=4096, goal="throughput")
+    out = answers.plan("meta-llama/Meta-Llama-3-8B", gpus="2x rtx-4090", quant="Q4_K_M", users=128,
+                       context=4096, goal="throughput")
     slots = out["concurrent_per_replica"]
     line = next(ln for ln in out["commands"]["llama.cpp"].splitlines() if "llama-server" in ln)
     a = shlex.split(line)

@@ -51,6 +51,11 @@ def test_plan_json_validates_against_the_published_schema(args):
     rc, out = _cli_json(*args)
     assert rc == 0
     jsonschema.validate(out, _schema("plan.json"))
+    # commands are objects too: processes with argv lists and env, and the shell text people read
+    assert set(out["launch"]) == set(out["commands"])
+    for name, cmd in out["launch"].items():
+        assert cmd["text"] == out["commands"][name] and cmd["processes"]
+        assert all(isinstance(p["argv"], list) and p["argv"] and isinstance(p["env"], dict) for p in cmd["processes"])
 
 
 @pytest.mark.parametrize("name, args", [

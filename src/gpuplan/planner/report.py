@@ -3,7 +3,7 @@ PlanResult, the JSON contract of DESIGN.md plus the assumptions behind it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from ..requests import PlanRequest
 from ..results import (METRIC_WORDS, Assumptions, Candidate as CandidateResult, EngineVerdict, MemoryRow,
