@@ -122,7 +122,7 @@ def grid() -> list[tuple[str, Plan, object, object, Workload]]:
     for ref, quant, spec, users, ctx in QUESTIONS:
         m, hw = model(ref, quant), parse_hardware(spec)
         wl = Workload(context=ctx, users=users, prompt_tokens=min(512, ctx))
-        for c in candidates(m, hw, wl, "llama.cpp"):
+        for c in candidates(m, hw, wl, [Engine.LLAMA_CPP]):
             if c.fits:
                 out.append((f"{ref} {quant or ''} on {spec}, {users} users x {ctx}: {c.plan.strategy}",
                             c.plan, m, hw, wl))
