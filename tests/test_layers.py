@@ -55,3 +55,18 @@ def test_lower_layers_do_not_import_upper_ones():
 
 def test_the_check_sees_imports():
     assert "commands" in _imports(PKG / "cli.py") and "planner" in _imports(PKG / "api.py")
+
+
+def test_sources_read_only_the_weight_sizes_of_perf():
+    """The one documented exception (docs/architecture.md): sources size a catalog model's
+    weights in a format with perf/weights.py, which itself imports no planner or engine code.
+    Any other perf module imported by sources is an upward import."""
+    bad = []
+    for path in (PKG / "sources").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 2 \
+                    and node.module.startswith("perf") and node.module != "perf.weights":
+                bad.append(f"{path.name} imports {node.module}")
+    assert not bad, bad
+    weights_imports = _imports(PKG / "perf" / "weights.py")
+    assert not weights_imports & {"planner", "engines", "api", "commands", "web"}, weights_imports
