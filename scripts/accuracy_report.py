@@ -1,96 +1,327 @@
-"""Regenerate docs/accuracy.md: how good the performance model is on the published dev set,
-where it is weak, and how it generalises when its constants are fitted on half of the GPUs
-and scored on the other half.
+"""Regenerate docs/accuracy.md and the residual table behind every estimate's range
+(src/gpuplan/perf/residuals.json): how good the performance model is on the published sets,
+how it does on device families it was not fitted on (leave one family out), whether its 80%
+ranges cover 80% of rows of families it never saw (split-half), and how the estimators people
+use today do on the same rows.
 
-    python scripts/accuracy_report.py data/measurements/dev.csv   (about 4 minutes)
+    python scripts/accuracy_report.py            (all three published files; 20-40 minutes)
+    python scripts/accuracy_report.py --quick    (shipped constants only; no refits)
 """
-import subprocess
+import argparse
+import json
+import math
 import sys
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 
+from gpuplan.bench import baselines
+from gpuplan.bench.fitting import Rows, holdout_fit
 from gpuplan.bench.measurements import read_measurements
-from gpuplan.bench.validate import predict_rows, summarize
-from gpuplan.perf.constants import DEFAULT, load_constants
+from gpuplan.bench.outliers import family, reason
+from gpuplan.perf.constants import DEFAULT
+from gpuplan.perf.context import Ctx
+from gpuplan.perf.predict import predict_row
+from gpuplan.perf.uncertainty import MIN_ROWS, TABLE, class_of, key
 
 ROOT = Path(__file__).parents[1]
+DATA = ROOT / "data/measurements"
+TARGET_FILES = ["dev.csv", "dev-2026-12.csv"]  # the issue's targets are on these two together
+EXTRA_FILES = ["published-2026-12.csv"]  # rows this project added (cited per row)
 
 
-def table(summary: dict) -> list[str]:
-    out = ["| group | rows | median error | 90th pct | within 10% | within 25% |", "|---|---|---|---|---|---|"]
+def pct(v, q):
+    s = sorted(v)
+    if not s:
+        return float("nan")
+    k = (len(s) - 1) * q
+    lo, hi = math.floor(k), math.ceil(k)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
-    def add(name, d):
-        if d.get("n"):
-            out.append(f"| {name} | {d['n']} | {d['median_ape']:.1%} | {d['p90_ape']:.1%} | "
-                       f"{d['within_10pct']:.0%} | {d['within_25pct']:.0%} |")
 
-    add("all", summary["overall"])
-    for kind in ("metric", "engine", "split"):
-        for k, d in summary[f"by_{kind}"].items():
-            add(f"{kind} = {k}", d)
+def stats(ratios):
+    """ratios: predicted / measured. Returns n, median and p90 of |error|."""
+    ape = [abs(r - 1.0) for r in ratios]
+    return {"n": len(ape), "median": pct(ape, 0.5), "p90": pct(ape, 0.9),
+            "within25": sum(a <= 0.25 for a in ape) / len(ape) if ape else float("nan")}
+
+
+def fmt(s):
+    if not s["n"]:
+        return "| 0 | | | |"
+    return f"| {s['n']} | {s['median']:.1%} | {s['p90']:.1%} | {s['within25']:.0%} |"
+
+
+class Row:
+    __slots__ = ("m", "setup", "file", "family", "reason", "pred", "cls")
+
+    def __init__(self, m, setup, file):
+        self.m, self.setup, self.file = m, setup, file
+        self.family = family(m, setup)
+        self.reason = reason(m, setup)
+        self.pred = None
+        self.cls = None
+
+
+def load():
+    rows, serving = [], defaultdict(int)
+    for name in TARGET_FILES + EXTRA_FILES:
+        ms, _ = read_measurements([DATA / name])
+        for m in ms:
+            if m is None:
+                continue
+            if m.metric.value not in ("decode", "prefill"):
+                serving[name] += 1
+                continue
+            r = Rows([m])
+            if r.items:
+                rows.append(Row(m, r.items[0][1], name))
+    return rows, serving
+
+
+def predict(rows, c):
+    out = {}
+    for r in rows:
+        try:
+            out[id(r)] = predict_row(r.m, c, setup=r.setup)
+        except Exception:  # a row the model cannot price: reported as unpredicted
+            out[id(r)] = None
     return out
 
 
-def worst(results, n=12) -> list[str]:
-    groups = defaultdict(list)
-    for r in results:
-        if r["predicted"] is None:
+def as_rows(rows):
+    rs = Rows([])
+    rs.items = [(r.m, r.setup) for r in rows]
+    return rs
+
+
+def classes(rows, c):
+    for r in rows:
+        model, hw, plan, wl = r.setup
+        r.cls = class_of(Ctx(model, hw, plan, c, r.m.date or None), r.m.metric.value)
+
+
+def residual_table(rows, preds) -> dict:
+    """Per class: the factor 80% of out-of-family predictions fall within (as lo/hi), the median
+    measured / predicted, and rows; parents per backend x metric and per metric; the widest
+    well-measured range."""
+    by = defaultdict(list)
+    for r in rows:
+        p = preds.get(id(r))
+        if p:
+            ratio = r.m.tok_s / p
+            by[("c", key(r.cls))].append(ratio)
+            by[("b", f"{r.cls[0]}|{r.cls[4]}")].append(ratio)
+            by[("m", r.cls[4])].append(ratio)
+
+    def q(v):
+        # 80% of rows within a factor exp(k) either way: the 80th percentile of |log error|. A
+        # symmetric range measures how far out-of-family predictions fall, whatever their bias
+        k = pct([abs(math.log(x)) for x in v], 0.8)
+        return {"n": len(v), "lo": round(math.exp(-k), 4), "hi": round(math.exp(k), 4),
+                "median": round(pct(v, 0.5), 4)}
+
+    t = {"classes": {k: q(v) for (kind, k), v in by.items() if kind == "c"},
+         "backend": {k: q(v) for (kind, k), v in by.items() if kind == "b"},
+         "metric": {k: q(v) for (kind, k), v in by.items() if kind == "m"}}
+    wide = [v for v in t["classes"].values() if v["n"] >= MIN_ROWS]
+    t["widest"] = {"lo": min(v["lo"] for v in wide), "hi": max(v["hi"] for v in wide)} if wide else None
+    return t
+
+
+def covered(rows, preds, table) -> tuple[int, int]:
+    import gpuplan.perf.uncertainty as u
+
+    saved = u.table
+    u.table = lambda: table
+    try:
+        inside = total = 0
+        for r in rows:
+            p = preds.get(id(r))
+            if not p:
+                continue
+            lo, hi, _, _ = u.lookup(r.cls)
+            total += 1
+            inside += lo * p <= r.m.tok_s <= hi * p
+        return inside, total
+    finally:
+        u.table = saved
+
+
+def families_of(rows):
+    return sorted({r.family for r in rows})
+
+
+def lofo(rows, fit_ok, maxiter):
+    """Each family predicted with constants that never saw it."""
+    preds, per = {}, {}
+    for f in families_of(rows):
+        test = [r for r in rows if r.family == f]
+        train = [r for r in fit_ok if r.family != f]
+        print(f"  leave out {f}: {len(test)} rows", file=sys.stderr)
+        c = holdout_fit(as_rows(train), as_rows(test), DEFAULT, maxiter=maxiter)
+        p = predict(test, c)
+        preds.update(p)
+        per[f] = p
+    return preds, per
+
+
+def split_half(rows, fit_ok, maxiter):
+    """Fit on half the families, score the other half; ranges from out-of-family residuals of
+    the fitting half alone (leave one family out within it, as the shipped table is built)."""
+    fams = families_of(rows)
+    halves = (fams[0::2], fams[1::2])
+    out = []
+    for a, b in (halves, halves[::-1]):
+        train = [r for r in fit_ok if r.family in a]
+        test = [r for r in rows if r.family in b]
+        print(f"  fit on {len(a)} families, score {len(b)}", file=sys.stderr)
+        c = holdout_fit(as_rows(train), as_rows(test), DEFAULT, maxiter=maxiter)
+        p_test = predict(test, c)
+        resid = {}
+        for f in a:
+            tr = [r for r in fit_ok if r.family in a and r.family != f]
+            te = [r for r in rows if r.family == f]
+            cx = holdout_fit(as_rows(tr), as_rows(te), c, maxiter=maxiter)
+            resid.update(predict(te, cx))
+        table = residual_table([r for r in rows if r.family in a], resid)
+        inside, total = covered(test, p_test, table)
+        out.append((a, b, test, p_test, inside, total))
+    return out
+
+
+def ratios(rows, preds, metric=None, pred=None):
+    v = []
+    for r in rows:
+        if metric and r.m.metric.value != metric:
             continue
-        m = r["_row"]
-        key = (m.metric.value, m.gpu, m.n_gpus, m.split, m.source.split("/")[4] if "github" in m.source else m.source)
-        groups[key].append(r["predicted"] / r["measured"])
-    rows = sorted(groups.items(), key=lambda kv: -abs(sum(kv[1]) / len(kv[1]) - 1))[:n]
-    out = ["| metric | GPU | n | split | source | rows | mean predicted / measured |", "|---|---|---|---|---|---|---|"]
-    for (metric, gpu, n_gpus, split, src), v in rows:
-        out.append(f"| {metric} | {gpu} | {n_gpus} | {split} | {src} | {len(v)} | {sum(v) / len(v):.2f} |")
-    return out
+        if pred and not pred(r):
+            continue
+        p = preds.get(id(r))
+        if p:
+            v.append(p / r.m.tok_s)
+    return v
 
 
-def score(rows, constants):
-    res = predict_rows(rows, constants)
-    return res, summarize(res, [])
+def table_lines(rows, preds, groups):
+    lines = ["| rows | n | median error | 90th pct | within 25% |", "|---|---|---|---|---|"]
+    for name, pred in groups:
+        lines.append(f"| {name} " + fmt(stats(ratios(rows, preds, pred=pred))))
+    return lines
 
 
 def main():
-    dev = sys.argv[1] if len(sys.argv) > 1 else str(ROOT / "data/measurements/dev.csv")
-    rows, _ = read_measurements([dev])
-    rows = [r for r in rows if r is not None]
-    res, summary = score(rows, DEFAULT)
-    gpus = sorted({r.gpu for r in rows})
-    half_a, half_b = gpus[0::2], gpus[1::2]
-    lines = ["# Accuracy of the performance model", "",
-             "Generated by `python scripts/accuracy_report.py` on `data/measurements/dev.csv`"
-             f" ({len(rows)} published rows). Constants: {DEFAULT.fitted_on}.", "",
-             "Error is |predicted - measured| / measured per row.", "", "## Dev set, shipped constants", ""]
-    lines += table(summary)
-    d = summary["direction"]
-    lines += ["", f"Direction agreement (row pairs that differ only in GPU count, measured >10% apart): "
-                  f"{d['agreement']:.0%} of {d['pairs']} pairs.", "", "## Where it is weakest", ""]
-    lines += worst(res)
-    lines += ["", "Known reasons: the December 2023 row-split prompt figures on RTX 3090 rigs are 4-30x below"
-              " any PCIe model (those rigs' links look far slower than the RTX 4090 rigs' on identical"
-              " software); the P40 rows run flash attention at 8-32K context on Pascal, whose attention"
-              " kernels are much slower than its bandwidth suggests; the TensorRT-LLM multi-GPU throughput"
-              " rows are about n_gpus times below our totals, i.e. they read as per-GPU figures (the"
-              " single-GPU rows agree within 15-60%); the vLLM 0.2 TP=8 row is slower than TP=1 on the"
-              " same node, which no bandwidth or link model reproduces; the M1 Max 24-core 13B F16 rows"
-              " exceed that machine's memory and swap; dev.csv rows 320 and 336 (65B F16 row split on"
-              " 6 cards) only fit at the 512-token context `./main` defaulted to in December 2023.", "",
-              "## Generalisation: fitted on half of the GPUs, scored on the other half", ""]
-    for train, test in ((half_a, half_b), (half_b, half_a)):
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "half.yaml"
-            subprocess.run([sys.executable, str(ROOT / "scripts/fit_constants.py"), dev, "--train-gpus",
-                            ",".join(train), "--out", str(out), "--maxiter", "2000"], check=True)
-            c = load_constants(out)
-        test_rows = [r for r in rows if r.gpu in test]
-        _, s = score(test_rows, c)
-        lines += [f"Fitted on {', '.join(train)}; scored on {', '.join(test)}:", ""]
-        lines += table(s)
-        lines += [""]
-    (ROOT / "docs/accuracy.md").write_text("\n".join(lines) + "\n")
-    print("wrote docs/accuracy.md")
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="shipped constants only (no refits)")
+    ap.add_argument("--maxiter", type=int, default=600)
+    a = ap.parse_args()
+    rows, serving = load()
+    fit_ok = [r for r in rows if r.reason is None]
+    shipped = predict(rows, DEFAULT)
+    classes(rows, DEFAULT)
+    target = [r for r in rows if r.file in TARGET_FILES]
+    L = ["# Accuracy of the performance model", "",
+         "Generated by `python scripts/accuracy_report.py` from `data/measurements/` "
+         f"({', '.join(TARGET_FILES + EXTRA_FILES)}). Constants: {DEFAULT.fitted_on}.", "",
+         "Error is |predicted - measured| / measured per row. Single-stream rows only (decode, prefill);"
+         f" the {sum(serving.values())} serving-throughput rows belong to the serving simulator"
+         " (perf/serving.py) and its own constants.", ""]
+    dec, pre = (lambda r: r.m.metric.value == "decode"), (lambda r: r.m.metric.value == "prefill")
+    L += ["## The published sets, shipped constants", "",
+          f"`dev.csv` + `dev-2026-12.csv` together ({len(target)} single-stream rows; every row is predicted):", ""]
+    L += table_lines(target, shipped, [
+        ("decode", dec), ("prefill", pre),
+        ("decode, rows physics explains", lambda r: dec(r) and not r.reason),
+        ("prefill, rows physics explains", lambda r: pre(r) and not r.reason),
+        ("CPU-only decode", lambda r: dec(r) and r.m.gpu == "cpu"),
+        ("CPU-only prefill", lambda r: pre(r) and r.m.gpu == "cpu"),
+        ("MLX decode", lambda r: dec(r) and r.m.engine == "mlx"),
+        ("MLX prefill", lambda r: pre(r) and r.m.engine == "mlx")])
+    extra = [r for r in rows if r.file in EXTRA_FILES]
+    L += ["", f"`published-2026-12.csv` ({len(extra)} rows this project added, each with its source URL):", ""]
+    L += table_lines(extra, shipped, [("decode", dec), ("prefill", pre)])
+    L += ["", "By device family (all files):", "",
+          "| family | decode n | decode median | prefill n | prefill median |", "|---|---|---|---|---|"]
+    for f in families_of(rows):
+        d = stats(ratios([r for r in rows if r.family == f], shipped, "decode"))
+        p = stats(ratios([r for r in rows if r.family == f], shipped, "prefill"))
+        L.append(f"| {f} | {d['n']} | {d['median']:.1%} | {p['n']} | {p['median']:.1%} |"
+                 .replace("nan%", "-"))
+    L += ["", "## Rows no physics explains (reported, not fitted)", ""]
+    seen = defaultdict(list)
+    for r in rows:
+        if r.reason:
+            seen[r.reason].append(r)
+    for why, rs in seen.items():
+        v = ratios(rs, shipped)
+        L.append(f"- {len(rs)} rows ({rs[0].m.gpu}, {rs[0].m.model} {rs[0].m.quant}): {why}."
+                 f" Predicted / measured: median {pct(v, 0.5):.2f}.")
+    if not a.quick:
+        print("leave one family out", file=sys.stderr)
+        lp, per = lofo(rows, fit_ok, a.maxiter)
+        L += ["", "## Leave one device family out", "",
+              "Each family is predicted with constants refitted without any of its rows: every constant"
+              " that moves one of its rows is reset to its prior and fitted on the other families"
+              " (bench/fitting.py holdout_fit). This is what a user with a device of a class the"
+              " published rows lack gets.", "",
+              "| family | decode n | decode median | decode p90 | prefill n | prefill median |",
+              "|---|---|---|---|---|---|"]
+        worst = (None, -1.0)
+        for f in families_of(rows):
+            rs = [r for r in rows if r.family == f]
+            d, p = stats(ratios(rs, lp, "decode")), stats(ratios(rs, lp, "prefill"))
+            L.append(f"| {f} | {d['n']} | {d['median']:.1%} | {d['p90']:.1%} | {p['n']} | {p['median']:.1%} |"
+                     .replace("nan%", "-"))
+            if d["n"] and d["median"] > worst[1]:
+                worst = (f, d["median"])
+        all_d = stats(ratios(rows, lp, "decode"))
+        all_p = stats(ratios(rows, lp, "prefill"))
+        L += ["", f"All families, out of family: decode median {all_d['median']:.1%} (p90 {all_d['p90']:.1%}),"
+                  f" prefill median {all_p['median']:.1%}; worst family for decode: {worst[0]}"
+                  f" ({worst[1]:.1%}).", ""]
+        TABLE.write_text(json.dumps({"generated_by": "scripts/accuracy_report.py (leave-one-family-out residuals)",
+                                     **residual_table(rows, lp)}, indent=1, sort_keys=True) + "\n")
+        print(f"wrote {TABLE}", file=sys.stderr)
+        print("split half", file=sys.stderr)
+        L += ["## Split half: fitted on half of the families, scored on the other half", "",
+              "Ranges for the scored half come from the fitting half's own out-of-family residuals"
+              " (leave one family out within it), as the shipped table comes from leave-one-family-out"
+              " residuals of all families.", ""]
+        for fa, fb, test, p_test, inside, total in split_half(rows, fit_ok, a.maxiter):
+            d, p = stats(ratios(test, p_test, "decode")), stats(ratios(test, p_test, "prefill"))
+            L += [f"Fitted on {', '.join(fa)}; scored on {', '.join(fb)}: decode median {d['median']:.1%}"
+                  f" (p90 {d['p90']:.1%}, {d['n']} rows), prefill median {p['median']:.1%} ({p['n']} rows);"
+                  f" the 80% range covers {inside / total:.0%} of {total} rows.", ""]
+    L += ["## Side by side with the estimators people use today", "",
+          "Same single-stream rows (all files), each estimator implemented from its published formula"
+          " (src/gpuplan/bench/baselines.py). gpu_poor answers only for GGML types it lists on"
+          " llama.cpp; the fixed share is the best single share of the roofline per metric in"
+          " hindsight.", "",
+          "| estimator | decode n | decode median | decode p90 | prefill n | prefill median | prefill p90 |",
+          "|---|---|---|---|---|---|---|"]
+    est = {"gpuplan (shipped)": shipped}
+    for name, fn in baselines.BASELINES.items():
+        est[name] = {id(r): _safe(fn, r) for r in rows}
+    roof = est["bandwidth roofline"]
+    share = {}
+    for metric in ("decode", "prefill"):
+        v = sorted(r.m.tok_s / roof[id(r)] for r in rows if r.m.metric.value == metric and roof.get(id(r)))
+        share[metric] = pct(v, 0.5)
+    est[f"fixed share of the roofline ({share['decode']:.0%} decode, {share['prefill']:.0%} prefill)"] = {
+        id(r): roof[id(r)] * share[r.m.metric.value] if roof.get(id(r)) else None for r in rows}
+    for name, pr in est.items():
+        d, p = stats(ratios(rows, pr, "decode")), stats(ratios(rows, pr, "prefill"))
+        L.append(f"| {name} | {d['n']} | {d['median']:.1%} | {d['p90']:.1%} | {p['n']} | {p['median']:.1%} |"
+                 f" {p['p90']:.1%} |".replace("nan%", "-"))
+    (ROOT / "docs/accuracy.md").write_text("\n".join(L) + "\n")
+    print("wrote docs/accuracy.md", file=sys.stderr)
+
+
+def _safe(fn, r):
+    try:
+        v = fn(r.m, r.setup)
+    except Exception:  # an estimator with no answer for this row
+        return None
+    return v if v and v > 0 and math.isfinite(v) else None
 
 
 if __name__ == "__main__":

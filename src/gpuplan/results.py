@@ -128,7 +128,14 @@ class Candidate(Result):
     fits: bool
     plan: PlanShape
     decode_tok_s: Optional[float] = Field(None, description="one user, tokens/s; null when the plan does not fit")
+    decode_tok_s_range: Optional[list[float]] = Field(
+        None, description="[low, high] tokens/s: where 80% of published measurements of this class of setup fell"
+                          " relative to the model's prediction (perf/uncertainty.py)")
+    decode_range_measurements: Optional[int] = Field(
+        None, description="measurements behind decode_tok_s_range; 0: none of this class (widest range observed)")
+    decode_range_class: Optional[str] = Field(None, description="which class of measurements the range comes from")
     prefill_tok_s: Optional[float] = None
+    prefill_tok_s_range: Optional[list[float]] = None
     throughput_tok_s: Optional[float] = Field(None, description="all users together, tokens/s")
     per_user_tok_s: Optional[float] = None
     concurrent_per_replica: int = 0

@@ -28,7 +28,8 @@ class Engine(str, Enum):
     TRT_LLM = "tensorrt-llm"
     EXLLAMAV2 = "exllamav2"
     TGI = "tgi"
-    MLX = "mlx"
+    MLX = "mlx"  # mlx-lm on Apple silicon (mlx_lm.generate / mlx_lm.server)
+    LMDEPLOY = "lmdeploy"  # LMDeploy TurboMind
 
     @classmethod
     def parse(cls, text: str) -> "Engine":
@@ -136,6 +137,10 @@ class Plan:
     engine_date: str | None = None  # "YYYY-MM" of the engine release (a measurement's date); None: current
     slots: int | None = None  # sequences each replica's KV cache is sized for (the planner's
     # concurrency; commands size -c / --parallel / max-num-seqs by it); None: every user
+    # The GPU API an engine build uses where it is not the device's own (llama.cpp's Vulkan or
+    # OpenCL builds on any GPU, "cpu-avx2" for a CPU build's ISA); None: the device's backend.
+    backend: str | None = None
+    threads: int | None = None  # CPU threads doing the work (llama.cpp -t); None: every core
 
     @property
     def strategy(self) -> str:
@@ -199,3 +204,9 @@ class Estimate:
     bound: str = ""  # what limits it: memory bandwidth, compute, link, fixed cost, host RAM
     roofline_fraction: float = 0.0  # predicted speed / physical limit of the hardware used
     notes: tuple[str, ...] = ()
+    # What measurements say about figures of this class (perf/uncertainty.py): the range 80% of
+    # out-of-family predictions of its class fell in, applied to `value`, how many measurements
+    # that rests on, and which class they were (or that none were, with the widest range observed).
+    range: tuple[float, float] | None = None
+    range_n: int = 0
+    range_class: str = ""

@@ -40,22 +40,24 @@ def _median_ape(rows, c) -> float | None:
 
 
 def calibrate(files: list[str], out: str | Path) -> dict:
-    from .fitting import USER_PARAMS, fit, fitted_values, relevant
+    from ..types import Metric
+    from .fitting import USER_PARAMS, Rows, fit, fitted_values, relevant
     from .measurements import read_measurements
 
     rows, errors = read_measurements(files)
     rows = [r for r in rows if r is not None]
+    fit_rows = Rows(rows, metrics=tuple(m.value for m in Metric))
     if len(rows) < MIN_ROWS:
         raise InputError(f"too little data to calibrate: {len(rows)} usable row(s) in {', '.join(files)};"
                          f" need at least {MIN_ROWS} (run `gpuplan bench` at a few concurrency levels)")
-    params = relevant(rows, USER_PARAMS, DEFAULT)
+    params = relevant(fit_rows, USER_PARAMS, DEFAULT, min_devices=1)  # a user's own machine
     if not params:
         raise InputError("none of the calibratable constants affects these rows (unknown models or hardware?)")
     if len(rows) < ROWS_PER_CONSTANT * len(params):
         raise InputError(f"too little data to calibrate: {len(rows)} rows for {len(params)} constants"
                          f" ({', '.join(params)}); need at least {ROWS_PER_CONSTANT * len(params)}")
     before = _median_ape(rows, DEFAULT)
-    best, _, _ = fit(rows, params, DEFAULT, maxiter=400, clip=USER_CLIP)
+    best, _, _ = fit(fit_rows, params, DEFAULT, maxiter=400, clip=USER_CLIP)
     after = _median_ape(rows, best)
     fitted = fitted_values(best, params)
     doc = {"fitted_on": f"{len(rows)} rows from {', '.join(Path(f).name for f in files)}",

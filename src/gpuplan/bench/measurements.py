@@ -33,8 +33,11 @@ COLUMNS = ("source", "engine", "date", "model", "quant", "gpu", "n_gpus", "split
 REQUIRED = ("engine", "model", "quant", "gpu", "n_gpus", "n_prompt", "n_gen", "batch",
             "metric", "tok_s")
 _INTS = ("n_gpus", "n_depth", "n_prompt", "n_gen", "batch")
-_OPT_INTS = ("n_gpu_layers", "cpu_cores", "cpu_threads")
+_OPT_INTS = ("n_gpu_layers", "cpu_cores", "cpu_threads", "threads")
 _OPT_FLOATS = ("cpu_ghz", "host_bw_gb_s", "ram_gib")
+# Optional columns written only when a row states them (data/measurements/README.md): the GPU API
+# of the engine build, the CPU threads a run used (-t), and the published sets' MoE/serving flags.
+EXTRA = ("backend", "threads", "experts_on_host", "scenario")
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,10 @@ class Measurement:
     cpu_ghz: float | None = None
     host_bw_gb_s: float | None = None  # RAM copy bandwidth gpuplan probe measured
     ram_gib: float | None = None
+    backend: str = ""  # the engine build's GPU API where it is not the device's own: vulkan, opencl, rocm, ...
+    threads: int | None = None  # CPU threads the run used (llama.cpp -t)
+    experts_on_host: str = ""
+    scenario: str = ""
 
     def to_row(self) -> dict[str, str]:
         d = asdict(self)
@@ -73,7 +80,9 @@ class Measurement:
         for k in _OPT_INTS + _OPT_FLOATS:
             d[k] = "" if d[k] is None else (f"{d[k]:g}" if isinstance(d[k], float) else str(d[k]))
         d["tok_s"] = f"{self.tok_s:.6g}"
-        return {c: str(d[c]) for c in COLUMNS}
+        out = {c: str(d[c]) for c in COLUMNS}
+        out.update({c: str(d[c]) for c in EXTRA if d[c] not in ("", None)})  # only those it states
+        return out
 
 
 @dataclass(frozen=True)
@@ -280,10 +289,12 @@ def _fill(m: Measurement, defaults: dict) -> Measurement:
 
 
 def write_csv(rows: Iterable[Measurement], path) -> None:
-    """Write rows in the schema, header first (None slots are skipped)."""
+    """Write rows in the schema, header first (None slots are skipped); the extra optional
+    columns only when some row states them."""
+    dicts = [m.to_row() for m in rows if m is not None]
+    extra = tuple(c for c in EXTRA if any(c in d for d in dicts))
     with Path(path).open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w = csv.DictWriter(f, fieldnames=COLUMNS + extra, restval="")
         w.writeheader()
-        for m in rows:
-            if m is not None:
-                w.writerow(m.to_row())
+        for d in dicts:
+            w.writerow(d)

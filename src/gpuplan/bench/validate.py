@@ -13,23 +13,24 @@ from ..errors import InputError
 
 
 def predict_rows(rows, calibration=None) -> list[dict]:
-    from ..perf.predict import predict_row
+    from ..perf.predict import predict_estimate
 
     out = []
     for i, m in enumerate(rows):
         if m is None:
             continue
-        pred, reason = None, None
+        pred, reason, rng = None, None, None
         try:
-            pred = predict_row(m, calibration)
+            est = predict_estimate(m, calibration)
+            pred, rng = est.value, est.range
         except InputError as e:
             reason = str(e)
         except (ValueError, KeyError, ZeroDivisionError) as e:  # a row we cannot model: say so
             reason = f"cannot model this row: {e}"
         if pred is not None and not (pred > 0 and math.isfinite(pred)):
-            pred, reason = None, "model gave no finite speed"
-        out.append({"index": i, "metric": getattr(m.metric, "value", m.metric), "measured": m.tok_s, "predicted": pred, "reason": reason,
-                    "_row": m})
+            pred, reason, rng = None, "model gave no finite speed", None
+        out.append({"index": i, "metric": getattr(m.metric, "value", m.metric), "measured": m.tok_s, "predicted": pred,
+                    "reason": reason, "range": [round(v, 4) for v in rng] if rng else None, "_row": m})
     return out
 
 
@@ -89,7 +90,10 @@ def summarize(results: list[dict], row_errors: list) -> dict:
         errs_by[("engine", m.engine)].append(e)
         errs_by[("split", m.split)].append(e)
         errs_by[("all", "all")].append(e)
+    ranged = [r for r in results if r["predicted"] is not None and r.get("range")]
     summary = {"rows": len(results) + len(row_errors), "predicted": sum(r["predicted"] is not None for r in results),
+               "range_coverage": round(sum(r["range"][0] <= r["measured"] <= r["range"][1] for r in ranged)
+                                       / len(ranged), 4) if ranged else None,
                "unpredicted": sum(r["predicted"] is None for r in results), "unreadable": len(row_errors)}
     for kind in ("all", "metric", "engine", "split"):
         summary[f"by_{kind}" if kind != "all" else "overall"] = (
@@ -112,10 +116,10 @@ def validate(paths: list[str], calibration=None) -> dict:
         if e.index is None:
             continue
         by_index[e.index] = {"index": e.index, "metric": None, "measured": None, "predicted": None,
-                             "reason": f"unreadable: {e.reason}"}
+                             "reason": f"unreadable: {e.reason}", "range": None}
     for i in sorted(by_index):
         r = by_index[i]
-        out_rows.append({k: r[k] for k in ("index", "metric", "measured", "predicted", "reason")})
+        out_rows.append({k: r[k] for k in ("index", "metric", "measured", "predicted", "reason", "range")})
     summary = summarize(results, [e for e in errors if e.index is not None])
     summary["file_errors"] = file_errors
     return {"rows": out_rows, "summary": summary, "_results": results}

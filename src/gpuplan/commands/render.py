@@ -41,7 +41,11 @@ def render_plan(res, brief: bool = False) -> None:
     con.print(f"[bold]{res.model_label}[/bold] {res.quant} on {res.plan.hardware}: {head} · "
               f"{res.plan.strategy} · {res.plan.engine}", highlight=False)
     if res.fits:
-        con.print(f"  one user: {_f(res.decode_tok_s)} tok/s · prompt: {_f(res.prefill_tok_s, 0)} tok/s · "
+        rng = res.decode_tok_s_range
+        span = (f" ({_f(rng[0])}-{_f(rng[1])} for 8 in 10 measured setups of this class)"
+                if rng and res.decode_range_measurements else
+                (f" ({_f(rng[0])}-{_f(rng[1])}: no measurements of this class)" if rng else ""))
+        con.print(f"  one user: {_f(res.decode_tok_s)} tok/s{span} · prompt: {_f(res.prefill_tok_s, 0)} tok/s · "
                   f"{res.workload.users} users: {_f(res.throughput_tok_s)} tok/s in total · bound: {res.bound}")
     else:
         con.print("  no speeds: this plan cannot start")

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import math
+import re
 from functools import lru_cache
 
 from .. import catalog
 from ..errors import InputError
 from ..types import Engine, Hardware, LoadedModel, Metric, Plan, Split, Workload
+from . import rates
 from .constants import DEFAULT, Constants
 from .speed import decode, prefill, throughput
+
+# GPU APIs a llama.cpp build can use, as notes and llama-bench's backend column name them
+_BACKENDS = {"cuda": "cuda", "rocm": "rocm", "hip": "rocm", "vulkan": "vulkan", "opencl": "opencl",
+             "clblast": "opencl", "metal": "metal", "sycl": "sycl", "cpu": "cpu"}
+_BACKEND_RE = [re.compile(r"\bbackend[:\s]+(" + "|".join(_BACKENDS) + r")\b", re.I),
+               re.compile(r"\b(" + "|".join(_BACKENDS) + r")\s+backend\b", re.I)]
 
 # 'ddr5-dual-channel' style names in published rows: assume a common speed of that generation
 _HOST_GUESS = {"ddr4": "ddr4-3200", "ddr5": "ddr5-5600"}
@@ -38,6 +46,11 @@ def _model(model_id: str, quant: str) -> LoadedModel:
 
 def _link_for(interconnect: str, dev) -> object | None:
     ic = (interconnect or "").strip().lower()
+    if ic in ("xgmi", "infinity-fabric"):
+        try:
+            return catalog.link("xgmi")
+        except InputError:  # no entry yet: the PCIe slot is a lower bound (layer split sends little)
+            ic = ""
     if ic in ("", "none", "unknown"):
         # published multi-GPU rigs (cloud servers) give each card its own x16 slot
         gen = max(3, min(dev.pcie_gen or 4, 5))
@@ -51,6 +64,66 @@ def _link_for(interconnect: str, dev) -> object | None:
     raise InputError(f"unknown interconnect '{interconnect}'")
 
 
+def row_device(gpu: str):
+    """The catalog device of a row. An id that stops short of a variant (apple-m4-pro: the row
+    does not say 16 or 20 GPU cores) gets the smallest variant, the conservative reading."""
+    try:
+        return catalog.device(gpu)
+    except InputError:
+        variants = [d for k, d in catalog.devices().items() if k.startswith(gpu + "-") and re.fullmatch(
+            r"\d+c", k[len(gpu) + 1:])]
+        if not variants:
+            raise
+        return min(variants, key=lambda d: (d.cores or 0, d.id))
+
+
+@lru_cache(maxsize=1)
+def _cpu_names() -> list[tuple[str, str]]:
+    out = []
+    for k, d in catalog.devices().items():
+        if d.kind == "cpu" and k != "cpu":
+            for name in (d.name, *d.aliases):
+                out.append((name.lower(), k))
+    return sorted(out, key=lambda t: -len(t[0]))
+
+
+def cpu_from_note(note: str) -> str | None:
+    """A CPU the catalog knows, named in a row's note ("AMD Ryzen 9 7950X"); None otherwise."""
+    t = (note or "").lower()
+    for name, k in _cpu_names():
+        if re.search(r"(?<![\w-])" + re.escape(name) + r"(?![\w-])", t):
+            return k
+    return None
+
+
+def row_backend(m) -> str | None:
+    """The GPU API of the row's engine build: its `backend` column, else the note's "backend X"."""
+    b = (getattr(m, "backend", "") or "").strip().lower()
+    if b:
+        return _BACKENDS.get(b, b)
+    found = {_BACKENDS[g.lower()] for pat in _BACKEND_RE for g in pat.findall(getattr(m, "note", "") or "")}
+    return found.pop() if len(found) == 1 else None
+
+
+def row_cpu(m):
+    """(catalog CPU, threads, build ISA) of a CPU row: columns first (`cpu_model` naming a CPU
+    the catalog knows, `threads`), then the note, else the generic desktop CPU with every core."""
+    note = getattr(m, "note", "") or ""
+    cid = cpu_from_note(getattr(m, "cpu_model", "") or "") or cpu_from_note(note) or "cpu"
+    threads = getattr(m, "threads", None) or rates.threads_from_note(note)
+    return catalog.device(cid), threads, rates.build_simd_from_note(note)
+
+
+def _host_from_row(m, cpu):
+    from ..catalog.schema import HostMemory
+
+    bw = getattr(m, "host_bw_gb_s", None)
+    if not bw:
+        return None
+    return HostMemory(id="measured", name=f"{bw:g} GB/s (row)", memory_type=cpu.memory_type if cpu else "DDR5",
+                      speed_mt_s=1, channels=1, bandwidth_gb_s=float(bw), source="measurement row")
+
+
 def row_setup(m, hardware: Hardware | None = None) -> tuple[LoadedModel, Hardware, Plan, Workload]:
     """Turn a measurement row into (model, hardware, plan, workload); `hardware` replaces the
     row's catalog devices (a bench on this machine is predicted for the probed machine)."""
@@ -58,12 +131,19 @@ def row_setup(m, hardware: Hardware | None = None) -> tuple[LoadedModel, Hardwar
     n = int(m.n_gpus)
     host_id = host_memory_id(getattr(m, "host_mem", "") or "")
     host = catalog.host_memory(host_id) if host_id else None
-    dev = catalog.device("cpu" if (m.gpu or "").lower() == "cpu" else m.gpu)
-    if dev.kind == "cpu" and hardware is None and getattr(m, "cpu_cores", None):
-        hardware = row_cpu_hardware(m)  # the machine the row was measured on, as `gpuplan bench` probed it
+    threads, simd, backend = None, None, row_backend(m)
+    cpu_only = (m.gpu or "").lower() == "cpu"
+    cpu = None
+    if cpu_only:
+        cpu, threads, simd = row_cpu(m)
+        if hardware is None and getattr(m, "cpu_cores", None):
+            hardware = row_cpu_hardware(m)  # the machine the row was measured on, as `gpuplan bench` probed it
+    host = _host_from_row(m, cpu) or host
+    dev = cpu if cpu_only else row_device(m.gpu)
     if n == 0 or dev.kind == "cpu":
         n = 1
         mem = (512.0,)
+        backend = f"cpu-{simd}" if simd else None
     else:
         mem = (dev.memory_gib,) * n
     link = _link_for(getattr(m, "interconnect", ""), dev) if n > 1 else None
@@ -80,7 +160,8 @@ def row_setup(m, hardware: Hardware | None = None) -> tuple[LoadedModel, Hardwar
     if dev.kind == "cpu":
         ngl = None
     plan = Plan(split=split, engine=engine, device_ids=tuple(range(n)), tp=tp, gpu_layers=ngl,
-                engine_date=(getattr(m, "date", None) or None))
+                engine_date=(getattr(m, "date", None) or None),
+                backend=backend if backend != "cpu" or dev.kind == "cpu" else None, threads=threads)
     wl = Workload(context=max(int(m.n_depth) + int(m.n_prompt) + int(m.n_gen), 1),
                   prompt_tokens=int(m.n_prompt), output_tokens=int(m.n_gen), users=int(m.batch) or 1,
                   depth=int(m.n_depth))
@@ -110,20 +191,21 @@ def max_batch_for(model: LoadedModel, hw: Hardware, plan: Plan, seq_tokens: int,
     return largest(ok, limit)
 
 
-def predict_row(m, calibration: Constants | None = None, hardware: Hardware | None = None) -> float | None:
-    """Predicted tok/s for a measurement row, or raise InputError saying why it can't be."""
+def predict_estimate(m, calibration: Constants | None = None, hardware: Hardware | None = None, setup=None):
+    """The Estimate (value, breakdown, range) for a measurement row, or raise InputError saying
+    why it can't be. `setup` is row_setup's result when the caller already has it."""
     c = calibration or DEFAULT
-    model, hw, plan, wl = row_setup(m, hardware)
+    model, hw, plan, wl = setup or row_setup(m, hardware)
     date = getattr(m, "date", None) or None
     metric = Metric(m.metric)
     if metric == Metric.DECODE:
         if wl.output_tokens <= 0:
             raise InputError("decode row with n_gen = 0")
-        return decode(model, hw, plan, depth=wl.depth, n_gen=wl.output_tokens, c=c, date=date).value
+        return decode(model, hw, plan, depth=wl.depth, n_gen=wl.output_tokens, c=c, date=date)
     if metric == Metric.PREFILL:
         if wl.prompt_tokens <= 0:
             raise InputError("prefill row with n_prompt = 0")
-        return prefill(model, hw, plan, prompt=wl.prompt_tokens, depth=wl.depth, c=c, date=date).value
+        return prefill(model, hw, plan, prompt=wl.prompt_tokens, depth=wl.depth, c=c, date=date)
     # paged KV caches (vLLM, TensorRT-LLM) hold what each sequence has so far: on average its
     # prompt and half its output
     seq = wl.prompt_tokens + wl.output_tokens // 2
@@ -131,5 +213,13 @@ def predict_row(m, calibration: Constants | None = None, hardware: Hardware | No
     est = throughput(model, hw, plan, wl.users, wl.prompt_tokens, max(wl.output_tokens, 1), max_batch=mb, c=c,
                      date=date, count_prompt=metric == Metric.THROUGHPUT_TOTAL)
     if metric == Metric.THROUGHPUT_PER_GPU:
-        return est.value / hw.n
-    return est.value
+        from dataclasses import replace
+
+        k = 1.0 / hw.n
+        return replace(est, value=est.value * k, range=(est.range[0] * k, est.range[1] * k) if est.range else None)
+    return est
+
+
+def predict_row(m, calibration: Constants | None = None, hardware: Hardware | None = None, setup=None) -> float:
+    """Predicted tok/s for a measurement row, or raise InputError saying why it can't be."""
+    return predict_estimate(m, calibration, hardware, setup).value

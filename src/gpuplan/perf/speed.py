@@ -1,10 +1,19 @@
 """Speed physics: decode, prefill and serving throughput for any plan.
 
-Decode streams every active weight byte and the KV cache through memory once per step
-(gpt-fast's bound: tok/s <= bandwidth / bytes per token), plus a fixed cost per token and
-per layer, plus communication: layer split pays one hop per device boundary, row and tensor
-split synchronise inside every layer. Prefill is bounded by compute (and by re-reading the
-weights once per micro-batch). Batching reads weights once per step for all sequences.
+A decode step on each device is the slower of two things, blended where they overlap: streaming
+its weight bytes (and KV cache) at the bandwidth its kernels reach, and doing the dequantisation
+and dot products for them on the compute units it has (units x clock x the kernel family's
+weights per unit-cycle); plus launch and sync costs per layer that scale with the clock, and a
+per-step host cost. CPUs do the same with the threads given: bandwidth grows with the threads
+until the memory channels saturate, dot products with threads x SIMD width x clock.
+Communication: layer split pays one hop per device boundary, row and tensor split synchronise
+inside every layer. A prompt is bounded by matmul compute, by re-reading the weights once per
+micro-batch, and never beats one decode step (one pass over the weights with its launches).
+Batching reads weights once per step for all sequences.
+
+Interface for the serving simulator (perf/serving.py): Ctx(model, hw, plan, constants, date),
+decode_step(ctx, batch, avg_context) -> (seconds, breakdown seconds, bytes), prefill_time(ctx,
+prompt, depth, seqs) -> (seconds, breakdown), step_overhead(ctx) -> per-step engine seconds.
 """
 
 from __future__ import annotations
@@ -13,12 +22,11 @@ import math
 
 from ..sources.arch import Arch, describe
 from ..types import Engine, Estimate, Hardware, LoadedModel, Metric, Plan, Split
-from .constants import DEFAULT, Constants, era_factor
-from .layout import Part, backend_key, parts
+from .constants import DEFAULT, Constants
+from .context import ENGINE_CHUNK, LLAMA_CPP_BATCH, LLAMA_CPP_UBATCH, MLX_PREFILL_STEP, Ctx, host_bandwidth
+from .layout import Part
 
-LLAMA_CPP_UBATCH = 512  # llama.cpp -ub default
-LLAMA_CPP_BATCH = 2048  # llama.cpp -b default: ubatches of one batch pipeline across devices
-MMQ_DEFAULT_DATE = "2024-06"  # llama.cpp b3250 made int8 MMQ the default for quantized prompts
+__all__ = ["Ctx", "decode", "decode_step", "prefill", "prefill_time", "step_overhead", "throughput"]
 
 
 def _pcie_bw(device) -> float:
@@ -28,77 +36,12 @@ def _pcie_bw(device) -> float:
     return per_lane * (device.pcie_lanes or 16) * 0.8 * 1e9
 
 
-def _host_bw(hw: Hardware, part_device) -> tuple[float, str]:
-    """Bandwidth (GB/s) and memory type of system RAM."""
-    if hw.host is not None:
-        return hw.host.bandwidth_gb_s, hw.host.memory_type
-    cpu = part_device if part_device is not None and part_device.kind == "cpu" else None
-    if cpu is not None:
-        return cpu.memory_bandwidth_gb_s, cpu.memory_type
-    return 83.2, "DDR5"  # DDR5-5200 dual channel: a typical desktop when nothing is said
-
-
-class Ctx:
-    """Everything one estimate needs, computed once."""
-
-    def __init__(self, model: LoadedModel, hw: Hardware, plan: Plan, c: Constants, date: str | None):
-        self.model, self.hw, self.plan, self.c, self.date = model, hw, plan, c, date
-        self.spec = model.spec
-        self.arch = describe(model.spec)
-        self.parts = parts(model, hw, plan)
-        gpu = next((p.device for p in self.parts if p.device is not None), None)
-        self.lead = gpu
-        self.backend = backend_key(plan.engine, gpu)
-        self.hw_backend = gpu.backend if gpu is not None else "cpu"
-        is_llama = plan.engine in (Engine.LLAMA_CPP, Engine.LLAMA_CPP_PYTHON, Engine.OLLAMA)
-        # engine-era factors were measured on CUDA (the same NVIDIA cards, 2023 vs 2024 vs 2025
-        # builds); other backends have no such evidence and keep their fitted values
-        era = is_llama and self.hw_backend == "cuda"
-        self.era_fixed = era_factor(c.era_fixed, date) if era else 1.0
-        self.era_pf = era_factor(c.era_prefill, date) if era else 1.0
-        self.is_llama = is_llama
-        self.pre_mmq = is_llama and (date or "9999") < MMQ_DEFAULT_DATE
-        self.quantized = model.quant.kind in ("gguf", "gguf-mix") and model.quant.id not in ("F16", "BF16", "F32")
-        self.expert_frac = (self.spec.n_experts_active / self.spec.n_experts) if self.spec.n_experts else 1.0
-
-    # -- bandwidth and compute of one part
-    def bw(self, p: Part) -> float:
-        """Effective bytes/s a decode step streams from this part's memory."""
-        c = self.c
-        if p.on_host or p.device is None or p.device.kind == "cpu":
-            bw, mtype = _host_bw(self.hw, p.device)
-            key = "llama.cpp/cpu"
-        else:
-            bw, mtype = p.device.memory_bandwidth_gb_s, p.device.memory_type
-            key = self.backend
-        eff = c.mem_eff.get(mtype, 0.8) * c.engine_eff.get(key, 0.9)
-        if p.device is not None and p.device.dies > 1:
-            eff *= c.multi_die_mem_eff
-        return bw * 1e9 * min(eff, 1.0)
-
-    def flops(self, p: Part) -> float:
-        """Dense GEMM FLOP/s this part reaches on big batches."""
-        c = self.c
-        dev = p.device
-        if p.on_host or dev is None:
-            cpu_tflops = dev.fp32_tflops if dev is not None else 1.5  # a desktop CPU, AVX2, 8 cores
-            return cpu_tflops * 1e12 * c.prefill_eff.get("llama.cpp/cpu", 0.5)
-        peak = max(dev.fp16_tflops, dev.fp32_tflops)
-        if not self.is_llama and dev.vendor == "nvidia" and dev.segment == "consumer":
-            # PyTorch engines accumulate FP16/BF16 GEMMs in FP32, which GeForce cards run at half
-            # their FP16-accumulate tensor rate (NVIDIA Ada/Ampere GPU architecture whitepapers)
-            peak = max(dev.fp16_tflops / 2, dev.fp32_tflops)
-        if self.quantized and dev.backend == "cuda" and dev.int8_tops and (
-                not self.pre_mmq or dev.fp16_tflops < dev.fp32_tflops):
-            # llama.cpp's MMQ multiplies quantized weights with int8 dot products (DP4A / int8 MMA);
-            # the scales and dequant work let it reach a share of the int8 rate
-            peak = max(peak, dev.int8_tops * c.int8_share)
-        key = self.backend if dev.kind != "cpu" else "llama.cpp/cpu"
-        return peak * 1e12 * c.prefill_eff.get(key, 0.4) * self.era_pf
-
-    def fixed(self, p: Part) -> float:
-        hb = "cpu" if (p.on_host or p.device is None) else p.device.backend
-        return p.layers * self.c.layer_fixed_s.get(hb, 1e-4) * self.era_fixed
+def _blend(a: float, b: float, p: float) -> float:
+    """(a^p + b^p)^(1/p): the slower of two overlapping activities, plus what does not overlap."""
+    if a <= 0 or b <= 0:
+        return max(a, b)
+    hi = max(a, b)
+    return hi * ((a / hi) ** p + (b / hi) ** p) ** (1.0 / p)
 
 
 def _touched(frac: float, batch: float) -> float:
@@ -115,96 +58,85 @@ def _kv_read(p: Part, ctx: float, arch: Arch) -> float:
     return p.kv_bytes_per_ctx * ctx + p.swa_kv_bytes * arch.windowed_tokens(ctx) + 2.0 * p.state_bytes
 
 
+def _is_cpu(p: Part) -> bool:
+    return p.on_host or p.device is None or p.device.kind == "cpu"
+
+
+def step_overhead(x: Ctx) -> float:
+    """Seconds of host work every step costs the engine (scheduling, sampling, graph replay)."""
+    return x.token_fixed()
+
+
+def _part_decode(x: Ctx, p: Part, batch: int, ctx: float, touched: float) -> tuple[float, float, float, float]:
+    """(seconds, memory seconds, arithmetic seconds, KV bytes) of one part's share of a step."""
+    c = x.c
+    wbytes = p.dense_bytes + p.expert_bytes * touched
+    params = p.dense_params + p.expert_params * touched
+    kvb = _kv_read(p, ctx, x.arch) * batch
+    bw = x.bw(p)
+    t_mem = wbytes / bw + kvb / (bw * c.kv_read_eff)
+    # dequant + dot products: llama.cpp's mat-vec kernels redo them per sequence (up to 8, then
+    # tiled int8 matmuls take over); engines' GEMMs share the dequantised tile across the batch
+    t_dot1 = params * x.dot_cost() / x.dot_rate(p)
+    per_seq = x.is_llama or _is_cpu(p)
+    t_dot = t_dot1 * (min(batch, 8) if per_seq else 1.0)
+    # the matmul work of a batch: tensor cores (GPU) or tiled GEMM (CPU)
+    active = p.dense_params + p.expert_params * x.expert_frac
+    t_comp = 2.0 * active * batch / x.flops(p) if batch > 1 else 0.0
+    t_work = max(t_dot, t_comp)
+    t = _blend(t_mem, t_work, c.overlap_cpu if _is_cpu(p) else c.overlap_gpu)
+    return t, t_mem, t_work, kvb
+
+
 def decode_step(x: Ctx, batch: int, ctx: float) -> tuple[float, dict, dict]:
-    """Seconds for one decode step of `batch` sequences at average context `ctx`, with breakdown."""
-    c, spec = x.c, x.spec
+    """Seconds for one decode step of `batch` sequences at average context `ctx`, with breakdown
+    (seconds per component, adding up to the total) and bytes read."""
     secs = {"weights": 0.0, "kv_cache": 0.0, "compute": 0.0, "host": 0.0, "communication": 0.0, "fixed": 0.0}
     nbytes = {"weights": 0.0, "kv_cache": 0.0, "host": 0.0}
     touched = _touched(x.expert_frac, batch)
-    flops_per_tok = 2.0 * _active_params(x)
     stages: dict[int, float] = {}
+    first_of_stage: set[int] = set()
     for p in x.parts:
+        t, t_mem, t_work, kvb = _part_decode(x, p, batch, ctx, touched)
         wbytes = p.dense_bytes + p.expert_bytes * touched
-        kvb = _kv_read(p, ctx, x.arch) * batch
-        bw = x.bw(p)
-        t_mem = wbytes / bw + kvb / (bw * c.kv_read_eff)
-        share = (wbytes / max(x.model.weights.total_bytes, 1.0))
-        t_comp = batch * flops_per_tok * share / x.flops(p)
-        cpu = p.on_host or p.device is None or p.device.kind == "cpu"
-        # GPUs overlap loads with math; CPU threads do both, so their times add
-        t = t_mem + t_comp if cpu else max(t_mem, t_comp)
         if p.on_host:
             secs["host"] += t
             nbytes["host"] += wbytes + kvb
+            stages[-100 - len(stages)] = t  # host work runs in sequence with the GPUs
         else:
             nbytes["weights"] += wbytes
             nbytes["kv_cache"] += kvb
-            if cpu or t_comp <= t_mem:
-                secs["weights"] += wbytes / bw
-                secs["kv_cache"] += kvb / (bw * c.kv_read_eff)
-            if cpu or t_comp > t_mem:
-                secs["compute"] += t_comp if cpu else t
-        key = p.stage
-        if p.on_host:
-            stages[-100 - len(stages)] = t  # host work runs in sequence with the GPUs
-        else:
-            stages[key] = max(stages.get(key, 0.0), t)  # TP/row shards of one stage run together
-        secs["fixed"] += x.fixed(p) if p.device is None or p is _first_of_stage(x, p) else 0.0
+            # split the part's time by each side's share of the blend: memory (weights vs KV) or arithmetic
+            q = x.c.overlap_cpu if _is_cpu(p) else x.c.overlap_gpu
+            mem_share = t_mem ** q / (t_mem ** q + t_work ** q) if t_mem + t_work > 0 else 1.0
+            kv_t = kvb / (x.bw(p) * x.c.kv_read_eff)
+            w_t = max(t_mem - kv_t, 0.0)
+            if t_mem > 0:
+                secs["weights"] += t * mem_share * w_t / t_mem
+                secs["kv_cache"] += t * mem_share * kv_t / t_mem
+            secs["compute"] += t * (1.0 - mem_share)
+            stages[p.stage] = max(stages.get(p.stage, 0.0), t)  # TP/row shards of one stage run together
+        # launches: once per stage (TP shards launch in parallel), host parts too
+        if p.on_host or p.stage not in first_of_stage:
+            secs["fixed"] += x.layer_fixed(p, batch)
+            if not p.on_host:
+                first_of_stage.add(p.stage)
     total_mem = sum(stages.values())
-    secs["fixed"] += c.token_fixed_s.get(x.hw_backend, 5e-4) * x.era_fixed
+    secs["fixed"] += x.token_fixed()
     secs["communication"] = _decode_comm(x, batch)
-    # bookkeeping: the sums above split each stage's time by component
-    t = total_mem + secs["fixed"] + secs["communication"]
     comp_sum = secs["weights"] + secs["kv_cache"] + secs["compute"] + secs["host"]
     if comp_sum > 0:  # rescale so components add up to the stage-max time
         k = total_mem / comp_sum
         for key in ("weights", "kv_cache", "compute", "host"):
             secs[key] *= k
+    t = total_mem + secs["fixed"] + secs["communication"]
     return t, secs, nbytes
-
-
-def _first_of_stage(x: Ctx, p: Part) -> Part:
-    for q in x.parts:
-        if q.stage == p.stage and not q.on_host:
-            return q
-    return p
-
-
-def _active_params(x: Ctx, head: bool = True) -> float:
-    """Parameters a token multiplies through (routed experts at their active share), with the
-    output head (decode computes logits every token; a prompt only for its last token)."""
-    w = x.model.weights
-    bpw = 8.0 * w.total_bytes / max(_total_params(x.spec), 1.0)
-    dense = sum(w.layer_bytes) - sum(w.layer_expert_bytes)
-    out = (w.output_bytes or (w.embed_bytes if x.spec.tied_embeddings else 0)) if head else 0
-    return (dense + sum(w.layer_expert_bytes) * x.expert_frac + out) * 8.0 / bpw
-
-
-_PARAMS: dict[int, tuple[object, float]] = {}
-
-
-def _total_params(spec) -> float:
-    """Total parameters, cached per spec object (tensor_list walks every tensor)."""
-    hit = _PARAMS.get(id(spec))
-    if hit is not None and hit[0] is spec:
-        return hit[1]
-    from ..sources.tensors import param_count
-
-    n = float(param_count(spec)[0])
-    if len(_PARAMS) > 512:
-        _PARAMS.clear()
-    _PARAMS[id(spec)] = (spec, n)
-    return n
-
-
-def _link(x: Ctx):
-    return x.hw.link
 
 
 def _decode_comm(x: Ctx, batch: int) -> float:
     """Per-step communication: layer-split hops, row-split per-matmul syncs, TP all-reduces."""
     c, spec, plan = x.c, x.spec, x.plan
-    link = _link(x)
+    link = x.hw.link
     lat = (link.latency_us * 1e-6) if link else 5e-6
     lbw = (link.bandwidth_gb_s * 1e9) if link else 16e9
     act = batch * spec.hidden_size * 4.0  # f32 activations between devices
@@ -227,47 +159,86 @@ def _decode_comm(x: Ctx, batch: int) -> float:
     return t
 
 
+def _ubatch(x: Ctx) -> int:
+    if x.is_llama:
+        return LLAMA_CPP_UBATCH
+    if x.plan.engine == Engine.MLX:
+        return MLX_PREFILL_STEP
+    return ENGINE_CHUNK
+
+
+def _attn_flops(x: Ctx, depth: int, prompt: int, seqs: int, layers: int) -> float:
+    """Attention FLOPs (QK^T and AV) of `seqs` prompts over `layers` of the model's layers, every
+    layer at its own reach (sources/arch.py: full, window, chunk, or a recurrent constant)."""
+    return seqs * x.arch.attention_flops(depth, depth + prompt) * layers / max(x.spec.n_layers, 1)
+
+
+def _cpu_prompt_compute(x: Ctx, p: Part, tokens: int, active: float) -> float:
+    """Seconds of a CPU's matmul work for `tokens` prompt tokens: the tiled GEMM where the
+    format has one, else the per-token dot product at the batch gain."""
+    if x.cpu_gemm:
+        return 2.0 * active * tokens / x.flops(p)
+    return tokens * active * x.dot_cost() / (x.dot_rate(p) * x.c.cpu_batch_gain)
+
+
 def prefill_time(x: Ctx, prompt: int, depth: int = 0, seqs: int = 1) -> tuple[float, dict]:
     """Seconds to process `seqs` prompts of `prompt` tokens each, starting at `depth`."""
     c, spec, plan = x.c, x.spec, x.plan
-    tokens = prompt * seqs
-    is_llama = plan.engine in (Engine.LLAMA_CPP, Engine.LLAMA_CPP_PYTHON, Engine.OLLAMA)
-    ub = LLAMA_CPP_UBATCH if is_llama else 8192
+    tokens = max(prompt * seqs, 1)
+    ub = _ubatch(x)
     n_ub = max(1, math.ceil(tokens / ub))
-    mm_flops = 2.0 * _active_params(x, head=False) * tokens
-    # every layer at its own reach (sources/arch.py): full, window, chunk, or a recurrent constant
-    attn = seqs * x.arch.attention_flops(depth, depth + prompt)
-    total_bytes = max(x.model.weights.total_bytes, 1.0)
     dequant = x.quantized and x.pre_mmq and x.hw_backend == "cuda" and x.lead is not None \
         and x.lead.fp16_tflops >= x.lead.fp32_tflops
-    secs = {"compute": 0.0, "weights": 0.0, "host": 0.0, "communication": 0.0}
+    touched = _touched(x.expert_frac, min(tokens, ub))
+    secs = {"compute": 0.0, "weights": 0.0, "host": 0.0, "communication": 0.0, "fixed": 0.0}
     stage_t: dict[int, float] = {}
+    gpu = next((q for q in x.parts if not q.on_host), None)
     for p in x.parts:
-        share = (p.dense_bytes + p.expert_bytes) / total_bytes
-        layer_share = p.layers / max(spec.n_layers, 1)
-        f = x.flops(p)
-        t_c = mm_flops * share / f + attn * layer_share / (f * c.attn_eff)
-        wbytes = p.dense_bytes + p.expert_bytes * _touched(x.expert_frac, ub)
-        if p.on_host:
-            if x.lead is not None:
-                # llama.cpp uploads RAM-resident weights to the GPU for big batches (over PCIe)
-                # and computes there; the CPU alone would be far slower
-                link_bw = (x.hw.link.bandwidth_gb_s * 1e9) if x.hw.link else _pcie_bw(x.lead)
-                gpu = next(q for q in x.parts if not q.on_host)
-                t = n_ub * wbytes / link_bw + mm_flops * share / x.flops(gpu)
-            else:
-                t = t_c + n_ub * wbytes / x.bw(p)
+        active = p.dense_params + p.expert_params * x.expert_frac
+        wbytes = p.dense_bytes + p.expert_bytes * touched
+        attn = _attn_flops(x, depth, prompt, seqs, p.layers)
+        fixed = n_ub * x.layer_fixed(p, batch=ub)  # prompts are launched kernel by kernel
+        if x.is_llama and p.moe_layers and x.spec.n_experts and not _is_cpu(p):
+            per_ub = min(tokens, ub)
+            n_touched = x.spec.n_experts * _touched(x.expert_frac, per_ub)
+            fixed += n_ub * p.moe_layers * 3 * n_touched * c.expert_launch_s
+        if p.on_host and gpu is not None and tokens >= 32:
+            # llama.cpp uploads RAM-resident weights to the GPU for big batches (over PCIe)
+            # and computes there; the CPU alone would be far slower
+            link_bw = (x.hw.link.bandwidth_gb_s * 1e9) if x.hw.link else _pcie_bw(gpu.device)
+            t = n_ub * wbytes / link_bw + (2.0 * active * tokens + attn) / x.flops(gpu) + fixed
             secs["host"] += t
             stage_t[-100 - len(stage_t)] = t
             continue
+        f = x.flops(p)
+        if _is_cpu(p):
+            t_c = _cpu_prompt_compute(x, p, tokens, active) + attn / (f * c.of("attn_eff", "cpu", 0.5))
+            t_m = n_ub * wbytes / x.bw(p)
+            t = _blend(t_c, t_m, c.overlap_cpu) + fixed
+            key = "host" if p.on_host else "compute"
+            secs[key] += t
+            stage_t[-100 - len(stage_t) if p.on_host else p.stage] = t
+            continue
+        fam = x.part_family(p)
+        # routed experts: the touched experts share ubatch x k tokens, and a tiled matmul computes at
+        # least a tile's width of columns for each, however few tokens it got
+        waste = 1.0
+        if p.expert_params and x.spec.n_experts:
+            per_ub = min(tokens, ub)
+            n_touched = max(x.spec.n_experts * touched, 1.0)
+            t_e = per_ub * x.spec.n_experts_active / n_touched
+            waste = max(t_e, c.moe_tile_tokens) / t_e
+        t_c = 2.0 * tokens * (p.dense_params + p.expert_params * x.expert_frac * waste) / f \
+            + attn / (f * c.of("attn_eff", fam, 0.35))
         t_m = n_ub * wbytes / x.bw(p)
         if dequant:
-            params = wbytes * 8.0 / max(8.0 * total_bytes / _total_params(spec), 1e-9)
-            t_m += n_ub * params * c.dequant_bytes_per_weight / x.bw(p)
-        t = t_c + t_m
-        secs["compute"] += t_c
-        secs["weights"] += t_m
-        stage_t[p.stage] = max(stage_t.get(p.stage, 0.0), t)
+            t_m += n_ub * (p.dense_params + p.expert_params * touched) * c.dequant_bytes_per_weight / x.bw(p)
+        t = _blend(t_c, t_m, c.overlap_gpu)
+        share_c = t_c / (t_c + t_m) if t_c + t_m > 0 else 1.0
+        secs["compute"] += t * share_c
+        secs["weights"] += t * (1.0 - share_c)
+        secs["fixed"] += fixed
+        stage_t[p.stage] = max(stage_t.get(p.stage, 0.0), t + fixed)
     gpu_stage_times = [v for k, v in sorted(stage_t.items()) if k >= 0]
     host_times = [v for k, v in stage_t.items() if k < 0]
     link = x.hw.link
@@ -275,7 +246,7 @@ def prefill_time(x: Ctx, prompt: int, depth: int = 0, seqs: int = 1) -> tuple[fl
     lbw = (link.bandwidth_gb_s * 1e9) if link else 16e9
     S = len(gpu_stage_times)
     if S > 1:  # pipeline: ubatches of one batch flow through the stages together
-        per_batch = max(1, LLAMA_CPP_BATCH // ub) if is_llama else 1
+        per_batch = max(1, LLAMA_CPP_BATCH // ub) if x.is_llama else 1
         slowest = max(gpu_stage_times) / n_ub
         total = 0.0
         left = n_ub
@@ -305,21 +276,28 @@ def prefill_time(x: Ctx, prompt: int, depth: int = 0, seqs: int = 1) -> tuple[fl
                                     + n_ub * (lat + c.allreduce_s))
         secs["communication"] += comm
         t_gpu += comm
-    total = t_gpu + sum(host_times)
+    total = t_gpu + sum(host_times) + n_ub * x.token_fixed()
+    secs["fixed"] += n_ub * x.token_fixed()
+    # a prompt never beats one decode step: every weight is read once, every layer launched
+    floor, _, _ = decode_step(x, 1, depth + 1)
+    if total < floor:
+        secs["weights"] += floor - total
+        total = floor
     return total, secs
 
 
+# ---------------------------------------------------------------- physical limits
 def _peak_bw(x: Ctx, p: Part) -> float:
-    if p.on_host or p.device is None or p.device.kind == "cpu":
-        return _host_bw(x.hw, p.device)[0] * 1e9
+    if _is_cpu(p):
+        return host_bandwidth(x.hw, x._cpu_of(p))[0] * 1e9
     return p.device.memory_bandwidth_gb_s * 1e9
 
 
 def _peak_flops(x: Ctx, p: Part) -> float:
-    dev = p.device
+    dev = p.device if not _is_cpu(p) else x._cpu_of(p)
     if dev is None:
         return 1.5e12
-    peak = max(dev.fp16_tflops, dev.fp32_tflops, dev.int8_tops or 0.0 if x.quantized else 0.0)
+    peak = max(dev.fp16_tflops, dev.fp32_tflops, (dev.int8_tops or 0.0) if x.quantized else 0.0)
     return peak * 1e12
 
 
@@ -328,12 +306,11 @@ def _roofline_step(x: Ctx, batch: int, ctx: float) -> float:
     compute, whichever is larger, per device; shards of one stage run at the same time."""
     stages: dict[int, float] = {}
     host = 0.0
-    total = max(x.model.weights.total_bytes, 1.0)
-    flops_tok = 2.0 * _active_params(x)
+    touched = _touched(x.expert_frac, batch)
     for p in x.parts:
-        wbytes = p.dense_bytes + p.expert_bytes * _touched(x.expert_frac, batch)
+        wbytes = p.dense_bytes + p.expert_bytes * touched
         mem = (wbytes + batch * _kv_read(p, ctx, x.arch)) / _peak_bw(x, p)
-        comp = batch * flops_tok * (wbytes / total) / _peak_flops(x, p)
+        comp = batch * 2.0 * (p.dense_params + p.expert_params * x.expert_frac) / _peak_flops(x, p)
         t = max(mem, comp)
         if p.on_host:
             host += t
@@ -348,25 +325,32 @@ def roofline_decode_tok_s(x: Ctx, ctx: float) -> float:
 
 
 def _roofline_prefill_s(x: Ctx, prompt: int, depth: int) -> float:
-    """Every FLOP of the prompt at peak compute (stages of a layer split can overlap)."""
-    total = max(x.model.weights.total_bytes, 1.0)
-    flops = 2.0 * _active_params(x, head=False) * prompt
+    """Every FLOP of the prompt at peak compute, or every weight byte read once at peak bandwidth,
+    whichever is larger (stages of a layer split can overlap)."""
     stages: dict[int, float] = {}
     for p in x.parts:
-        share = (p.dense_bytes + p.expert_bytes) / total
-        t = flops * share / _peak_flops(x, p)
+        flops = 2.0 * (p.dense_params + p.expert_params * x.expert_frac) * prompt
+        mem = (p.dense_bytes + p.expert_bytes * _touched(x.expert_frac, prompt)) / _peak_bw(x, p)
+        t = max(flops / _peak_flops(x, p), mem)
         stages[p.stage] = max(stages.get(p.stage, 0.0), t)
     return max(stages.values()) if stages else 0.0
 
 
 def _bound(secs: dict) -> str:
     names = {"weights": "memory bandwidth (weights)", "kv_cache": "memory bandwidth (KV cache)",
-             "compute": "compute", "host": "host RAM bandwidth", "communication": "interconnect",
-             "fixed": "fixed per-token cost (launches, sync)"}
+             "compute": "compute (dequantisation and matmuls)", "host": "host RAM bandwidth",
+             "communication": "interconnect", "fixed": "fixed per-token cost (launches, sync)"}
     k = max(secs, key=lambda s: secs[s])
     return names.get(k, k)
 
 
+def _with_range(e: Estimate, x: Ctx) -> Estimate:
+    from .uncertainty import attach
+
+    return attach(e, x)
+
+
+# ---------------------------------------------------------------- public estimates
 def decode(model: LoadedModel, hw: Hardware, plan: Plan, depth: int = 0, n_gen: int = 128,
            c: Constants = DEFAULT, date: str | None = None) -> Estimate:
     """One user's generation speed (tok/s) over n_gen tokens starting at `depth` tokens of context."""
@@ -374,8 +358,9 @@ def decode(model: LoadedModel, hw: Hardware, plan: Plan, depth: int = 0, n_gen: 
     ctx = depth + n_gen / 2.0
     t, secs, nbytes = decode_step(x, 1, ctx)
     roof = roofline_decode_tok_s(x, ctx)
-    return Estimate(value=1.0 / t, metric=Metric.DECODE, seconds=secs, bytes_read=nbytes,
-                    bound=_bound(secs), roofline_fraction=min((1.0 / t) / roof, 1.0) if roof else 0.0)
+    return _with_range(Estimate(value=1.0 / t, metric=Metric.DECODE, seconds=secs, bytes_read=nbytes,
+                                bound=_bound(secs),
+                                roofline_fraction=min((1.0 / t) / roof, 1.0) if roof else 0.0), x)
 
 
 def prefill(model: LoadedModel, hw: Hardware, plan: Plan, prompt: int = 512, depth: int = 0,
@@ -383,8 +368,8 @@ def prefill(model: LoadedModel, hw: Hardware, plan: Plan, prompt: int = 512, dep
     x = Ctx(model, hw, plan, c, date)
     t, secs = prefill_time(x, prompt, depth)
     roof = _roofline_prefill_s(x, prompt, depth)
-    return Estimate(value=prompt / t, metric=Metric.PREFILL, seconds=secs, bound=_bound(secs),
-                    roofline_fraction=min(roof / t, 1.0) if roof else 0.0)
+    return _with_range(Estimate(value=prompt / t, metric=Metric.PREFILL, seconds=secs, bound=_bound(secs),
+                                roofline_fraction=min(roof / t, 1.0) if roof else 0.0), x)
 
 
 def throughput(model: LoadedModel, hw: Hardware, plan: Plan, batch: int, prompt: int, n_gen: int,
@@ -410,7 +395,8 @@ def throughput(model: LoadedModel, hw: Hardware, plan: Plan, batch: int, prompt:
     tok_s = produced / (waves * t_wave)  # the busiest replica finishes last
     roof = _roofline_step(x, conc, prompt + n_gen / 2.0)
     roof_tok_s = reps * conc / roof if roof else 0.0
-    return Estimate(value=tok_s, metric=Metric.THROUGHPUT_TOTAL if count_prompt else Metric.THROUGHPUT,
-                    seconds=secs, bytes_read=nbytes, bound=_bound(secs),
-                    roofline_fraction=min(tok_s / roof_tok_s, 1.0) if roof_tok_s else 0.0,
-                    notes=(f"{conc} concurrent sequences per replica, {waves} wave(s)",))
+    return _with_range(Estimate(value=tok_s, metric=Metric.THROUGHPUT_TOTAL if count_prompt else Metric.THROUGHPUT,
+                                seconds=secs, bytes_read=nbytes, bound=_bound(secs),
+                                roofline_fraction=min(tok_s / roof_tok_s, 1.0) if roof_tok_s else 0.0,
+                                notes=(f"{conc} concurrent sequences per replica, {waves} wave(s)",)), x)
+

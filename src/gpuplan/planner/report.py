@@ -61,7 +61,11 @@ def candidate_result(c: Candidate, hw: Hardware, n_layers: int, cls=CandidateRes
     ok = c.fits and c.decode is not None
     return cls(fits=c.fits, plan=plan_shape(c, hw, n_layers),
                decode_tok_s=_r(c.decode.value) if ok else None,
+               decode_tok_s_range=[_r(v) for v in c.decode.range] if ok and c.decode.range else None,
+               decode_range_measurements=c.decode.range_n if ok else None,
+               decode_range_class=c.decode.range_class if ok else None,
                prefill_tok_s=_r(c.prefill.value) if ok else None,
+               prefill_tok_s_range=[_r(v) for v in c.prefill.range] if ok and c.prefill.range else None,
                throughput_tok_s=_r(c.throughput.value) if ok else None,
                per_user_tok_s=_r(c.per_user_tok_s) if ok else None,
                concurrent_per_replica=c.concurrent, bound=c.decode.bound if ok else None,

@@ -261,11 +261,15 @@ def rank(cands: list[Candidate], wl: Workload, hw: Hardware) -> list[Candidate]:
     fitting = sorted([c for c in cands if c.fits], key=lambda c: -effective(c))
     if fitting:
         best = fitting[0]
+        # a row split synchronises inside every layer: within SIMPLER_WITHIN a layer split is simpler
+        def plainness(c):
+            return c.n_devices, c.plan.gpu_layers is not None, c.plan.split == Split.ROW
+
         simpler = [c for c in fitting if effective(c) >= effective(best) * (1 - SIMPLER_WITHIN)
                    and kv_level(c) <= kv_level(best)
-                   and (c.n_devices, c.plan.gpu_layers is not None) < (best.n_devices, best.plan.gpu_layers is not None)]
+                   and plainness(c) < plainness(best)]
         if simpler:
-            pick = min(simpler, key=lambda c: (c.n_devices, -effective(c)))
+            pick = min(simpler, key=lambda c: (plainness(c), -effective(c)))
             fitting.remove(pick)
             fitting.insert(0, pick)
     rest = sorted([c for c in cands if not c.fits], key=lambda c: min(m.free for m in c.memory), reverse=True)
