@@ -109,11 +109,6 @@ def parts(model: LoadedModel, hw: Hardware, plan: Plan) -> list[Part]:
         state = sum(ly.recurrent.state_bytes() for ly in lys if ly.recurrent)
         return dense * share, expert * share, full * kv_share, win * kv_share, k, state * kv_share
 
-    def params(a: int, b: int, share: float = 1.0, last: bool = False):
-        moe = sum(1 for i in range(a, b) if p_exp[i] > 0)
-        return dict(dense_params=(sum(p_dense[a:b]) + (p_head if last else 0.0)) * share,
-                    expert_params=sum(p_exp[a:b]) * share, moe_layers=moe)
-
     gpu_layers = n if plan.gpu_layers is None else max(0, min(plan.gpu_layers, n))
     first = n - gpu_layers
     if first:  # leading layers in host RAM (llama.cpp -ngl); their experts too are read at the active share
