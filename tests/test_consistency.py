@@ -71,9 +71,6 @@ def test_commands_agree_with_the_memory_table(grid):
     assert len(checked) > 50 and any("vllm" in r["commands"] for _q, r, *_ in grid)
 
 
-@pytest.mark.xfail(strict=True, reason="physics owned by the speed helper (issue 15, perf/speed.py): "
-                   "Gemma 3 270M's 512-token prompt is priced below one decode step (one pass over the weights); "
-                   "AWQ/GPTQ parameters come from average bits per weight, so AWQ prefill beats peak FLOPs on Apple")
 def test_prefill_and_decode_never_beat_the_physical_bounds(grid):
     bad = _violations(grid, "physics")
     assert not bad, bad[:10]

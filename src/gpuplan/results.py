@@ -219,7 +219,11 @@ class CompareRow(Result):
     fits: bool
     plan: Optional[PlanShape] = None
     decode_tok_s: Optional[float] = None
+    decode_tok_s_range: Optional[list[float]] = None
+    decode_range_measurements: Optional[int] = None
+    decode_range_class: Optional[str] = None
     prefill_tok_s: Optional[float] = None
+    prefill_tok_s_range: Optional[list[float]] = None
     throughput_tok_s: Optional[float] = None
     per_user_tok_s: Optional[float] = None
     concurrent_per_replica: int = 0

@@ -28,6 +28,8 @@ from .layout import Part
 
 __all__ = ["Ctx", "decode", "decode_step", "prefill", "prefill_time", "step_overhead", "throughput"]
 
+_host_bw = host_bandwidth  # (bandwidth GB/s, memory type) of the RAM a CPU reads; planner/defaults.py uses it
+
 
 def _pcie_bw(device) -> float:
     """Host-to-GPU copy bandwidth (bytes/s): about 80% of the slot's per-direction peak
