@@ -89,7 +89,7 @@ def test_prefill_never_above_peak_flops(mq, dev, prompt):
     m, h = model(*mq), hw(dev)
     e = speed.prefill(m, h, plan(engine_for(mq[1], dev)), prompt=prompt)
     x = Ctx(m, h, plan(engine_for(mq[1], dev)), DEFAULT, None)
-    active = sum(q.dense_params + q.expert_params * x.expert_frac for q in x.parts)
+    active = sum(q.dense_params + q.expert_params * x.expert_frac for q in x.parts)  # per prompt token
     d = catalog.device(dev)
     peak = max(d.fp16_tflops, d.fp32_tflops, d.int8_tops or 0.0) * 1e12
     assert 2.0 * active * e.value <= peak
@@ -114,7 +114,7 @@ def test_parameters_come_from_tensors_not_average_bits(quant):
     total, _ = param_count(m.spec)
     embed = m.spec.vocab_size * m.spec.hidden_size
     norms = m.spec.hidden_size * (2 * m.spec.n_layers + 1)
-    held = sum(q.dense_params + q.expert_params for q in x.parts)  # layers + head (the embedding is a lookup)
+    held = sum(q.dense_params + q.expert_params + q.head_params for q in x.parts)  # the embedding is a lookup
     assert held == pytest.approx(total - embed - norms, rel=1e-9)
 
 

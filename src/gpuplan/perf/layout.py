@@ -25,8 +25,9 @@ class Part:
     stage: int  # pipeline position (layer split / PP); TP shards share a stage
     on_host: bool = False
     state_bytes: float = 0.0  # recurrent-layer state per sequence (read and rewritten every step)
-    dense_params: float = 0.0  # matrix parameters behind dense_bytes (multiplied every token)
+    dense_params: float = 0.0  # matrix parameters of the layers behind dense_bytes (every token)
     expert_params: float = 0.0  # behind expert_bytes
+    head_params: float = 0.0  # the output head (decode multiplies it every token, a prompt once)
     moe_layers: int = 0  # layers with routed experts (they launch more kernels)
 
 
@@ -93,7 +94,7 @@ def parts(model: LoadedModel, hw: Hardware, plan: Plan) -> list[Part]:
         host_p = 0.0 if on_host else sum(p_exp[i] for i in range(a, b) if i in moe_host)
         moved_params += host_p * share
         moe = sum(1 for i in range(a, b) if p_exp[i] > 0)
-        return dict(dense_params=(sum(p_dense[a:b]) + (p_head if last else 0.0)) * share,
+        return dict(dense_params=sum(p_dense[a:b]) * share, head_params=(p_head if last else 0.0) * share,
                     expert_params=(sum(p_exp[a:b]) - host_p) * share, moe_layers=moe)
 
     def span(a: int, b: int, share: float = 1.0, kv_share: float = 1.0, on_host: bool = False):

@@ -73,7 +73,7 @@ def _part_decode(x: Ctx, p: Part, batch: int, ctx: float, touched: float) -> tup
     """(seconds, memory seconds, arithmetic seconds, KV bytes) of one part's share of a step."""
     c = x.c
     wbytes = p.dense_bytes + p.expert_bytes * touched
-    params = p.dense_params + p.expert_params * touched
+    params = p.dense_params + p.head_params + p.expert_params * touched
     kvb = _kv_read(p, ctx, x.arch) * batch
     bw = x.bw(p)
     t_mem = wbytes / bw + kvb / (bw * c.kv_read_eff)
@@ -83,7 +83,7 @@ def _part_decode(x: Ctx, p: Part, batch: int, ctx: float, touched: float) -> tup
     per_seq = x.is_llama or _is_cpu(p)
     t_dot = t_dot1 * (min(batch, 8) if per_seq else 1.0)
     # the matmul work of a batch: tensor cores (GPU) or tiled GEMM (CPU)
-    active = p.dense_params + p.expert_params * x.expert_frac
+    active = p.dense_params + p.head_params + p.expert_params * x.expert_frac
     t_comp = 2.0 * active * batch / x.flops(p) if batch > 1 else 0.0
     t_work = max(t_dot, t_comp)
     t = _blend(t_mem, t_work, c.overlap_cpu if _is_cpu(p) else c.overlap_gpu)
@@ -196,7 +196,8 @@ def prefill_time(x: Ctx, prompt: int, depth: int = 0, seqs: int = 1) -> tuple[fl
     stage_t: dict[int, float] = {}
     gpu = next((q for q in x.parts if not q.on_host), None)
     for p in x.parts:
-        active = p.dense_params + p.expert_params * x.expert_frac
+        # per prompt token; the output head runs for each sequence's last token only
+        active = p.dense_params + p.expert_params * x.expert_frac + p.head_params * seqs / tokens
         wbytes = p.dense_bytes + p.expert_bytes * touched
         attn = _attn_flops(x, depth, prompt, seqs, p.layers)
         fixed = n_ub * x.layer_fixed(p, batch=ub)  # prompts are launched kernel by kernel
@@ -230,7 +231,7 @@ def prefill_time(x: Ctx, prompt: int, depth: int = 0, seqs: int = 1) -> tuple[fl
             n_touched = max(x.spec.n_experts * touched, 1.0)
             t_e = per_ub * x.spec.n_experts_active / n_touched
             waste = max(t_e, c.moe_tile_tokens) / t_e
-        t_c = 2.0 * tokens * (p.dense_params + p.expert_params * x.expert_frac * waste) / f \
+        t_c = 2.0 * tokens * (p.dense_params + p.head_params * seqs / tokens + p.expert_params * x.expert_frac * waste) / f \
             + attn / (f * c.of("attn_eff", fam, 0.35))
         t_m = n_ub * wbytes / x.bw(p)
         if dequant:
@@ -312,7 +313,7 @@ def _roofline_step(x: Ctx, batch: int, ctx: float) -> float:
     for p in x.parts:
         wbytes = p.dense_bytes + p.expert_bytes * touched
         mem = (wbytes + batch * _kv_read(p, ctx, x.arch)) / _peak_bw(x, p)
-        comp = batch * 2.0 * (p.dense_params + p.expert_params * x.expert_frac) / _peak_flops(x, p)
+        comp = batch * 2.0 * (p.dense_params + p.head_params + p.expert_params * x.expert_frac) / _peak_flops(x, p)
         t = max(mem, comp)
         if p.on_host:
             host += t
@@ -331,7 +332,7 @@ def _roofline_prefill_s(x: Ctx, prompt: int, depth: int) -> float:
     whichever is larger (stages of a layer split can overlap)."""
     stages: dict[int, float] = {}
     for p in x.parts:
-        flops = 2.0 * (p.dense_params + p.expert_params * x.expert_frac) * prompt
+        flops = 2.0 * ((p.dense_params + p.expert_params * x.expert_frac) * prompt + p.head_params)
         mem = (p.dense_bytes + p.expert_bytes * _touched(x.expert_frac, prompt)) / _peak_bw(x, p)
         t = max(flops / _peak_flops(x, p), mem)
         stages[p.stage] = max(stages.get(p.stage, 0.0), t)
