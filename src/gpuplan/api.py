@@ -69,8 +69,10 @@ def catalog_list(kind: str, search: str | None = None) -> list[dict]:
     return out
 
 
-def validate_file(paths: list[str]) -> dict:
+def validate_file(paths: list[str], allow_model_paths: bool = True, budget=None, **read_limits) -> dict:
+    """allow_model_paths=False: rows must name catalog models (the web: a client's file never
+    makes the server open a path); budget, read_limits: see bench.validate.validate."""
     from .bench.validate import validate
 
-    res = validate(paths)
+    res = validate(paths, allow_paths=allow_model_paths, budget=budget, **read_limits)
     return {"rows": res["rows"], "summary": res["summary"]}

@@ -14,6 +14,7 @@ Mapping to the schema:
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 import subprocess
@@ -21,13 +22,13 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..types import Metric
-from .measurements import Measurement
+from .measurements import INT_RANGES, MAX_TOK_S, Measurement
 
 # llama.cpp's ftype names (llama_model_ftype_name) -> the quant ids of the catalog/schema.
 _SIZE = {"Small": "S", "Medium": "M", "Large": "L", "Extra Small": "XS"}
 _QUANT_IN_NAME = re.compile(
     r"(?i)(?<![a-z0-9])(IQ\d_[A-Z]+|Q\d_K_[SML]|Q\d_K|Q\d_\d|BF16|F16|F32)(?![a-z0-9])")
-_TEST = re.compile(r"^(?:(pp|tg)\s*(\d+)|pp\s*(\d+)\s*\+\s*tg\s*(\d+))(?:\s*@\s*d\s*(\d+))?$")
+_TEST = re.compile(r"^(?:(pp|tg)\s*(\d{1,7})|pp\s*(\d{1,7})\s*\+\s*tg\s*(\d{1,7}))(?:\s*@\s*d\s*(\d{1,7}))?$")
 _ALL_LAYERS = 99
 
 
@@ -100,7 +101,7 @@ def gpu_from_info(gpu_info: str, backend: str = "") -> tuple[str, int]:
 def _layers(ngl) -> int | None:
     try:
         n = int(ngl)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     return None if n < 0 or n >= _ALL_LAYERS else n
 
@@ -113,6 +114,8 @@ def _row(*, n_prompt: int, n_gen: int, n_depth: int, tok_s: float, model: str, q
         metric = Metric.DECODE
     else:
         metric = Metric.PREFILL
+    if n_gpus > INT_RANGES["n_gpus"][1]:
+        raise ValueError(f"{n_gpus:,} GPUs; accepted: at most {INT_RANGES['n_gpus'][1]:,}")
     split = (split or "layer") if n_gpus > 1 else "none"
     return Measurement(engine="llama.cpp", model=model, quant=quant, gpu=gpu, n_gpus=n_gpus,
                        n_prompt=n_prompt, n_gen=n_gen, batch=1, metric=metric, tok_s=tok_s,
@@ -122,17 +125,33 @@ def _row(*, n_prompt: int, n_gen: int, n_depth: int, tok_s: float, model: str, q
                        n_depth=n_depth, note=note)
 
 
+def _count(o: dict, key: str) -> int:
+    """A token count of a result: a whole number in the schema's range (0 when absent)."""
+    v = o.get(key) or 0
+    lo, hi = INT_RANGES[key]
+    try:
+        x = float(v) if not isinstance(v, bool) else math.nan
+    except (TypeError, ValueError):
+        x = math.nan
+    if not (math.isfinite(x) and x == int(x) and lo <= x <= hi):
+        raise ValueError(f"{key} '{str(v)[:40]}' is not a whole number from {lo} to {hi:,}")
+    return int(x)
+
+
 def from_objects(items) -> list:
     """[(line, llama-bench result dict)] -> [(line, Measurement | reason)]."""
     out = []
     for line, o in items:
         try:
-            n_prompt, n_gen = int(o.get("n_prompt") or 0), int(o.get("n_gen") or 0)
-            tok_s = float(o["avg_ts"])
-            if n_prompt < 0 or n_gen < 0 or (n_prompt == 0 and n_gen == 0):
+            n_prompt, n_gen = _count(o, "n_prompt"), _count(o, "n_gen")
+            try:
+                tok_s = float(o["avg_ts"])
+            except (TypeError, ValueError):
+                tok_s = math.nan
+            if n_prompt == 0 and n_gen == 0:
                 raise ValueError("a test with neither prompt nor generated tokens")
-            if not tok_s > 0:
-                raise ValueError(f"avg_ts '{o['avg_ts']}' must be a positive number")
+            if not (math.isfinite(tok_s) and 0 < tok_s <= MAX_TOK_S):
+                raise ValueError(f"avg_ts '{str(o['avg_ts'])[:40]}' must be a positive number up to {MAX_TOK_S:g}")
             gpu, n_gpus = gpu_from_info(str(o.get("gpu_info") or ""), str(o.get("backends") or ""))
             devices = str(o.get("devices") or "auto")
             if devices not in ("auto", "none", "") and n_gpus:
@@ -143,7 +162,7 @@ def from_objects(items) -> list:
             extras = [f"{k}={o[k]}" for k in ("backends", "n_batch", "n_ubatch", "flash_attn",
                                               "type_k", "n_threads") if k in o]
             out.append((line, _row(
-                n_prompt=n_prompt, n_gen=n_gen, n_depth=int(o.get("n_depth") or 0), tok_s=tok_s,
+                n_prompt=n_prompt, n_gen=n_gen, n_depth=_count(o, "n_depth"), tok_s=tok_s,
                 model=model_id(mtype, filename), quant=quant_from_type(mtype, filename),
                 gpu=gpu, n_gpus=n_gpus, split=str(o.get("split_mode") or ""),
                 ngl=o.get("n_gpu_layers"), source=filename or "llama-bench",
@@ -151,8 +170,8 @@ def from_objects(items) -> list:
                 note=f"{build}; {mtype}; " + ", ".join(extras))))
         except KeyError as e:
             out.append((line, f"llama-bench result without {e.args[0]}"))
-        except (TypeError, ValueError) as e:
-            out.append((line, f"llama-bench result not understood: {e}"))
+        except (TypeError, ValueError, AttributeError) as e:
+            out.append((line, f"llama-bench result not understood: {str(e)[:200]}"))
     return out
 
 
@@ -181,12 +200,12 @@ def from_markdown(text: str) -> list:
             continue
         row = dict(zip(header, cells))
         test = _TEST.match(row.get("test", "").replace("  ", " "))
-        ts = re.match(r"^\s*([\d.]+)", row.get("t/s", ""))
+        ts = re.match(r"^\s*(\d{1,12}(?:\.\d{0,12})?)(?!\d)", row.get("t/s", ""))
         if not test:
             out.append((n, f"test '{row.get('test', '')}' not understood; expected ppN, tgN, "
                            "ppN+tgM, optionally '@ dN'"))
             continue
-        if not ts or float(ts.group(1)) <= 0:
+        if not ts or not 0 < float(ts.group(1)) <= MAX_TOK_S:
             out.append((n, f"t/s '{row.get('t/s', '')}' is not a positive number"))
             continue
         kind, n1, pp, tg, depth = test.groups()
@@ -196,14 +215,17 @@ def from_markdown(text: str) -> list:
         cpu = backend.upper() in ("CPU", "BLAS") or row.get("ngl") == "0"
         gpu, n_gpus = gpu_from_info(", ".join(devices), backend) if devices else ("unknown", 1)
         mtype = row.get("model", "")
-        out.append((n, _row(
-            n_prompt=n_prompt, n_gen=n_gen, n_depth=int(depth or 0), tok_s=float(ts.group(1)),
-            model=model_id(mtype), quant=quant_from_type(mtype), gpu="cpu" if cpu else gpu,
-            n_gpus=0 if cpu else n_gpus, split=row.get("sm", ""), ngl=row.get("ngl"),
-            source="llama-bench markdown", date="",
-            note=f"llama-bench table; {mtype}; backend={backend}; " + (
-                f"devices from the log: {', '.join(devices)}" if devices
-                else "GPU and GPU count not in the markdown output"))))
+        try:
+            out.append((n, _row(
+                n_prompt=n_prompt, n_gen=n_gen, n_depth=int(depth or 0), tok_s=float(ts.group(1)),
+                model=model_id(mtype), quant=quant_from_type(mtype), gpu="cpu" if cpu else gpu,
+                n_gpus=0 if cpu else n_gpus, split=row.get("sm", ""), ngl=row.get("ngl"),
+                source="llama-bench markdown", date="",
+                note=f"llama-bench table; {mtype}; backend={backend}; " + (
+                    f"devices from the log: {', '.join(devices)}" if devices
+                    else "GPU and GPU count not in the markdown output"))))
+        except ValueError as e:  # more GPUs than any rig has
+            out.append((n, f"table row not understood: {e}"))
     return out
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ..errors import InputError
+from ..inputs import MAX_TEXT_FILE_BYTES, load_json, read_text
 from ..types import Metric
 
 COLUMNS = ("source", "engine", "date", "model", "quant", "gpu", "n_gpus", "split",
@@ -32,7 +33,6 @@ COLUMNS = ("source", "engine", "date", "model", "quant", "gpu", "n_gpus", "split
 # Columns a row cannot do without; the others get the default of the dataclass.
 REQUIRED = ("engine", "model", "quant", "gpu", "n_gpus", "n_prompt", "n_gen", "batch",
             "metric", "tok_s")
-_INTS = ("n_gpus", "n_depth", "n_prompt", "n_gen", "batch")
 _OPT_INTS = ("n_gpu_layers", "cpu_cores", "cpu_threads", "threads")
 _OPT_FLOATS = ("cpu_ghz", "host_bw_gb_s", "ram_gib")
 # Optional columns written only when a row states them (data/measurements/README.md): the GPU API
@@ -97,6 +97,22 @@ class RowInvalid(ValueError):
     """A row that cannot become a Measurement; the message is the reason."""
 
 
+# Physical ranges of the integer columns: the largest contexts in the catalog are 10M tokens,
+# the largest published rigs a few thousand GPUs; a value outside is a typo or an attack.
+INT_RANGES = {"n_gpus": (0, 4096), "n_depth": (0, 10_000_000), "n_prompt": (0, 10_000_000),
+              "n_gen": (0, 10_000_000), "batch": (0, 100_000), "n_gpu_layers": (0, 10_000),
+              # the largest servers have a few hundred cores, two threads each
+              "cpu_cores": (1, 10_000), "cpu_threads": (1, 100_000), "threads": (1, 100_000)}
+# Ranges of the optional float columns (lower bound excluded): clocks up to 10 GHz, RAM
+# bandwidth up to 100 TB/s, RAM up to 1 PiB; anything above is a unit mistake.
+FLOAT_RANGES = {"cpu_ghz": (0.0, 10.0), "host_bw_gb_s": (0.0, 100_000.0),
+                "ram_gib": (0.0, 1_048_576.0)}
+MAX_TOK_S = 1e9  # no engine decodes a billion tokens a second: a row above is corrupt
+MAX_CELL_CHARS = {"note": 10_000, "source": 2_000}  # other text columns: 300 characters
+MAX_ROWS = 1_000_000  # per read_measurements call; the published sets have ~900
+_CSV_ERROR = object()  # key of a row the csv module could not split (the value says why)
+
+
 def parse_row(raw: dict) -> Measurement:
     """A dict of schema columns (strings or numbers) -> Measurement, or RowInvalid."""
     missing = [c for c in REQUIRED if raw.get(c) is None or str(raw.get(c)).strip() == ""]
@@ -106,7 +122,7 @@ def parse_row(raw: dict) -> Measurement:
     try:
         metric = Metric(metric_text)
     except ValueError:
-        raise RowInvalid(f"unknown metric '{metric_text}'; accepted: "
+        raise RowInvalid(f"unknown metric '{metric_text[:40]}'; accepted: "
                          + ", ".join(m.value for m in Metric)) from None
     out: dict = {}
     for f in fields(Measurement):
@@ -114,35 +130,40 @@ def parse_row(raw: dict) -> Measurement:
         text = "" if v is None else str(v).strip()
         if f.name == "metric":
             out[f.name] = metric
-        elif f.name in _OPT_FLOATS:
+        elif f.name in FLOAT_RANGES:
             if text == "":
                 continue
+            lo, hi = FLOAT_RANGES[f.name]
             try:
-                num = float(text)
+                num = float(text[:40])
             except ValueError:
-                raise RowInvalid(f"{f.name} '{text}' is not a number") from None
-            if not math.isfinite(num) or num <= 0:
-                raise RowInvalid(f"{f.name} '{text}' must be a positive number")
+                raise RowInvalid(f"{f.name} '{text[:40]}' is not a number") from None
+            if not math.isfinite(num) or not lo < num <= hi:
+                raise RowInvalid(f"{f.name} '{text[:40]}' must be a number above {lo:g} up to {hi:,g}")
             out[f.name] = num
-        elif f.name in _INTS or f.name in _OPT_INTS:
+        elif f.name in INT_RANGES:
             if text == "":
                 continue  # default (only optional columns reach here)
+            lo, hi = INT_RANGES[f.name]
             try:
-                num = float(text)
+                num = float(text[:40])
             except ValueError:
-                raise RowInvalid(f"{f.name} '{text}' is not a number") from None
-            if num != int(num) or num < 0:
-                raise RowInvalid(f"{f.name} '{text}' is not a whole number >= 0")
+                raise RowInvalid(f"{f.name} '{text[:40]}' is not a number") from None
+            if not math.isfinite(num) or num != int(num) or not lo <= num <= hi:
+                raise RowInvalid(f"{f.name} '{text[:40]}' is not a whole number from {lo} to {hi:,}")
             out[f.name] = int(num)
         elif f.name == "tok_s":
             try:
-                num = float(text)
+                num = float(text[:40])
             except ValueError:
-                raise RowInvalid(f"tok_s '{text}' is not a number") from None
-            if not math.isfinite(num) or num <= 0:
-                raise RowInvalid(f"tok_s '{text}' must be a positive number")
+                raise RowInvalid(f"tok_s '{text[:40]}' is not a number") from None
+            if not math.isfinite(num) or not 0 < num <= MAX_TOK_S:
+                raise RowInvalid(f"tok_s '{text[:40]}' must be a positive number up to {MAX_TOK_S:g}")
             out[f.name] = num
         elif text != "":
+            limit = MAX_CELL_CHARS.get(f.name, 300)
+            if len(text) > limit:
+                raise RowInvalid(f"{f.name} is {len(text):,} characters long; accepted: at most {limit:,}")
             out[f.name] = text
     return Measurement(**out)
 
@@ -154,6 +175,9 @@ Parsed = tuple[int, "Measurement | str"]
 def _schema_rows(items: Iterable[tuple[int, dict]]) -> list[Parsed]:
     out: list[Parsed] = []
     for line, raw in items:
+        if _CSV_ERROR in raw:
+            out.append((line, raw[_CSV_ERROR]))
+            continue
         try:
             out.append((line, parse_row(raw)))
         except RowInvalid as e:
@@ -162,7 +186,7 @@ def _schema_rows(items: Iterable[tuple[int, dict]]) -> list[Parsed]:
 
 
 def _read_csv(text: str) -> list[Parsed] | None:
-    reader = csv.reader(io.StringIO(text))
+    reader = csv.reader(io.StringIO(text))  # fields over csv.field_size_limit() (128 KiB) are errors
     try:
         header = [h.strip() for h in next(reader)]
     except (StopIteration, csv.Error):
@@ -172,9 +196,10 @@ def _read_csv(text: str) -> list[Parsed] | None:
     if "avg_ts" in header:
         rows = _csv_dicts(header, reader)
         # llama-bench CSV has no optional cells: a count mismatch means the columns are shifted.
-        bad = {line for line, d in rows if len(d) != len(header) or None in d.values()}
-        return [(line, f"row has a different number of cells than the header ({len(header)})")
-                if line in bad else parsed
+        bad = {line: d[_CSV_ERROR] if _CSV_ERROR in d else
+               f"row has a different number of cells than the header ({len(header)})"
+               for line, d in rows if _CSV_ERROR in d or len(d) != len(header) or None in d.values()}
+        return [(line, bad[line]) if line in bad else parsed
                 for (line, _), parsed in zip(rows, llama_bench.from_objects(rows))]
     if not {"metric", "tok_s"} <= set(header):
         return None  # neither schema nor llama-bench CSV
@@ -183,7 +208,14 @@ def _read_csv(text: str) -> list[Parsed] | None:
 
 def _csv_dicts(header: list[str], reader) -> list[tuple[int, dict]]:
     rows = []
-    for cells in reader:
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as e:  # a field over the size limit, a NUL byte: that row is bad, go on
+            rows.append((reader.line_num, {_CSV_ERROR: f"not a CSV row ({e})"}))
+            continue
         if not any(c.strip() for c in cells):
             continue  # blank line: not a data row
         d = dict(zip(header, cells))
@@ -200,17 +232,17 @@ def _read_json(text: str) -> list[Parsed] | None:
     from . import llama_bench
 
     try:
-        data = json.loads(text)
+        data = load_json(text, "measurement file", allow_nan=True)
         items = list(enumerate(data if isinstance(data, list) else [data], start=1))
         line_based = False
-    except json.JSONDecodeError:
+    except InputError:
         # JSON lines (llama-bench -o jsonl): one object per line.
         items, line_based = [], True
         for n, line in enumerate(text.splitlines(), start=1):
             if line.strip():
                 try:
-                    items.append((n, json.loads(line)))
-                except json.JSONDecodeError:
+                    items.append((n, load_json(line, "line", allow_nan=True)))
+                except InputError:
                     if not items:
                         return None
                     items.append((n, None))
@@ -226,16 +258,12 @@ def _read_json(text: str) -> list[Parsed] | None:
     return out
 
 
-def read_file(path: Path) -> list[Parsed]:
-    """Every data row of one file; raises InputError when the file as a whole is unreadable."""
+def read_file(path: Path, max_bytes: int = MAX_TEXT_FILE_BYTES) -> list[Parsed]:
+    """Every data row of one file; raises InputError when the file as a whole is unreadable
+    (missing, a directory, a FIFO or device, over max_bytes, not UTF-8)."""
     from . import llama_bench
 
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InputError(f"measurement file '{path}' does not exist") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"measurement file '{path}' cannot be read: {e}") from None
+    text = read_text(path, "measurement file", max_bytes)
     s = text.lstrip()
     if not s:
         raise InputError(f"measurement file '{path}' is empty")
@@ -252,12 +280,14 @@ def read_file(path: Path) -> list[Parsed]:
     return rows
 
 
-def read_measurements(paths, defaults: dict | None = None
+def read_measurements(paths, defaults: dict | None = None, *, max_rows: int = MAX_ROWS,
+                      max_bytes: int = MAX_TEXT_FILE_BYTES
                       ) -> tuple[list[Measurement | None], list[RowError]]:
     """Rows of all files in order (None where a row is bad) and the errors, as described above.
 
     `defaults` fills fields a format cannot know (llama-bench markdown has no GPU name), e.g.
     {"gpu": "rtx-3090", "n_gpus": 1}; only fields left empty or unknown are replaced.
+    More than `max_rows` data rows in all, or a file over `max_bytes`, is an InputError.
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
@@ -266,11 +296,14 @@ def read_measurements(paths, defaults: dict | None = None
     file_errors: list[str] = []
     for p in map(Path, paths):
         try:
-            parsed = read_file(p)
+            parsed = read_file(p, max_bytes)
         except InputError as e:
             errors.append(RowError(None, str(p), 0, str(e)))
             file_errors.append(str(e))
             continue
+        if len(rows) + len(parsed) > max_rows:
+            raise InputError(f"measurement files have more than {max_rows:,} data rows; "
+                             f"accepted: at most {max_rows:,} in one run")
         for line, m in parsed:
             if isinstance(m, str):
                 errors.append(RowError(len(rows), str(p), line, m))

@@ -37,11 +37,14 @@ def host_memory_id(text: str) -> str | None:
     raise InputError(f"unknown host memory '{text}'")
 
 
+MAX_GPUS = 4096  # the largest published rigs; more is a typo or an attempt to burn CPU
+
+
 @lru_cache(maxsize=256)
-def _model(model_id: str, quant: str) -> LoadedModel:
+def _model(model_id: str, quant: str, allow_paths: bool = True) -> LoadedModel:
     from ..sources.resolve import resolve_model
 
-    return resolve_model(model_id, quant)
+    return resolve_model(model_id, quant, allow_paths=allow_paths)
 
 
 def _link_for(interconnect: str, dev) -> object | None:
@@ -124,11 +127,15 @@ def _host_from_row(m, cpu):
                       speed_mt_s=1, channels=1, bandwidth_gb_s=float(bw), source="measurement row")
 
 
-def row_setup(m, hardware: Hardware | None = None) -> tuple[LoadedModel, Hardware, Plan, Workload]:
+def row_setup(m, hardware: Hardware | None = None, allow_paths: bool = True
+              ) -> tuple[LoadedModel, Hardware, Plan, Workload]:
     """Turn a measurement row into (model, hardware, plan, workload); `hardware` replaces the
-    row's catalog devices (a bench on this machine is predicted for the probed machine)."""
-    model = _model(m.model, m.quant)
+    row's catalog devices (a bench on this machine is predicted for the probed machine).
+    allow_paths=False: the row's model must be a catalog id (rows a web client uploaded)."""
     n = int(m.n_gpus)
+    if not 0 <= n <= MAX_GPUS:
+        raise InputError(f"n_gpus {n:,} is out of range; accepted: 0 to {MAX_GPUS:,}")
+    model = _model(m.model, m.quant, allow_paths)
     host_id = host_memory_id(getattr(m, "host_mem", "") or "")
     host = catalog.host_memory(host_id) if host_id else None
     threads, simd, backend = None, None, row_backend(m)
@@ -191,11 +198,13 @@ def max_batch_for(model: LoadedModel, hw: Hardware, plan: Plan, seq_tokens: int,
     return largest(ok, limit)
 
 
-def predict_estimate(m, calibration: Constants | None = None, hardware: Hardware | None = None, setup=None):
+def predict_estimate(m, calibration: Constants | None = None, hardware: Hardware | None = None, setup=None,
+                     allow_paths: bool = True):
     """The Estimate (value, breakdown, range) for a measurement row, or raise InputError saying
-    why it can't be. `setup` is row_setup's result when the caller already has it."""
+    why it can't be. `setup` is row_setup's result when the caller already has it; allow_paths:
+    as row_setup."""
     c = calibration or DEFAULT
-    model, hw, plan, wl = setup or row_setup(m, hardware)
+    model, hw, plan, wl = setup or row_setup(m, hardware, allow_paths)
     date = getattr(m, "date", None) or None
     metric = Metric(m.metric)
     if metric == Metric.DECODE:
@@ -220,6 +229,7 @@ def predict_estimate(m, calibration: Constants | None = None, hardware: Hardware
     return est
 
 
-def predict_row(m, calibration: Constants | None = None, hardware: Hardware | None = None, setup=None) -> float:
+def predict_row(m, calibration: Constants | None = None, hardware: Hardware | None = None, setup=None,
+                allow_paths: bool = True) -> float:
     """Predicted tok/s for a measurement row, or raise InputError saying why it can't be."""
-    return predict_estimate(m, calibration, hardware, setup).value
+    return predict_estimate(m, calibration, hardware, setup, allow_paths).value

@@ -10,6 +10,7 @@ from pathlib import Path
 from .. import catalog
 from ..catalog.schema import Quant
 from ..errors import InputError
+from ..inputs import check_name
 from ..perf.weights import estimate_weights
 from ..types import LoadedModel
 from .gguf_file import read_gguf
@@ -35,8 +36,14 @@ def _looks_like_path(text: str, p: Path) -> bool:
     return text.lower().endswith((".gguf", ".json")) or p.exists() or text.startswith((".", "/", "~"))
 
 
-def resolve_model(text: str, quant: str | None = None) -> LoadedModel:
-    t = text.strip()
+def resolve_model(text: str, quant: str | None = None, allow_paths: bool = True) -> LoadedModel:
+    """allow_paths=False: catalog ids only, the file system is never touched (for text that
+    comes from a client, e.g. the model column of an uploaded measurement file)."""
+    t = check_name("model", text.strip(), 1000)
+    if not allow_paths:
+        if t.lower().endswith((".gguf", ".json")) or t.startswith(("/", ".", "~", "\\")) or "\\" in t:
+            raise InputError(f"model '{t[:200]}': only catalog ids are accepted here, not file paths")
+        return _from_catalog(t, quant or DEFAULT_QUANT)
     p = Path(t).expanduser()
     if _looks_like_path(t, p):
         if t.lower().endswith(".gguf") or (p.is_file() and not t.lower().endswith(".json")):

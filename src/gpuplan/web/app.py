@@ -2,7 +2,8 @@
 
 Safety: the server never reads a path a client names. `model` must be a catalog id (paths are
 refused), the hardware file of the command line is not a web parameter, and uploads live in a
-temp file only while they are parsed. Bad input gives 4xx with {"error": {"input", "value",
+temp file only while they are parsed, in a worker process with a time and memory budget
+(web/limits.py). Bad input gives 4xx with {"error": {"input", "value",
 "message", "accepted"}} (the CLI's --json error); 500 means a bug (logged).
 
 Each answer route takes its request model as its query (built once here, validated against the
@@ -11,6 +12,7 @@ ranges in gpuplan.requests) and declares its result model, so /openapi.json and 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import tempfile
@@ -29,10 +31,13 @@ from .. import api
 from ..errors import InputError
 from ..requests import BuildsRequest, CompareRequest, FitRequest, PlanRequest, ScalingRequest
 from ..results import BuildsResult, CompareResult, ErrorResult, FitResult, PlanResult, ScalingResult
+from . import limits
 
 log = logging.getLogger("gpuplan.web")
 STATIC = Path(__file__).parent / "static"
 MAX_UPLOAD_BYTES = 64 * 2**20  # a GGUF header with a 262k-token vocabulary is ~7 MB; 64 MiB is ample
+VALIDATE_MAX_BYTES = 16 * 2**20  # the published measurement sets are ~200 KB each
+VALIDATE_MAX_ROWS = 50_000  # they have ~900 rows; every row is a prediction
 MAX_DEVICES = 64  # more devices than this in one web request is a typo or an attempt to burn CPU
 MAX_NODES = 64
 MAX_SETUPS = 12
@@ -120,31 +125,54 @@ def _readable(exc: RequestValidationError, path: str) -> InputError:
     return input_error(cls, list(exc.errors()) or [{"msg": "invalid request"}], "web")
 
 
-async def _read_limited(upload: UploadFile) -> bytes:
-    data = await upload.read(MAX_UPLOAD_BYTES + 1)
-    if len(data) > MAX_UPLOAD_BYTES:
-        raise _TooLarge()
-    return data
+def _copy_limited(upload: UploadFile, path: str, cap: int, hint: str) -> None:
+    """Stream the upload (spooled by the form parser) into a file, 1 MiB at a time, refusing
+    more than cap bytes: the worker process reads it from there."""
+    upload.file.seek(0)
+    total = 0
+    with open(path, "wb") as f:
+        while chunk := upload.file.read(2**20):
+            total += len(chunk)
+            if total > cap:
+                raise _TooLarge(cap, hint)
+            f.write(chunk)
+
+
+async def _saved(upload: UploadFile, suffix: str, cap: int, hint: str) -> str:
+    fd, tmp = tempfile.mkstemp(suffix=suffix)
+    os.close(fd)
+    try:
+        await asyncio.to_thread(_copy_limited, upload, tmp, cap, hint)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return tmp
+
+
+def _validate_job(tmp: str, budget=None) -> dict:
+    """In a worker process. Rows name catalog models only: a client's file never makes the
+    server open a path."""
+    return api.validate_file([tmp], allow_model_paths=False, budget=budget,
+                             max_rows=VALIDATE_MAX_ROWS, max_bytes=VALIDATE_MAX_BYTES)
+
+
+def _inspect_job(tmp: str, name: str, quant, req, budget=None) -> dict:
+    """In a worker process: the model from the uploaded header, and its fit when a FitRequest
+    (gpus given) comes with it."""
+    from ..inputs import read_bytes
+    from .inspect import describe, load_upload
+
+    model = load_upload(read_bytes(tmp, f"upload '{name}'", MAX_UPLOAD_BYTES), name, quant)
+    out = describe(model)
+    if req is not None:
+        budget.check()
+        out["fit"] = _fit_loaded(model, req).model_dump(mode="json")
+    return out
 
 
 class _TooLarge(Exception):
-    pass
-
-
-class _BodyLimit:
-    """Refuse a request whose Content-Length is over the upload limit before reading it (plain ASGI,
-    so it costs nothing on GET requests)."""
-
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http":
-            length = dict(scope.get("headers") or []).get(b"content-length", b"")
-            if length.isdigit() and int(length) > MAX_UPLOAD_BYTES + 2**20:
-                resp = _err(413, f"request body is larger than {MAX_UPLOAD_BYTES // 2**20} MiB")
-                return await resp(scope, receive, send)
-        await self.app(scope, receive, send)
+    def __init__(self, cap: int, hint: str):
+        super().__init__(f"upload is larger than {cap / 2**20:g} MiB; {hint}")
 
 
 def create_app() -> FastAPI:
@@ -164,16 +192,15 @@ def create_app() -> FastAPI:
         return _err(exc.status_code, str(exc.detail))
 
     @app.exception_handler(_TooLarge)
-    async def _too_large(_req: Request, _exc: _TooLarge):
-        return _err(413, f"upload is larger than {MAX_UPLOAD_BYTES // 2**20} MiB; "
-                         "send only the start of a GGUF file (its header), or a config.json")
+    async def _too_large(_req: Request, exc: _TooLarge):
+        return _err(413, str(exc), input="file", accepted="a smaller upload")
 
     @app.exception_handler(Exception)
     async def _bug(req: Request, exc: Exception):
         log.exception("internal error on %s", req.url.path)
         return _err(500, f"internal error ({type(exc).__name__}); this is a gpuplan bug, please report it")
 
-    app.add_middleware(_BodyLimit)
+    limits.install(app)
 
     # ------------------------------------------------------------ answers
     errors = {422: {"model": ErrorResult, "description": "a bad input: which one, and what is accepted"}}
@@ -221,21 +248,19 @@ def create_app() -> FastAPI:
     # ------------------------------------------------------------ uploads
     @app.post("/api/validate", summary="Check predictions against an uploaded measurement CSV/JSON file")
     async def validate(file: UploadFile = File(...)):
-        data = await _read_limited(file)
-        name = Path(file.filename or "upload.csv").name
+        name = Path(file.filename or "upload.csv").name[:200]
         suffix = Path(name).suffix.lower()
         if suffix not in (".csv", ".json", ".jsonl", ".md"):
-            raise InputError(f"upload '{name}': expected a measurement .csv/.json file or llama-bench -o json/jsonl/csv/md output")
-        fd, tmp = tempfile.mkstemp(suffix=suffix)
+            raise InputError(f"upload '{name}': expected a measurement .csv/.json file or llama-bench "
+                             "-o json/jsonl/csv/md output", input="file", value=name,
+                             accepted=".csv, .json, .jsonl or .md")
+        tmp = await _saved(file, suffix, min(VALIDATE_MAX_BYTES, MAX_UPLOAD_BYTES),
+                           "the published measurement files are well under 1 MiB")
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            from starlette.concurrency import run_in_threadpool
-
             try:
-                res = await run_in_threadpool(api.validate_file, [tmp])
-            except InputError as e:
-                raise InputError(_scrub(str(e), tmp, name)) from None
+                res = await limits.run_heavy(_validate_job, tmp, what=f"upload '{name}'")
+            except InputError as e:  # the same kind (OverBudget stays a 503), the upload's name
+                raise _renamed(e, tmp, name) from None
         finally:
             os.unlink(tmp)
         return _scrub(res, tmp, name)
@@ -245,19 +270,19 @@ def create_app() -> FastAPI:
     async def inspect_model(file: UploadFile = File(...), quant: Str = None, gpus: Str = None,
                             context: Context = 8192, users: Users = 1, kv: Str = None,
                             engine: Str = None, link: Str = None, ram: Str = None):
-        from starlette.concurrency import run_in_threadpool
-
-        from .inspect import describe, load_upload
-
-        data = await _read_limited(file)
-        name = Path(file.filename or "upload").name
-        model = await run_in_threadpool(load_upload, data, name, quant)
-        out = describe(model)
-        if gpus:
-            req = FitRequest.parse("web", model=name, quant=quant, gpus=_gpus(gpus), context=context, users=users,
-                                   kv=kv, engine=engine, link=link, ram=ram)
-            out["fit"] = (await run_in_threadpool(_fit_loaded, model, req)).model_dump(mode="json")
-        return out
+        name = Path(file.filename or "upload").name[:200]
+        req = None
+        if gpus:  # checked before the upload is read: a bad query costs nothing
+            req = FitRequest.parse("web", model=name, quant=quant, gpus=_gpus(gpus), context=context,
+                                   users=users, kv=kv, engine=engine, link=link, ram=ram)
+        tmp = await _saved(file, ".upload", MAX_UPLOAD_BYTES,
+                           "send only the start of a GGUF file (its header), or a config.json")
+        try:
+            return await limits.run_heavy(_inspect_job, tmp, name, quant, req, what=f"upload '{name}'")
+        except InputError as e:
+            raise _renamed(e, tmp, name) from None
+        finally:
+            os.unlink(tmp)
 
     # ------------------------------------------------------------ page and docs
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -282,6 +307,12 @@ def _fit_loaded(model, req):
     from ..sources.hardware import resolve_hardware
 
     return fit_loaded(model, resolve_hardware(req), req)
+
+
+def _renamed(e: InputError, tmp: str, name: str) -> InputError:
+    """The same error (its kind: OverBudget stays a 503) naming the upload, not the temp file."""
+    return type(e)(_scrub(str(e), tmp, name), input=e.input, value=_scrub(e.value, tmp, name),
+                   accepted=e.accepted)
 
 
 def _scrub(obj, tmp: str, name: str):

@@ -4,23 +4,31 @@ from __future__ import annotations
 
 import typer
 
+from ..errors import InputError
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
 
 def register(app: typer.Typer) -> None:
     @app.command("serve")
     def serve(host: str = typer.Option("127.0.0.1", help="address to bind; 0.0.0.0 exposes it to your network"),
               port: int = typer.Option(8000, min=1, max=65535, help="TCP port"),
-              log_level: str = typer.Option("info", help="uvicorn log level: warning, info, debug"),
+              log_level: str = typer.Option("info", help="uvicorn log level: " + ", ".join(LOG_LEVELS)),
               workers: int = typer.Option(1, min=1, max=64, help="worker processes (planning is CPU-bound)")):
         """Start the web page and HTTP API (open http://HOST:PORT/, API docs at /docs)."""
         import uvicorn
 
         from .app import create_app
+        from .limits import uvicorn_settings
+
+        if log_level.lower() not in LOG_LEVELS:
+            raise InputError(f"--log-level '{log_level[:40]}' is not a log level; accepted: {', '.join(LOG_LEVELS)}")
 
         if host not in ("127.0.0.1", "localhost", "::1"):
             typer.echo(f"note: binding {host}: anyone who can reach this address can use the planner", err=True)
         typer.echo(f"gpuplan web: http://{'[' + host + ']' if ':' in host else host}:{port}/", err=True)
         if workers > 1:  # uvicorn starts each worker from an import string
             uvicorn.run("gpuplan.web.app:create_app", factory=True, host=host, port=port,
-                        log_level=log_level.lower(), workers=workers)
+                        log_level=log_level.lower(), workers=workers, **uvicorn_settings())
         else:
-            uvicorn.run(create_app(), host=host, port=port, log_level=log_level.lower())
+            uvicorn.run(create_app(), host=host, port=port, log_level=log_level.lower(), **uvicorn_settings())

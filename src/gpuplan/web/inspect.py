@@ -8,7 +8,6 @@ out empty (stride-0) views instead of slicing past the end of the prefix.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -52,9 +51,15 @@ def _config(data: bytes, filename: str, quant: str | None):
     from ..sources.resolve import parse_quant
     from ..types import LoadedModel
 
+    from ..inputs import load_json
+
     try:
-        cfg = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        cfg = load_json(data.decode("utf-8"), f"upload '{filename}'")
+    except UnicodeDecodeError:
+        raise InputError(f"upload '{filename}': neither a GGUF file nor a JSON config.json") from None
+    except InputError as e:
+        if "nested" in str(e):
+            raise
         raise InputError(f"upload '{filename}': neither a GGUF file nor a JSON config.json") from None
     if not isinstance(cfg, dict):
         raise InputError(f"upload '{filename}': not a config.json (expected a JSON object)")
