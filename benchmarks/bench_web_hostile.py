@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import multiprocessing
 import os
 import signal
 import socket
@@ -62,6 +63,23 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def probe(base: str, stop, out) -> None:
+    """One normal request every 0.25 s until told to stop; puts [(status, seconds)] on `out`."""
+    import httpx
+
+    res = []
+    with httpx.Client(timeout=30) as c:
+        while not stop.is_set():
+            t0 = time.perf_counter()
+            try:
+                code = c.get(base + "/api/fit", params={**NORMAL, "context": 8192 + len(res)}).status_code
+            except httpx.HTTPError as e:
+                code = type(e).__name__
+            res.append((code, time.perf_counter() - t0))
+            stop.wait(0.25)
+    out.put(res)
+
+
 async def main(a) -> None:
     import httpx
 
@@ -96,30 +114,30 @@ async def main(a) -> None:
                     except httpx.HTTPError as e:
                         statuses[f"{name}: {type(e).__name__}"] += 1
 
-            async def normal() -> None:
-                while not done.is_set():
-                    t0 = time.perf_counter()
-                    try:
-                        r = await c.get(base + "/api/fit", params={**NORMAL, "context": 8192 + len(lat)})
-                        statuses[f"normal: {r.status_code}"] += 1
-                    except httpx.HTTPError as e:
-                        statuses[f"normal: {type(e).__name__}"] += 1
-                    lat.append(time.perf_counter() - t0)
-                    await asyncio.sleep(0.25)
-
             async def watch() -> None:
                 nonlocal peak
                 while not done.is_set():
                     peak = max(peak, rss_mb(proc.pid))
                     await asyncio.sleep(0.05)
 
+            # the normal client is a process of its own: this one is busy sending the uploads
+            ctx = multiprocessing.get_context("spawn")
+            out, stop = ctx.Queue(), ctx.Event()
+            prober = ctx.Process(target=probe, args=(base, stop, out))
+            prober.start()
             t0 = time.perf_counter()
-            side = [asyncio.create_task(normal()), asyncio.create_task(watch())]
+            side = [asyncio.create_task(watch())]
+            await asyncio.sleep(0.5)
             await asyncio.gather(*(hostile(i) for i in range(a.uploads)))
             took = time.perf_counter() - t0
             await asyncio.sleep(1.0)
+            stop.set()
             done.set()
             await asyncio.gather(*side)
+            for code, dt in out.get(timeout=30):
+                statuses[f"normal: {code}"] += 1
+                lat.append(dt)
+            prober.join(timeout=10)
             end_rss = rss_mb(proc.pid)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -130,8 +148,11 @@ async def main(a) -> None:
             proc.wait()
     print(f"{a.uploads} hostile uploads ({a.mib} MiB files among them) in {took:.1f} s")
     print(f"server RSS: {start_rss:.0f} MB at start, {peak:.0f} MB peak, {end_rss:.0f} MB after")
+    q = statistics.quantiles(lat, n=10) if len(lat) > 1 else lat * 9
     print(f"normal GET /api/fit meanwhile: {len(lat)} requests, median {statistics.median(lat) * 1000:.0f} ms, "
-          f"max {max(lat) * 1000:.0f} ms")
+          f"p90 {q[8] * 1000:.0f} ms, max {max(lat) * 1000:.0f} ms, over 1 s: {sum(x > 1 for x in lat)}")
+    if a.verbose:
+        print("  latencies, ms:", " ".join(f"{x * 1000:.0f}" for x in lat))
     for k, n in sorted(statuses.items()):
         print(f"  {n:4d} x {k}")
 
@@ -141,5 +162,6 @@ if __name__ == "__main__":
     ap.add_argument("--uploads", type=int, default=50)
     ap.add_argument("--mib", type=int, default=60)
     ap.add_argument("--timeout", type=float, default=120)
+    ap.add_argument("--verbose", action="store_true", help="print every normal request's latency")
     ap.add_argument("--src", help="gpuplan source folder to serve (default: this checkout's src/)")
     asyncio.run(main(ap.parse_args()))

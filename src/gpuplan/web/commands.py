@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
         import uvicorn
 
         from .app import create_app
-        from .limits import uvicorn_settings
+        from .limits import start_workers, uvicorn_settings
 
         if log_level.lower() not in LOG_LEVELS:
             raise InputError(f"--log-level '{log_level[:40]}' is not a log level; accepted: {', '.join(LOG_LEVELS)}")
@@ -27,6 +27,7 @@ def register(app: typer.Typer) -> None:
         if host not in ("127.0.0.1", "localhost", "::1"):
             typer.echo(f"note: binding {host}: anyone who can reach this address can use the planner", err=True)
         typer.echo(f"gpuplan web: http://{'[' + host + ']' if ':' in host else host}:{port}/", err=True)
+        start_workers()
         if workers > 1:  # uvicorn starts each worker from an import string
             uvicorn.run("gpuplan.web.app:create_app", factory=True, host=host, port=port,
                         log_level=log_level.lower(), workers=workers, **uvicorn_settings())

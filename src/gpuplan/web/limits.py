@@ -8,10 +8,11 @@ uvicorn settings with timeouts.
   API_SLOTS API requests compute at once; turns any exception into one 500 JSON answer; and
   sends `Connection: close` with every 400/408/413/5xx so a client never sees a dropped
   keep-alive connection.
-- `run_heavy`: CPU-heavy work (an uploaded measurement file, a model header) runs in a daemon
-  thread, at most WORK_SLOTS at a time, with an `inputs.Budget` it checks; past the budget the
-  client gets 503 (the thread stops at its next check, or with the process: daemon threads never
-  hold up SIGTERM).
+- `run_heavy`: CPU-heavy work (an uploaded measurement file, a model header) runs in a worker
+  process, at most WORK_SLOTS at a time, with an `inputs.Budget` it checks and a memory cap;
+  past the budget the process is killed and the client gets 503. The server's event loop keeps
+  its own core and GIL, so normal requests are answered meanwhile, and a job's memory goes back
+  to the system when its process ends.
 - `uvicorn_settings()`: header read timeout (`GuardedH11`), keep-alive and graceful-shutdown
   timeouts, a connection limit.
 """
@@ -21,11 +22,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
+import weakref
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from ..errors import InputError
 from ..inputs import Budget, OverBudget
 
 log = logging.getLogger("gpuplan.web")
@@ -42,6 +44,7 @@ API_SLOTS = 8  # other API requests computing at once (the planner is CPU-bound)
 QUEUE_WAIT_S = 5.0  # how long a request waits for a slot before 503
 WORK_SLOTS = 2  # CPU-heavy jobs at once (the cores of a small server)
 WORK_BUDGET_S = 20.0  # computing time one upload may use
+WORK_MEMORY_BYTES = 1024 * MiB  # address space of one worker process (Python + numpy need ~400 MiB)
 CLOSE_STATUSES = {400, 408, 413, 500, 502, 503, 504}
 
 
@@ -139,44 +142,102 @@ class Guard:
                 raise
 
 
-_work = threading.BoundedSemaphore(WORK_SLOTS)
+# ---------------------------------------------------------------------------- heavy work
+def _child(conn, fn, args, budget_s: float, what: str, mem_bytes: int) -> None:
+    """In the worker process: cap its memory, run fn, send ("ok", result) or ("err", exc)."""
+    import resource
+
+    try:
+        resource.setrlimit(resource.RLIMIT_AS, (mem_bytes, mem_bytes))
+    except (ValueError, OSError):  # not permitted here: the process boundary still frees memory
+        pass
+    try:
+        out = ("ok", fn(*args, budget=Budget(budget_s, what)))
+    except MemoryError:
+        out = ("err", OverBudget(f"{what} needs more than {mem_bytes / MiB:g} MiB of memory; "
+                                 "send a smaller input"))
+    except InputError as e:  # InputError and OverBudget pickle as themselves
+        out = ("err", type(e)(str(e)))
+    except Exception as e:  # a bug: the parent logs it and answers 500
+        import traceback
+
+        out = ("bug", f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
+    try:
+        conn.send(out)
+    except Exception as e:  # a result that does not pickle is a bug too
+        conn.send(("bug", f"result not sendable: {type(e).__name__}: {e}"))
+    conn.close()
+
+
+_ctx = None
+
+
+def _context():
+    """forkserver: a clean process (no threads, no event loop) that has imported the web app
+    once; each job is a fork of it, so starting one costs milliseconds, and its memory goes back
+    to the system when it ends."""
+    global _ctx
+    if _ctx is None:
+        import multiprocessing
+
+        _ctx = multiprocessing.get_context("forkserver")
+        _ctx.set_forkserver_preload(["gpuplan.web.warm"])
+    return _ctx
+
+
+def start_workers() -> None:
+    """Start the fork server now (`gpuplan serve` does, before it listens): the first upload
+    then does not wait the second or two its imports take."""
+    _context()
+    from multiprocessing import forkserver
+
+    forkserver.ensure_running()
+
+
+_slots: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # per event loop
 
 
 async def run_heavy(fn, *args, budget_s: float = WORK_BUDGET_S, what: str = "this request"):
-    """fn(*args, budget=Budget) in a daemon thread, at most WORK_SLOTS at once; OverBudget (503)
-    when no slot frees within QUEUE_WAIT_S or the work runs past its budget (plus a grace)."""
+    """fn(*args, budget=Budget) in a worker process, at most WORK_SLOTS at once. fn must be a
+    module-level function and args plain data (they are pickled). The process is killed at
+    budget_s plus a grace; a request that waited QUEUE_WAIT_S for a slot, or whose work ran out
+    of time or memory, gets OverBudget (503). The server's own memory never holds the work."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + QUEUE_WAIT_S
-    while not _work.acquire(blocking=False):
-        if loop.time() > deadline:
-            raise OverBudget("the server is busy with other uploads; try again in a few seconds")
-        await asyncio.sleep(0.05)
-    fut = loop.create_future()
-    budget = Budget(budget_s, what)
-
-    def done(ok: bool, value) -> None:
-        if fut.done():
-            return
-        if ok:
-            fut.set_result(value)
-        else:
-            fut.set_exception(value)
-
-    def work() -> None:
-        try:
-            result, ok = fn(*args, budget=budget), True
-        except BaseException as e:  # delivered to the awaiting request
-            result, ok = e, False
-        finally:
-            _work.release()
-        loop.call_soon_threadsafe(done, ok, result)
-
-    threading.Thread(target=work, name="gpuplan heavy work", daemon=True).start()
+    slots = _slots.setdefault(loop, asyncio.Semaphore(WORK_SLOTS))
     try:
-        return await asyncio.wait_for(asyncio.shield(fut), budget_s + 5.0)
+        await asyncio.wait_for(slots.acquire(), QUEUE_WAIT_S)
     except asyncio.TimeoutError:
-        raise OverBudget(f"{what} needs more than its {budget_s:g} s of computing; "
-                         "send fewer rows or a smaller input") from None
+        raise OverBudget("the server is busy with other uploads; try again in a few seconds") from None
+    try:
+        ctx = _context()
+        recv, send = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_child, args=(send, fn, args, budget_s, what, WORK_MEMORY_BYTES), daemon=True)
+        await asyncio.to_thread(proc.start)  # the first start launches the fork server (~1 s)
+        send.close()
+        ready = asyncio.Event()
+        loop.add_reader(recv.fileno(), ready.set)
+        try:
+            await asyncio.wait_for(ready.wait(), budget_s + 2.0)
+            kind, value = recv.recv()
+        except asyncio.TimeoutError:
+            raise OverBudget(f"{what} needs more than its {budget_s:g} s of computing; "
+                             "send fewer rows or a smaller input") from None
+        except (EOFError, OSError):
+            raise OverBudget(f"{what}: the worker process stopped before it answered (out of memory?); "
+                             "send a smaller input") from None
+        finally:
+            loop.remove_reader(recv.fileno())
+            recv.close()
+            if proc.is_alive():
+                proc.kill()
+            await asyncio.to_thread(proc.join, 5)
+    finally:
+        slots.release()
+    if kind == "ok":
+        return value
+    if kind == "err":
+        raise value
+    raise RuntimeError(f"heavy work failed: {value}")
 
 
 def install(app) -> None:
