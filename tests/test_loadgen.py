@@ -115,8 +115,8 @@ def test_cli_bench_writes_json_and_valid_csv(tmp_path):
     (["bench", "localhost:8080"], "not an http(s) URL"),
     (["bench", "http://127.0.0.1:1", "--concurrency", "0"], "--concurrency '0'"),
     (["bench", "http://127.0.0.1:1", "--concurrency", "a"], "--concurrency 'a'"),
-    (["bench", "http://127.0.0.1:1", "--max-tokens", "-5"], "--max-tokens must be"),
-    (["bench", "http://127.0.0.1:1", "--requests", "0"], "--requests must be"),
+    (["bench", "http://127.0.0.1:1", "--max-tokens", "-5"], "--max-tokens -5 is out of range; accepted: 1 to"),
+    (["bench", "http://127.0.0.1:1", "--requests", "0"], "--requests 0 is out of range"),
     (["bench", "http://127.0.0.1:1", "--engine", "foo"], "unknown engine 'foo'"),
     (["bench"], "give a server URL"),
 ])

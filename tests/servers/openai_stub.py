@@ -8,6 +8,11 @@ Modes: normal, http500, notfound (404 everywhere), drop (closes the connection m
 malformed (one chunk is not JSON), hang (reads the request, never answers), slow (0.2 s a
 token), nousage (no usage chunk, finish_reason "stop": tokens must be counted), truncated
 ([DONE] half-way with no finish_reason, as llama-cpp-python does to interrupted requests).
+Hostile modes (issue 11): choices_str ({"choices": "abc"}), delta_str (delta a string),
+usage_str (completion_tokens "lots"), usage_huge (10^9), usage_negative (-5), prompt_huge
+(usage.prompt_tokens 10^9), longline (one SSE line of 64 MiB), flood (chunks forever,
+ignoring max_tokens), tokenize_one (/tokenize always answers 1 token), tokenize_junk (/tokenize
+answers a list), models_junk (/v1/models answers {"data": 7}).
 A token is one word; /tokenize counts words, as a real tokenizer would count tokens.
 """
 
@@ -45,8 +50,13 @@ class Stub:
         if self.mode == "notfound":
             return await self.send(writer, 404, {"error": "not found"})
         if path == "/v1/models":
-            return await self.send(writer, 200, {"data": [{"id": "stub-model"}]})
+            return await self.send(writer, 200, {"data": 7} if self.mode == "models_junk"
+                                   else {"data": [{"id": "stub-model"}]})
         if path in ("/tokenize", "/extras/tokenize"):
+            if self.mode == "tokenize_one":
+                return await self.send(writer, 200, {"tokens": [1]})
+            if self.mode == "tokenize_junk":
+                return await self.send(writer, 200, [1, 2, 3])
             text = json.loads(body or b"{}").get("content", "")
             return await self.send(writer, 200, {"tokens": list(range(len(text.split())))})
         if path not in ("/v1/completions", "/v1/chat/completions"):
@@ -76,6 +86,25 @@ class Stub:
 
         if self.ttft_delay:
             await asyncio.sleep(self.ttft_delay)
+        if self.mode == "longline":  # a 64 MiB line: a client must cap what it buffers
+            writer.write(b"%x\r\n%s\r\n" % (6, b"data: "))
+            block = b"x" * (1 << 20)
+            for _ in range(64):
+                writer.write(b"%x\r\n%s\r\n" % (len(block), block))
+                await writer.drain()
+            writer.write(event("[DONE]") + b"0\r\n\r\n")
+            await writer.drain()
+            return True
+        if self.mode == "flood":  # valid chunks forever, whatever max_tokens says
+            i = 0
+            while True:
+                writer.write(event({"choices": [{"index": 0, "text": " tok"}]}))
+                i += 1
+                if i % 64 == 0:
+                    await writer.drain()
+        bad = {"choices_str": {"choices": "abc"},
+               "delta_str": {"choices": [{"index": 0, "delta": "abc"}]},
+               "usage_str": {"choices": [], "usage": {"completion_tokens": "lots"}}}.get(self.mode)
         delay = 0.2 if self.mode == "slow" else self.token_delay
         for i in range(n):
             if self.mode == "drop" and i == n // 2:
@@ -85,6 +114,9 @@ class Stub:
                 break
             if self.mode == "malformed" and i == 1:
                 writer.write(event('{"choices": [{"text": "oops"'))
+                continue
+            if bad is not None and i == 2:
+                writer.write(event(bad))
                 continue
             choice = ({"index": 0, "delta": {"content": " tok"}} if chat else {"index": 0, "text": " tok"})
             if i == n - 1:  # nousage: a finish_reason that says nothing about the count
@@ -97,9 +129,11 @@ class Stub:
                 await writer.drain()
         wants_usage = (req.get("stream_options") or {}).get("include_usage")
         if wants_usage and self.mode not in ("nousage", "truncated"):
-            writer.write(event({"choices": [], "usage": {"prompt_tokens": len(prompt.split()),
-                                                         "completion_tokens": n,
-                                                         "total_tokens": n + len(prompt.split())}}))
+            completion = {"usage_huge": 10**9, "usage_negative": -5}.get(self.mode, n)
+            prompt_n = 10**9 if self.mode == "prompt_huge" else len(prompt.split())
+            writer.write(event({"choices": [], "usage": {"prompt_tokens": prompt_n,
+                                                         "completion_tokens": completion,
+                                                         "total_tokens": completion + prompt_n}}))
         writer.write(event("[DONE]") + b"0\r\n\r\n")
         await writer.drain()
         return True

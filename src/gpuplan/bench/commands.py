@@ -14,6 +14,8 @@ from urllib.parse import urlparse
 import typer
 
 from ..errors import InputError
+from ..inputs import check_name, check_output_path, finite, write_text
+from .loadgen import LIMITS, check_options
 
 
 def _guard(fn):
@@ -30,32 +32,39 @@ def _guard(fn):
     return wrapper
 
 
+MAX_LEVELS = 32
+
+
 def parse_levels(text: str) -> list[int]:
+    lo, hi = LIMITS["concurrency"]
     try:
-        levels = [int(x) for x in text.replace(" ", "").split(",") if x]
+        levels = [int(x) for x in text[:1000].replace(" ", "").split(",") if x]
     except ValueError:
         levels = []
-    if not levels or any(c < 1 for c in levels):
-        raise InputError(f"--concurrency '{text}' is not a list of whole numbers >= 1, e.g. 1,2,4,8")
+    if not levels or len(levels) > MAX_LEVELS or any(not lo <= c <= hi for c in levels):
+        raise InputError(f"--concurrency '{text[:60]}' is not a list of up to {MAX_LEVELS} whole numbers "
+                         f"from {lo} to {hi}, e.g. 1,2,4,8")
     return levels
 
 
 def check_url(url: str) -> str:
-    u = urlparse(url)
-    if u.scheme not in ("http", "https") or not u.hostname:
-        raise InputError(f"server URL '{url}' is not an http(s) URL, e.g. http://127.0.0.1:8080")
+    shown = url[:200]
     try:
+        check_name("server URL", url, 2000)
+        u = urlparse(url)
         u.port  # noqa: B018 - raises on a bad port
-    except ValueError:
-        raise InputError(f"server URL '{url}' has a bad port") from None
+    except ValueError:  # "Invalid IPv6 URL", a port out of range or not a number
+        raise InputError(f"server URL '{shown}' is not a valid URL, e.g. http://127.0.0.1:8080") from None
+    if u.scheme not in ("http", "https") or not u.hostname:
+        raise InputError(f"server URL '{shown}' is not an http(s) URL, e.g. http://127.0.0.1:8080")
     return url
 
 
 def _positive(name: str, value, allow_none=True):
+    """Kept for callers that check a plain positive number; bench options use LIMITS."""
     if value is None and allow_none:
         return
-    if value is None or value <= 0:
-        raise InputError(f"{name} must be a number > 0 (got {value})")
+    finite(name, value, 0, None, lo_open=True)
 
 
 def _predictor():
@@ -181,17 +190,20 @@ def register(app: typer.Typer) -> None:
         progress: Optional[bool] = typer.Option(None, "--progress/--no-progress"),
     ):
         """Measure a running server (or llama-bench) and write measurement rows."""
-        from .measurements import write_csv
+        from .measurements import CsvAppender, write_csv
 
-        for name, v in (("--prompt-tokens", prompt_tokens), ("--max-tokens", max_tokens),
-                        ("--timeout", timeout)):
-            _positive(name, v, allow_none=False)
-        for name, v in (("--duration", duration), ("--requests", requests), ("--deadline", deadline)):
-            _positive(name, v)
-        if n_gpus < 0:
-            raise InputError(f"--n-gpus must be >= 0 (got {n_gpus})")
+        check_options(prompt_tokens=prompt_tokens, max_tokens=max_tokens, timeout_s=timeout,
+                      duration_s=duration, requests=requests, deadline_s=deadline)
+        finite("--n-gpus", n_gpus, 0, 4096, integer=True)
+        for name, v in (("--model", model), ("--model-id", model_id), ("--quant", quant), ("--gpu", gpu)):
+            if v is not None:
+                check_name(name, v, 1000)
         if duration is not None and requests is not None:
             raise InputError("give --duration or --requests, not both")
+        # output paths first: a typo must not cost a measured run
+        for name, p in (("--out", out), ("--csv", csv)):
+            if p is not None:
+                check_output_path(p, name)
         if engine is not None:
             from ..types import Engine
 
@@ -207,7 +219,7 @@ def register(app: typer.Typer) -> None:
                     typer.echo(f"warning: {m}", err=True)
             _print_rows(rows, predict)
             if out:
-                out.write_text(json.dumps([m.to_row() for m in rows], indent=1))
+                write_text(out, json.dumps([m.to_row() for m in rows], indent=1), "--out")
             if csv:
                 write_csv(rows, csv)
             return
@@ -216,18 +228,30 @@ def register(app: typer.Typer) -> None:
         check_url(url)
         from .loadgen import run_bench
 
+        sink = CsvAppender(csv) if csv else None  # header now: the file exists before the run
+
+        def on_level(so_far, level):
+            """Each level's rows are on disk as soon as it ends (and the JSON so far)."""
+            if sink:
+                sink.append(so_far.to_measurements(model_id or so_far.model, quant, gpu, n_gpus,
+                                                   engine or "unknown", levels=[level]))
+            if out:
+                write_text(out, json.dumps(so_far.to_json(), indent=1), "--out")
+
         result = run_bench(url, levels, model=model, chat=chat, prompt_tokens=prompt_tokens,
                            max_tokens=max_tokens, timeout_s=timeout, progress=progress,
                            requests=None if duration else (requests or 8), duration_s=duration,
-                           deadline_s=deadline)
+                           deadline_s=deadline, on_level=on_level)
         _print_levels(result)
         rows = with_machine(result.to_measurements(model_id or result.model, quant, gpu, n_gpus, engine or "unknown"))
         if rows:
             _print_rows(rows, predict)
         if out:
-            out.write_text(json.dumps(result.to_json(), indent=1))
-        if csv:
-            write_csv(rows, csv)
+            write_text(out, json.dumps(result.to_json(), indent=1), "--out")
+        if result.interrupted:
+            typer.echo(f"interrupted: kept {len(result.levels)} level(s)"
+                       + (f", rows in {csv}" if csv else ""), err=True)
+            raise typer.Exit(130)
         if not any(lv.counts()["ok"] for lv in result.levels):
             reasons = {r for lv in result.levels for r in lv.reasons()}
             typer.echo(f"error: no request succeeded ({'; '.join(sorted(reasons))[:300]})", err=True)
@@ -243,6 +267,8 @@ def register(app: typer.Typer) -> None:
         """What is in this machine: GPUs, links, CPU, RAM and its bandwidth."""
         from ..sources.probe import probe as run_probe
 
+        if save:
+            check_output_path(save, "--save")  # before the probe's second of measuring
         res = run_probe(measure_bandwidth=bandwidth)
         if as_json:
             typer.echo(json.dumps(res.to_dict(), indent=1))
@@ -250,7 +276,7 @@ def register(app: typer.Typer) -> None:
             for line in probe_lines(res):
                 typer.echo(line)
         if save:
-            save.write_text(res.to_hardware_yaml())
+            write_text(save, res.to_hardware_yaml(), "--save")
             typer.echo(f"wrote {save}", err=as_json)
 
 

@@ -11,6 +11,11 @@ measured before it is kept. Nothing here can hang.
 Output tokens come from the server's usage fields when it sends them (stream_options
 include_usage), else from finish_reason "length" (exactly max_tokens), else from counting
 content chunks (one token per chunk on llama.cpp; vLLM can pack several under load).
+
+What a server sends is checked, never trusted: every chunk is parsed into a typed model (a
+chunk that does not fit ends its request as `malformed`, with the field that was wrong); an SSE
+line is capped at MAX_LINE_BYTES and a stream at a few times max_tokens chunks; usage counts must
+lie between the content chunks streamed and max_tokens (else `bad_usage`, counted by chunks).
 """
 
 from __future__ import annotations
@@ -22,13 +27,62 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import httpx
+from pydantic import BaseModel, ConfigDict, ValidationError
 
+from ..inputs import finite
 from ..types import Metric
 from .measurements import Measurement
 
 _WORDS = ("the quick brown fox jumps over a lazy dog while seven small birds sing about "
           "river stones and warm summer light across green hills near an old mill").split()
 GIVE_UP_AFTER = 10  # consecutive failed requests with no success: the level stops early
+MAX_LINE_BYTES = 1 << 20  # one SSE line; a token chunk is ~200 bytes
+MAX_SETUP_BYTES = 64 << 20  # a /tokenize or /v1/models answer (token ids of a 1M-token prompt: ~8 MB)
+# option ranges (bench --help): beyond them a run allocates gigabytes or never ends
+LIMITS = {"prompt_tokens": (1, 1_000_000), "max_tokens": (1, 1_000_000), "timeout_s": (0, 86_400),
+          "duration_s": (0, 86_400), "deadline_s": (0, 7 * 86_400), "requests": (1, 1_000_000),
+          "concurrency": (1, 1024)}
+
+
+class _Lax(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class _Delta(_Lax):
+    content: str | None = None
+
+
+class _Choice(_Lax):
+    text: str | None = None
+    delta: _Delta | None = None
+    finish_reason: str | None = None
+
+
+class _Usage(_Lax):
+    completion_tokens: int | None = None
+    prompt_tokens: int | None = None
+
+
+class Chunk(_Lax):
+    """One streamed completion chunk, as OpenAI-compatible servers send it."""
+
+    choices: list[_Choice] | None = None
+    usage: _Usage | None = None
+    error: object = None
+
+
+class _Malformed(Exception):
+    pass
+
+
+def check_options(**values) -> None:
+    """Every given option finite and in LIMITS (InputError naming the option otherwise)."""
+    for name, v in values.items():
+        if v is None:
+            continue
+        lo, hi = LIMITS[name]
+        integer = name in ("prompt_tokens", "max_tokens", "requests", "concurrency")
+        finite(f"--{name.removesuffix('_s').replace('_', '-')}", v, lo, hi, lo_open=not integer, integer=integer)
 
 
 @dataclass
@@ -44,6 +98,7 @@ class RequestResult:
     token_source: str = "chunks"  # usage | finish_length | chunks
     prompt_tokens: int | None = None
     malformed_chunks: int = 0
+    content_chunks: int = 0  # chunks with text, whatever the token count says
 
     @property
     def output_tok_s(self) -> float | None:
@@ -133,12 +188,14 @@ class BenchResult:
     levels: list[LevelResult]
     started: str
     notes: list[str] = field(default_factory=list)
+    interrupted: bool = False  # Ctrl-C ended the run; the levels hold what was measured
 
     def to_json(self) -> dict:
         return {"url": self.url, "model": self.model, "chat": self.chat,
                 "prompt_tokens_target": self.prompt_tokens_target, "max_tokens": self.max_tokens,
                 "prompt_check": self.prompt_check, "prompt_words": self.prompt_words,
                 "prompt_tokens_measured": self.prompt_tokens_measured, "started": self.started, "notes": self.notes,
+                "interrupted": self.interrupted,
                 "levels": [lv.summary() for lv in self.levels],
                 "requests": {str(lv.concurrency): [{**asdict(r), "start": r.start, "end": r.end}
                                                    for r in lv.requests] for lv in self.levels}}
@@ -146,13 +203,14 @@ class BenchResult:
     def to_measurements(self, model_id: str, quant: str, gpu: str, n_gpus: int, engine: str,
                         split: str = "none", interconnect: str = "none",
                         n_gpu_layers: int | None = None, host_mem: str = "",
-                        source: str = "gpuplan bench") -> list[Measurement]:
-        """throughput rows per level (batch = concurrency); decode and prefill at concurrency 1."""
+                        source: str = "gpuplan bench", levels: list | None = None) -> list[Measurement]:
+        """throughput rows per level (batch = concurrency); decode and prefill at concurrency 1.
+        levels: only these (default: all)."""
         base = dict(engine=engine, model=model_id, quant=quant, gpu=gpu, n_gpus=n_gpus,
                     split=split, interconnect=interconnect, n_gpu_layers=n_gpu_layers,
                     host_mem=host_mem, source=source, date=self.started[:7])
         rows = []
-        for lv in self.levels:
+        for lv in self.levels if levels is None else levels:
             s = lv.summary()
             if not s["ok"]:
                 continue
@@ -191,6 +249,7 @@ class LoadGen:
     def __init__(self, url: str, model: str | None = None, *, chat: bool = False,
                  prompt_tokens: int = 512, max_tokens: int = 128, timeout_s: float = 60.0,
                  progress: bool | None = None):
+        check_options(prompt_tokens=prompt_tokens, max_tokens=max_tokens, timeout_s=timeout_s)
         self.base = base_url(url)
         self.model = model
         self.chat = chat
@@ -203,42 +262,68 @@ class LoadGen:
         self.prompt_check = "none: server usage.prompt_tokens where sent"
         self.prompt_measured: int | None = None  # tokens in the prompt, by the server's tokenizer
         self.notes: list[str] = []
+        self.interrupted = False
 
     # -- setup ------------------------------------------------------------------------------
+    async def _get_json(self, client: httpx.AsyncClient, method: str, path: str, **kw):
+        """A setup request's JSON answer, read up to MAX_SETUP_BYTES; None when it is not 200 or
+        not JSON."""
+        async with client.stream(method, self.base + path, timeout=min(self.timeout_s, 10), **kw) as r:
+            if r.status_code != 200:
+                return None
+            buf = bytearray()
+            async for b in r.aiter_bytes():
+                buf += b
+                if len(buf) > MAX_SETUP_BYTES:
+                    return None
+        try:
+            return json.loads(buf)
+        except (ValueError, RecursionError):
+            return None
+
     async def _count_tokens(self, client: httpx.AsyncClient, text: str) -> int | None:
         body = {"model": self.model or "", "content": text, "prompt": text, "input": text}
         for path in ("/tokenize", "/extras/tokenize/count", "/extras/tokenize"):
             try:
-                r = await client.post(self.base + path, json=body, timeout=min(self.timeout_s, 10))
-                if r.status_code != 200:
-                    continue
-                d = r.json()
-                n = d.get("count") if isinstance(d.get("count"), int) else len(d.get("tokens") or [])
-                if n:
-                    self.prompt_check = f"{path} on the server"
-                    return n
+                d = await self._get_json(client, "POST", path, json=body)
             except httpx.TimeoutException:
                 return None  # a server this slow to tokenize will not answer the others sooner
-            except (httpx.HTTPError, ValueError, AttributeError):
+            except httpx.HTTPError:
                 continue
+            if not isinstance(d, dict):
+                continue
+            count, tokens = d.get("count"), d.get("tokens")
+            n = count if type(count) is int else len(tokens) if isinstance(tokens, list) else 0
+            if n > 0:
+                self.prompt_check = f"{path} on the server"
+                return n
         return None
 
     async def prepare(self, client: httpx.AsyncClient) -> None:
         if self.model is None:
             try:
-                r = await client.get(self.base + "/v1/models", timeout=min(self.timeout_s, 10))
-                self.model = r.json()["data"][0]["id"]
+                d = await self._get_json(client, "GET", "/v1/models")
+                self.model = str(d["data"][0]["id"])[:1000]
             except httpx.TimeoutException:
                 self.model = "default"
                 return  # the server does not answer; the requests will report it
-            except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError):
+            except (httpx.HTTPError, KeyError, IndexError, TypeError):
                 self.model = "default"
-        for _ in range(3):  # scale the word count to the tokenizer (converges in 1-2 steps)
+        # Scale the word count to the tokenizer (converges in 1-2 steps). Real tokenizers give
+        # 1-2 tokens a word of this prompt; a count far outside is not believed, and the words
+        # stay within [1/8, 4] x the target, so a server answering nonsense cannot make the
+        # prompt grow without bound.
+        lo, hi = max(1, self.prompt_tokens // 8), self.prompt_tokens * 4
+        for _ in range(3):
             n = await self._count_tokens(client, make_prompt(self.words, 0))
+            if n is not None and not 0.125 <= n / self.words <= 8:
+                self.notes.append(f"tokenizer counted {n} tokens for {self.words} words; not believed")
+                self.prompt_check = "none: the server's token count was not believable"
+                self.words, n = self.prompt_tokens, None
             self.prompt_measured = n
             if not n or abs(n - self.prompt_tokens) <= max(2, self.prompt_tokens // 100):
                 break
-            self.words = max(1, round(self.words * self.prompt_tokens / n))
+            self.words = min(hi, max(lo, round(self.words * self.prompt_tokens / n)))
 
     def _body(self, salt: int) -> dict:
         prompt = make_prompt(self.words, salt)
@@ -254,58 +339,109 @@ class LoadGen:
         return body
 
     # -- one request ------------------------------------------------------------------------
+    @staticmethod
+    async def _lines(resp: httpx.Response):
+        """The stream's lines, each at most MAX_LINE_BYTES (httpx's aiter_lines buffers a line
+        of any length)."""
+        buf = bytearray()
+        async for data in resp.aiter_bytes():
+            buf += data
+            while (i := buf.find(b"\n")) >= 0:
+                yield bytes(buf[:i]).rstrip(b"\r").decode("utf-8", "replace")
+                del buf[: i + 1]
+            if len(buf) > MAX_LINE_BYTES:
+                raise _Malformed(f"an SSE line longer than {MAX_LINE_BYTES >> 20} MiB")
+        if buf:
+            yield bytes(buf).decode("utf-8", "replace")
+
+    def _check_usage(self, rec: RequestResult, words: int) -> None:
+        """usage counts must fit what was streamed: chunks <= completion_tokens <= max_tokens,
+        and prompt_tokens near what was sent; else the request is `bad_usage` and counted by
+        its chunks."""
+        if rec.token_source != "usage":
+            return
+        n = rec.output_tokens
+        if not rec.content_chunks <= n <= self.max_tokens:
+            rec.error = "bad_usage"
+            rec.detail = (f"usage.completion_tokens {n} outside [{rec.content_chunks} chunks streamed, "
+                          f"max_tokens {self.max_tokens}]")
+        elif rec.prompt_tokens is not None and not 1 <= rec.prompt_tokens <= 4 * words + 256:
+            rec.error = "bad_usage"
+            rec.detail = f"usage.prompt_tokens {rec.prompt_tokens} for a prompt of {words} words"
+        if rec.error:
+            rec.output_tokens, rec.token_source = rec.content_chunks, "chunks"
+            rec.prompt_tokens = self.prompt_measured
+
     async def _request(self, client: httpx.AsyncClient, rec: RequestResult, salt: int) -> None:
         path = "/v1/chat/completions" if self.chat else "/v1/completions"
         rec.prompt_tokens = self.prompt_measured  # replaced by usage.prompt_tokens when sent
         rec.start = time.perf_counter()
         last = None
         done = finished = False
+        max_chunks = 4 * self.max_tokens + 64  # a stream longer than this is not obeying max_tokens
         async with client.stream("POST", self.base + path, json=self._body(salt)) as resp:
             if resp.status_code != 200:
                 text = (await resp.aread())[:200].decode("utf-8", "replace").replace("\n", " ")
                 rec.error, rec.detail = f"http_{resp.status_code}", text
                 return
-            async for line in resp.aiter_lines():
-                if not line.startswith("data:"):
-                    continue  # blank separators, ": ping" comments, event: lines
-                payload = line[5:].strip()
-                if payload == "[DONE]":
-                    done = True
-                    break
-                try:
-                    chunk = json.loads(payload)
-                except ValueError:
-                    rec.malformed_chunks += 1
-                    continue
-                if not isinstance(chunk, dict):
-                    rec.malformed_chunks += 1
-                    continue
-                if "error" in chunk:
-                    rec.error, rec.detail = "server_error", str(chunk["error"])[:200]
-                    return
-                usage = chunk.get("usage")
-                if usage and usage.get("completion_tokens") is not None:
-                    rec.output_tokens = int(usage["completion_tokens"])
-                    rec.prompt_tokens = usage.get("prompt_tokens") or rec.prompt_tokens
-                    rec.token_source = "usage"
-                for ch in chunk.get("choices") or []:
-                    text = ch.get("text")
-                    if text is None:
-                        text = (ch.get("delta") or {}).get("content")
-                    if text:
-                        now = time.perf_counter()
-                        if last is None:
-                            rec.ttft_s = now - rec.start
-                        else:
-                            rec.itl_s.append(now - last)
-                        last = now
-                        if rec.token_source == "chunks":
-                            rec.output_tokens += 1
-                    if ch.get("finish_reason"):
-                        finished = True
-                        if ch["finish_reason"] == "length" and rec.token_source == "chunks":
-                            rec.token_source, rec.output_tokens = "finish_length", self.max_tokens
+            try:
+                async for line in self._lines(resp):
+                    if not line.startswith("data:"):
+                        continue  # blank separators, ": ping" comments, event: lines
+                    payload = line[5:].strip()
+                    if payload == "[DONE]":
+                        done = True
+                        break
+                    try:
+                        raw = json.loads(payload)
+                    except (ValueError, RecursionError):
+                        rec.malformed_chunks += 1
+                        continue
+                    if not isinstance(raw, dict):
+                        rec.malformed_chunks += 1
+                        continue
+                    try:
+                        chunk = Chunk.model_validate(raw)
+                    except ValidationError as e:
+                        err = e.errors()[0]
+                        where = ".".join(str(x) for x in err["loc"])
+                        raise _Malformed(f"chunk field {where}: {err['msg']}") from None
+                    if chunk.error is not None:
+                        rec.error, rec.detail = "server_error", str(chunk.error)[:200]
+                        return
+                    usage = chunk.usage
+                    if usage and usage.completion_tokens is not None:
+                        rec.output_tokens = usage.completion_tokens
+                        rec.prompt_tokens = usage.prompt_tokens if usage.prompt_tokens is not None else rec.prompt_tokens
+                        rec.token_source = "usage"
+                    for ch in chunk.choices or []:
+                        text = ch.text if ch.text is not None else (ch.delta.content if ch.delta else None)
+                        if text:
+                            now = time.perf_counter()
+                            if last is None:
+                                rec.ttft_s = now - rec.start
+                            else:
+                                rec.itl_s.append(now - last)
+                            last = now
+                            rec.content_chunks += 1
+                            if rec.token_source == "chunks":
+                                rec.output_tokens += 1
+                        if ch.finish_reason:
+                            finished = True
+                            if ch.finish_reason == "length" and rec.token_source == "chunks":
+                                rec.token_source, rec.output_tokens = "finish_length", self.max_tokens
+                    if rec.content_chunks > max_chunks:
+                        raise _Malformed(f"more than {max_chunks} content chunks for max_tokens {self.max_tokens}")
+            except _Malformed as e:
+                rec.end = time.perf_counter()
+                rec.error, rec.detail = "malformed", str(e)[:200]
+                if rec.token_source != "chunks":
+                    rec.output_tokens, rec.token_source = rec.content_chunks, "chunks"
+                return
         rec.end = time.perf_counter()
+        self._check_usage(rec, self.words)
+        if rec.error:
+            return
         if not (done or finished):
             rec.error, rec.detail = "dropped", f"stream ended after {rec.output_tokens} tokens"
         elif not finished and rec.output_tokens < self.max_tokens:
@@ -332,6 +468,9 @@ class LoadGen:
             rec.error, rec.detail = "dropped", f"{type(e).__name__}: {e}"[:200]
         except httpx.HTTPError as e:
             rec.error, rec.detail = "http", f"{type(e).__name__}: {e}"[:200]
+        except (ValueError, TypeError, OverflowError, UnicodeError) as e:
+            # whatever else a broken server provokes ends this request, never the level
+            rec.error, rec.detail = "malformed", f"{type(e).__name__}: {e}"[:200]
         finally:
             if not rec.end:
                 rec.end = time.perf_counter()
@@ -366,20 +505,29 @@ class LoadGen:
                     on_progress(c, recs)
 
         tasks = [asyncio.create_task(worker()) for _ in range(c)]
-        _, pending = await asyncio.wait(tasks, timeout=max(0.0, deadline - time.perf_counter()))
+        try:
+            _, pending = await asyncio.wait(tasks, timeout=max(0.0, deadline - time.perf_counter()))
+            stop = "overall deadline reached"
+        except asyncio.CancelledError:  # Ctrl-C: keep what this level measured
+            self.interrupted, pending, stop = True, [t for t in tasks if not t.done()], "interrupted"
         if pending:
-            state["stop"] = "overall deadline reached"
+            state["stop"] = stop
             for t in pending:
                 t.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
             for r in recs:
                 if not r.ok and r.error is None:
-                    r.error, r.detail = "deadline", "cancelled at the overall deadline"
+                    r.error, r.detail = "deadline", f"cancelled: {stop}"
                     r.end = r.end or time.perf_counter()
         return LevelResult(c, time.perf_counter() - t0, recs, state["stop"])
 
     async def run(self, levels: list[int], requests: int | None = 8, duration_s: float | None = None,
-                  deadline_s: float | None = None) -> BenchResult:
+                  deadline_s: float | None = None, on_level=None) -> BenchResult:
+        """on_level(result_so_far, level) after each level (also the one Ctrl-C cut short):
+        `gpuplan bench` appends that level's rows to its CSV file there."""
+        for c in levels:
+            check_options(concurrency=c)
+        check_options(requests=requests, duration_s=duration_s, deadline_s=deadline_s)
         started = time.strftime("%Y-%m-%dT%H:%M:%S")
         if deadline_s is None:  # every request is bounded, so by default this never binds
             deadline_s = 15 + sum(duration_s + self.timeout_s if duration_s
@@ -388,20 +536,31 @@ class LoadGen:
         limits = httpx.Limits(max_connections=max(levels) + 2, max_keepalive_connections=max(levels) + 2)
         timeout = httpx.Timeout(self.timeout_s, connect=min(self.timeout_s, 10))
         out: list[LevelResult] = []
+
+        def result() -> BenchResult:
+            return BenchResult(self.base, self.model or "default", self.chat, self.prompt_tokens,
+                               self.max_tokens, self.prompt_check, self.words, self.prompt_measured,
+                               out, started, self.notes)
+
         async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
             try:
                 await asyncio.wait_for(self.prepare(client), max(1.0, min(30.0, deadline_s / 4)))
             except asyncio.TimeoutError:
                 self.notes.append("prompt length check timed out; trusting usage.prompt_tokens")
+            except asyncio.CancelledError:
+                self.interrupted = True
             with _Progress(self.progress, levels, requests, duration_s) as prog:
                 for c in levels:
+                    if self.interrupted:
+                        self.notes.append(f"level {c} not run: interrupted")
+                        continue
                     if time.perf_counter() >= end:
                         self.notes.append(f"level {c} not run: overall deadline reached")
                         continue
                     out.append(await self.run_level(client, c, requests, duration_s, end, prog.update))
-        return BenchResult(self.base, self.model or "default", self.chat, self.prompt_tokens,
-                           self.max_tokens, self.prompt_check, self.words, self.prompt_measured,
-                           out, started, self.notes)
+                    if on_level:
+                        on_level(result(), out[-1])
+        return result()
 
 
 class _Progress:
@@ -440,6 +599,10 @@ class _Progress:
 
 
 def run_bench(url: str, levels: list[int], **kw) -> BenchResult:
-    """Synchronous entry point: run_bench(url, [1, 4], model=..., requests=8)."""
-    run_kw = {k: kw.pop(k) for k in ("requests", "duration_s", "deadline_s") if k in kw}
-    return asyncio.run(LoadGen(url, **kw).run(levels, **run_kw))
+    """Synchronous entry point: run_bench(url, [1, 4], model=..., requests=8). Ctrl-C ends the
+    run with what was measured (result.interrupted)."""
+    run_kw = {k: kw.pop(k) for k in ("requests", "duration_s", "deadline_s", "on_level") if k in kw}
+    gen = LoadGen(url, **kw)
+    res = asyncio.run(gen.run(levels, **run_kw))
+    res.interrupted = gen.interrupted
+    return res

@@ -16,12 +16,13 @@ import csv
 import io
 import json
 import math
+import os
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Iterable
 
 from ..errors import InputError
-from ..inputs import MAX_TEXT_FILE_BYTES, load_json, read_text
+from ..inputs import MAX_TEXT_FILE_BYTES, check_output_path, load_json, read_text
 from ..types import Metric
 
 COLUMNS = ("source", "engine", "date", "model", "quant", "gpu", "n_gpus", "split",
@@ -324,10 +325,30 @@ def _fill(m: Measurement, defaults: dict) -> Measurement:
 def write_csv(rows: Iterable[Measurement], path) -> None:
     """Write rows in the schema, header first (None slots are skipped); the extra optional
     columns only when some row states them."""
-    dicts = [m.to_row() for m in rows if m is not None]
-    extra = tuple(c for c in EXTRA if any(c in d for d in dicts))
-    with Path(path).open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS + extra, restval="")
-        w.writeheader()
-        for d in dicts:
-            w.writerow(d)
+    rows = [m for m in rows if m is not None]
+    dicts = [m.to_row() for m in rows]
+    CsvAppender(path, extra=tuple(c for c in EXTRA if any(c in d for d in dicts))).append(rows)
+
+
+class CsvAppender:
+    """A schema CSV written as rows come: the header when made (so a bad path fails before any
+    work), then rows appended and flushed to disk, so an interrupted run keeps what it measured.
+    extra: the optional columns in the header (all of them by default: rows not known yet)."""
+
+    def __init__(self, path, extra: tuple[str, ...] = EXTRA):
+        self.path = check_output_path(path, "CSV file")
+        self.fields = COLUMNS + tuple(extra)
+        try:
+            with self.path.open("w", newline="") as f:
+                csv.DictWriter(f, fieldnames=self.fields).writeheader()
+        except OSError as e:
+            raise InputError(f"CSV file '{path}' cannot be written: {e.strerror or e}") from None
+
+    def append(self, rows: Iterable[Measurement]) -> None:
+        with self.path.open("a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=self.fields, restval="")
+            for m in rows:
+                if m is not None:
+                    w.writerow(m.to_row())
+            f.flush()
+            os.fsync(f.fileno())
