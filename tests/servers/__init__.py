@@ -25,3 +25,63 @@ def stub_server(mode: str = "normal", *args: str):
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
+
+
+@contextmanager
+def gpuplan_server(*args: str):
+    """Yield (base URL, Popen) of `gpuplan serve` on a free loopback port, started from the
+    gpuplan being tested; stopped by SIGTERM (SIGKILL after 20 s) at the end."""
+    import socket
+    import time
+
+    import httpx
+
+    import gpuplan
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, PYTHONPATH=str(Path(gpuplan.__file__).parents[1]))
+    proc = subprocess.Popen([sys.executable, "-c", "from gpuplan.cli import main; main()", "serve",
+                             "--port", str(port), "--log-level", "warning", *args],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        t0 = time.monotonic()
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"gpuplan serve exited: {proc.stderr.read()[-2000:]}")
+            try:
+                if httpx.get(base + "/api/catalog/quants", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() - t0 > 60:
+                raise RuntimeError("gpuplan serve did not answer within 60 s")
+            time.sleep(0.2)
+        yield base, proc
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def rss_mb(pid: int, children: bool = True) -> float:
+    """Resident memory of a process (and, with children, of the processes it started), MB."""
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/status") as f:
+                total += next(int(ln.split()[1]) for ln in f if ln.startswith("VmRSS:")) / 1024
+            if children:
+                for t in os.listdir(f"/proc/{p}/task"):
+                    with open(f"/proc/{p}/task/{t}/children") as f:
+                        todo.extend(int(c) for c in f.read().split())
+        except (OSError, StopIteration):
+            continue
+    return total

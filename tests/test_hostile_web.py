@@ -1,0 +1,315 @@
+"""The web server against hostile clients, for real: `gpuplan serve` started on a free loopback
+port, requests over TCP (issue 11). Bounds are generous: this runs on a shared 2-core machine;
+the figures (RSS, latency of a normal request) come from benchmarks/bench_web_hostile.py."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import signal
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gpuplan.web import limits
+from servers import gpuplan_server, rss_mb
+
+HEADER = ("source,engine,date,model,quant,gpu,n_gpus,split,interconnect,n_gpu_layers,host_mem,"
+          "n_depth,n_prompt,n_gen,batch,metric,tok_s,note\n")
+MODEL = "meta-llama/Meta-Llama-3-8B"
+
+
+def row(model=MODEL, n=1, split="layer", extra=""):
+    return f"x,llama.cpp,2024-01,{model},Q4_K_M,rtx-4090,{n},{split},none,,,0,0,128,1,decode,100,{extra}\n"
+
+
+@pytest.fixture(scope="module")
+def server():
+    with gpuplan_server() as (base, proc):
+        yield base, proc
+
+
+def _post(base, path, name, data, timeout=120.0, **params):
+    return httpx.post(base + path, files={"file": (name, data)}, params=params, timeout=timeout)
+
+
+# ------------------------------------------------------------------ security: no path is opened
+def test_upload_rows_never_make_the_server_open_a_path(server, tmp_path):
+    base, _ = server
+    fifo = tmp_path / "fifo.gguf"
+    os.mkfifo(fifo)  # opened for reading, this would block the worker forever
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({"architectures": ["LlamaForCausalLM"], "num_hidden_layers": 2}))
+    paths = ["/etc/shadow", "/etc/no-such-file", str(fifo), "/dev/zero", str(cfg), str(tmp_path),
+             "~/.ssh/id_rsa", "../../../../etc/passwd", "./model.gguf"]
+    body = HEADER + "".join(row(p) for p in paths) + row()
+    r = _post(base, "/api/validate", "rows.csv", body, timeout=60)
+    assert r.status_code == 200, r.text
+    rows = r.json()["rows"]
+    reasons = {x["reason"].replace(p, "PATH") for x, p in zip(rows, paths)}
+    # one answer for all, existing or not: no existence oracle, and nothing was predicted
+    assert reasons == {"model 'PATH': only catalog ids are accepted here, not file paths"}, reasons
+    assert all(x["predicted"] is None for x in rows[:-1]) and rows[-1]["predicted"] > 0
+
+
+def test_a_row_with_100000_gpus_is_refused_at_once(server):
+    base, _ = server
+    t0 = time.monotonic()
+    r = _post(base, "/api/validate", "n.csv", HEADER + row(n=100_000) + row(n=10**9) + row(n=4096))
+    assert r.status_code == 200 and time.monotonic() - t0 < 60
+    reasons = [x["reason"] for x in r.json()["rows"]]
+    assert all("n_gpus" in x and "4,096" in x for x in reasons[:2]), reasons
+
+
+def test_20000_identical_rows(server):
+    base, _ = server
+    r = _post(base, "/api/validate", "same.csv", HEADER + row(split="none") * 20_000, timeout=60)
+    assert r.status_code == 200
+    assert r.json()["summary"]["predicted"] == 20_000
+
+
+# ------------------------------------------------------------------ 500s that were, and the connection
+@pytest.mark.parametrize("path,name,data", [
+    ("/api/validate", "deep.json", b"[" * 100_000 + b"]" * 100_000),
+    ("/api/validate", "deep.jsonl", b'{"a":' * 5000 + b"1" + b"}" * 5000),
+    ("/api/model/inspect", "config.json", b'{"a":' * 100_000 + b"1" + b"}" * 100_000),
+    ("/api/model/inspect", "config.json", b'{"num_hidden_layers": NaN}'),
+], ids=["deep-json", "deep-jsonl", "deep-config", "nan-config"])
+def test_deep_or_odd_json_is_a_clear_4xx(server, path, name, data):
+    base, _ = server
+    with httpx.Client(timeout=60) as c:
+        r = c.post(base + path, files={"file": (name, data)})
+        assert r.status_code == 422 and "error" in r.json(), r.text
+        assert c.get(base + "/api/catalog/quants").status_code == 200  # the connection still works
+
+
+def test_a_csv_field_over_128_kib_is_a_row_error(server):
+    base, _ = server
+    r = _post(base, "/api/validate", "f.csv", HEADER + row(extra="x" * 200_000) + row())
+    assert r.status_code == 200
+    rows = r.json()["rows"]
+    assert "field larger than field limit" in rows[0]["reason"] and rows[1]["predicted"] > 0
+
+
+def _raw(base: str, data: bytes, wait_s: float = 30.0) -> bytes:
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=wait_s) as s:
+        s.sendall(data)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+        return out
+
+
+def test_a_body_over_the_cap_is_413_with_connection_close(server):
+    base, _ = server
+    head = (b"POST /api/validate HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+            b"Content-Length: 20000000\r\n\r\n")
+    out = _raw(base, head)  # the server answers before reading any of the 20 MB, and closes
+    assert out.startswith(b"HTTP/1.1 413") and b"connection: close" in out.lower()
+
+
+def test_errors_close_the_connection_cleanly():
+    """A bug's 500 (and a 503) is one JSON answer with Connection: close, never a dropped
+    keep-alive connection (the Guard, in an app of its own)."""
+    app = FastAPI()
+    limits.install(app)
+
+    @app.get("/bug")
+    def bug():
+        raise RuntimeError("boom")
+
+    @app.get("/busy")
+    def busy():
+        raise limits.OverBudget("too much")
+
+    with TestClient(app, raise_server_exceptions=False) as c:
+        r = c.get("/bug")
+        assert r.status_code == 500 and r.headers["connection"] == "close" and "RuntimeError" in r.json()["error"]
+        r = c.get("/busy")
+        assert r.status_code == 503 and r.headers["connection"] == "close"
+
+
+def test_header_read_timeout(server):
+    base, _ = server
+    host, port = base.removeprefix("http://").split(":")
+    t0 = time.monotonic()
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(b"GET /api/catalog/quants HTTP/1.1\r\nHost: x\r\n")
+        closed = False
+        while time.monotonic() - t0 < limits.HEADER_TIMEOUT_S + 15:
+            try:
+                s.sendall(b"X")  # one byte a second: uvicorn alone would wait forever
+                s.settimeout(1.0)
+                if s.recv(1) == b"":
+                    closed = True
+                    break
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                break
+            except socket.timeout:
+                pass
+    assert closed and time.monotonic() - t0 >= limits.HEADER_TIMEOUT_S - 1
+
+
+# ------------------------------------------------------------------ load: memory and answers bounded
+def _hostile_bodies():
+    big_rows = row(split="none") * ((12 << 20) // len(row(split="none")))
+    return [
+        ("/api/validate", "big.csv", (HEADER + big_rows).encode()),  # under the cap, over the row limit
+        ("/api/validate", "huge.csv", b"x" * (17 << 20)),  # over the cap
+        ("/api/validate", "same.csv", (HEADER + row(split="none") * 20_000).encode()),
+        ("/api/validate", "ngpus.csv", (HEADER + row(n=4096) * 30).encode()),
+        ("/api/validate", "paths.csv", (HEADER + row("/etc/shadow") + row("/dev/zero")).encode()),
+        ("/api/validate", "deep.json", b"[" * 100_000 + b"]" * 100_000),
+        ("/api/model/inspect", "config.json", b'{"a":' * 100_000 + b"1" + b"}" * 100_000),
+        ("/api/model/inspect", "m.gguf", b"GGUF" + b"\xff" * (8 << 20)),
+    ]
+
+
+def test_fifty_concurrent_hostile_uploads(server):
+    base, proc = server
+    bodies = _hostile_bodies()
+    peak, stop = [0.0], threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            peak[0] = max(peak[0], rss_mb(proc.pid))
+            time.sleep(0.05)
+
+    def one(i):
+        path, name, data = bodies[i % len(bodies)]
+        t0 = time.monotonic()
+        try:
+            code = httpx.post(base + path, files={"file": (name, data)}, timeout=120).status_code
+        except (httpx.WriteError, httpx.ReadError, httpx.RemoteProtocolError):
+            code = "closed"  # the server refused an oversized body and closed while it was sent
+        return name, code, time.monotonic() - t0
+
+    w = threading.Thread(target=watch)
+    w.start()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(50) as ex:
+            results = list(ex.map(one, range(50)))
+        normal = httpx.get(base + "/api/fit", params={"model": MODEL, "gpus": "rtx-4090"}, timeout=30)
+    finally:
+        stop.set()
+        w.join()
+    codes = {(n, c) for n, c, _ in results}
+    assert not any(c == 500 for _, c, _ in results), codes
+    assert all(c in (200, 413, 422, 503) or (n == "huge.csv" and c == "closed") for n, c, _ in results), codes
+    assert max(t for *_, t in results) < 110  # nothing hangs
+    assert normal.status_code == 200
+    assert peak[0] < 500, f"server and its workers peaked at {peak[0]:.0f} MB"
+    assert proc.poll() is None
+
+
+# ------------------------------------------------------------------ fuzz: generated requests
+_HOSTILE_TEXT = ["", "0", "-1", "nan", "inf", "-inf", "1e309", "99999999999999999999", "0x10", "1.5",
+                 "/etc/shadow", "../../etc/passwd", "~/.ssh", "/dev/zero", "a" * 5000, "\x00", "%00",
+                 "2x rtx-3090", "100000x rtx-4090", "4096x h100-sxm-80gb", "rtx-4090:-5gb", "apple-m2-ultra-76c:1e9gb",
+                 MODEL, "Q4_K_M", "EXL2-99bpw", "f16", "q4_0", "latency", "throughput", "nvlink4", "ddr5-6000-2ch"]
+_text = st.one_of(st.sampled_from(_HOSTILE_TEXT),
+                  st.text(st.characters(blacklist_categories=("Cs",)), max_size=40),
+                  st.integers(-10**15, 10**15).map(str), st.floats().map(str))
+
+
+def _get_routes(base):
+    spec = httpx.get(base + "/openapi.json", timeout=30).json()
+    out = []
+    for path, ops in spec["paths"].items():
+        if "get" in ops:
+            names = [p["name"] for p in ops["get"].get("parameters", []) if p["in"] == "query"]
+            out.append((path, names))
+    return out
+
+
+def _check(r: httpx.Response):
+    assert r.status_code != 500 and r.status_code < 600, (r.request.url, r.text[:300])
+    if r.status_code >= 400 and r.request.url.path.startswith("/api/"):
+        assert "error" in r.json(), r.text[:300]
+
+
+def test_fuzz_get_endpoints(server):
+    base, proc = server
+    routes = [(p, n) for p, n in _get_routes(base) if p.startswith("/api/")]
+    assert len(routes) >= 6
+    client = httpx.Client(timeout=60)
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(st.data())
+    def go(data):
+        path, names = data.draw(st.sampled_from(routes))
+        path = path.replace("{kind}", data.draw(st.sampled_from(["gpus", "models", "x", "../..", "%2e%2e"])))
+        params = {n: data.draw(_text) for n in names if data.draw(st.booleans())}
+        _check(client.get(base + path, params=params))
+
+    try:
+        go()
+    finally:
+        client.close()
+    assert proc.poll() is None
+
+
+_bytes = st.one_of(
+    st.binary(max_size=4096),
+    st.lists(st.sampled_from([HEADER, row(), row("/etc/shadow"), row(n=4096), row(n=-1), row(n="1e400"),
+                              row(extra="x" * 1000), ",,,,\n", '"unclosed\n', "\x00\n", "| model | test | t/s |\n",
+                              "| llama 7B Q4_0 | pp512 | 1.2.3 |\n", "|" * 5000 + "\n"]), max_size=12).map(
+        lambda xs: "".join(xs).encode()),
+    st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+                 lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4),
+                 max_leaves=30).map(lambda o: json.dumps(o).encode()),
+    st.builds(lambda d: json.dumps(d).encode(), st.fixed_dictionaries({}, optional={
+        "num_hidden_layers": _text, "hidden_size": _text, "num_attention_heads": _text, "vocab_size": _text,
+        "architectures": st.just(["LlamaForCausalLM"]), "sliding_window": _text, "num_key_value_heads": _text})),
+    st.binary(max_size=2048).map(lambda b: b"GGUF\x03\x00\x00\x00" + b),
+)
+
+
+def test_fuzz_uploads(server):
+    base, proc = server
+    client = httpx.Client(timeout=120)
+
+    @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(st.sampled_from(["/api/validate", "/api/model/inspect"]),
+           st.sampled_from(["m.csv", "m.json", "m.jsonl", "m.md", "config.json", "m.gguf", "x.txt", "../../x.csv"]),
+           _bytes, st.sampled_from([{}, {"gpus": "rtx-4090"}, {"quant": "Q8_0"}, {"gpus": "4096x rtx-4090"}]))
+    def go(path, name, data, params):
+        _check(client.post(base + path, files={"file": (name, data)}, params=params))
+
+    try:
+        go()
+    finally:
+        client.close()
+    assert proc.poll() is None
+
+
+# ------------------------------------------------------------------ SIGTERM while work runs
+def test_sigterm_stops_the_server_while_work_runs():
+    with gpuplan_server() as (base, proc):
+        heavy = (HEADER + row(n=4096) * 400).encode()  # minutes of work, were it not bounded
+        t = threading.Thread(target=lambda: _swallow(lambda: _post(base, "/api/validate", "h.csv", heavy)))
+        t.start()
+        time.sleep(3.0)
+        t0 = time.monotonic()
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        took = time.monotonic() - t0
+        t.join(timeout=30)
+    assert took < 15, f"SIGTERM took {took:.1f} s"
+
+
+def _swallow(fn):
+    try:
+        fn()
+    except httpx.HTTPError:
+        pass
