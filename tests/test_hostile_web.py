@@ -19,7 +19,6 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gpuplan.web import limits
 from servers import gpuplan_server, rss_mb
 
 HEADER = ("source,engine,date,model,quant,gpu,n_gpus,split,interconnect,n_gpu_layers,host_mem,"
@@ -120,6 +119,8 @@ def test_a_body_over_the_cap_is_413_with_connection_close(server):
 def test_errors_close_the_connection_cleanly():
     """A bug's 500 (and a 503) is one JSON answer with Connection: close, never a dropped
     keep-alive connection (the Guard, in an app of its own)."""
+    from gpuplan.web import limits
+
     app = FastAPI()
     limits.install(app)
 
@@ -139,6 +140,8 @@ def test_errors_close_the_connection_cleanly():
 
 
 def test_header_read_timeout(server):
+    from gpuplan.web import limits
+
     base, _ = server
     host, port = base.removeprefix("http://").split(":")
     t0 = time.monotonic()
