@@ -33,17 +33,8 @@ def suggest(name: str, choices, n: int = 3) -> str:
 
 
 def read_yaml_file(path, what: str):
-    """A user's YAML file, or one clear InputError naming it (missing, a directory, not YAML)."""
-    from pathlib import Path
+    """A user's YAML file, or one clear InputError naming it (missing, a directory or special
+    file, too large, not YAML, YAML aliases, nested too deeply): see inputs.read_yaml."""
+    from .inputs import read_yaml
 
-    import yaml
-
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{what} {path} does not exist or is not a file", input=what, value=str(path),
-                         accepted="a YAML file that exists")
-    try:
-        return yaml.safe_load(p.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise InputError(f"{what} {path} is not valid YAML ({str(e).splitlines()[0]})", input=what,
-                         value=str(path), accepted="a YAML file") from None
+    return read_yaml(path, what)

@@ -203,3 +203,33 @@ class Budget:
         if self._clock() > self.end:
             raise OverBudget(f"{self.what} needs more than its {self.seconds:g} s of computing; "
                              "send fewer rows or a smaller input")
+
+
+def load_yaml(text: str, what: str):
+    """yaml.safe_load without aliases (a "billion laughs" file expands 9^9-fold as it is used)
+    and with one clear error for bad YAML or nesting too deep for the parser."""
+    import yaml
+
+    class _NoAliases(yaml.SafeLoader):
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                mark = self.peek_event().start_mark
+                raise yaml.composer.ComposerError(None, None, "aliases (*name) are not accepted here", mark)
+            return super().compose_node(parent, index)
+
+    try:
+        data = yaml.load(text, Loader=_NoAliases)  # noqa: S506 - a SafeLoader subclass
+    except RecursionError:
+        raise InputError(f"{what} is nested too deeply") from None
+    except yaml.YAMLError as e:
+        msg = ' '.join(str(e).replace('in "<unicode string>", ', '').split())
+        raise InputError(f"{what} is not valid YAML ({msg[:200]})") from None
+    if not json_depth_ok(data):
+        raise InputError(f"{what} is nested too deeply; accepted: at most {MAX_JSON_DEPTH} levels")
+    return data
+
+
+def read_yaml(path, what: str, max_bytes: int = 4 * MiB):
+    """A user's YAML file (hardware, calibration): a regular file of at most max_bytes, parsed
+    by load_yaml."""
+    return load_yaml(read_text(path, what, max_bytes), f"{what} '{path}'")

@@ -27,8 +27,12 @@ def run_validate(files, as_json, plot, calibration):
         plot_validation(res["_results"], plot)
     if as_json:
         sys.stdout.write(json.dumps({"rows": res["rows"], "summary": res["summary"]}, indent=1) + "\n")
-        return
-    _print(res)
+    else:
+        _print(res)
+    if res["summary"]["predicted"] == 0:  # nothing was checked: not a success
+        reasons = sorted({r["reason"] for r in res["rows"] if r["reason"]})
+        sys.stderr.write(f"error: no row could be predicted ({'; '.join(reasons)[:300]})\n")
+        sys.exit(1)
 
 
 def _print(res):

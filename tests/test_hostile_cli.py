@@ -1,0 +1,106 @@
+"""Hostile input on the command line, through the real entry point (`python -c ... main()` in a
+subprocess, as a user runs it): special files, huge names, YAML bombs, bad numbers, output paths
+(issue 11). Each case must end in one `error: ...` line naming the input and exit 2, within a
+bound, never a traceback or a hang. Cases in other helpers' areas live in their own suites."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import gpuplan
+
+ROOT = Path(__file__).resolve().parents[1]
+DEV = ROOT / "data" / "measurements" / "dev.csv"
+BOMB = "".join(f"{a}: &{a} [{', '.join(['*' + p] * 9 if p else ['x'] * 9)}]\n"
+               for p, a in zip([""] + list("abcdefgh"), "abcdefghi")) + "gpus: *i\n"
+
+
+def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(Path(gpuplan.__file__).parents[1]), GPUPLAN_CALIBRATION="")
+    return subprocess.run([sys.executable, "-c", "from gpuplan.cli import main; main()", *args],
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def one_line_error(r: subprocess.CompletedProcess, *words: str) -> str:
+    out = r.stdout + r.stderr
+    assert "Traceback" not in out, out[-2000:]
+    assert r.returncode == 2, (r.returncode, out[-1000:])
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("hostile")
+    os.mkfifo(d / "pipe.csv")
+    (d / "folder").mkdir()
+    (d / "bomb.yaml").write_text(BOMB)
+    (d / "deep.yaml").write_text("gpus: " + "[" * 50_000 + "]" * 50_000 + "\n")
+    (d / "big.csv").write_bytes(DEV.read_bytes()[:1000] + b"x" * (65 << 20))
+    (d / "notutf8.csv").write_bytes(b"\xff\xfe\xfa" * 100)
+    (d / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (d / "inf.csv").write_text(DEV.read_text().splitlines()[0] + "\n"
+                               + "x,llama.cpp,2024-01,meta-llama/Meta-Llama-3-8B,Q4_K_M,rtx-4090,inf,none,none,,,"
+                                 "0,0,128,1,decode,100,\n")
+    (d / "nouse.csv").write_text(DEV.read_text().splitlines()[0] + "\n"
+                                 + "x,llama.cpp,2024-01,no/such-model,Q4_K_M,rtx-4090,1,none,none,,,0,0,128,1,decode,100,\n")
+    return d
+
+
+# (name, argv with {d} for the fixture folder, words the error line must contain)
+CASES = [
+    ("validate /dev/zero", ["validate", "/dev/zero"], ["'/dev/zero' is a character device"]),
+    ("validate a FIFO", ["validate", "{d}/pipe.csv"], ["is a FIFO"]),
+    ("validate a folder", ["validate", "{d}/folder"], ["is a directory"]),
+    ("validate 65 MiB", ["validate", "{d}/big.csv"], ["accepted: at most 64 MiB"]),
+    ("validate not UTF-8", ["validate", "{d}/notutf8.csv"], ["not UTF-8"]),
+    ("validate deep JSON", ["validate", "{d}/deep.json"], ["deep.json"]),
+    ("hardware YAML alias bomb", ["fit", "meta-llama/Meta-Llama-3-8B", "--hardware", "{d}/bomb.yaml"],
+     ["aliases (*name) are not accepted"]),
+    ("hardware YAML nested 50,000 deep", ["fit", "meta-llama/Meta-Llama-3-8B", "--hardware", "{d}/deep.yaml"],
+     ["nested too deeply"]),
+    ("hardware file is a FIFO", ["fit", "meta-llama/Meta-Llama-3-8B", "--hardware", "{d}/pipe.csv"], ["FIFO"]),
+    ("100,000-character model", ["fit", "m" * 100_000, "--gpus", "rtx-4090"], ["model is 100,000 characters long"]),
+    ("100,000-character model, plan", ["plan", "m" * 100_000, "--gpus", "rtx-4090"], ["100,000 characters"]),
+    ("100,000-character model, show", ["models", "show", "m" * 100_000], ["100,000 characters"]),
+    ("bench http://[::1", ["bench", "http://[::1"], ["server URL 'http://[::1' is not a valid URL"]),
+    ("bench --timeout inf", ["bench", "http://127.0.0.1:9", "--timeout", "inf"], ["--timeout inf"]),
+    ("bench --duration inf", ["bench", "http://127.0.0.1:9", "--duration", "inf"], ["--duration inf"]),
+    ("bench --timeout nan", ["bench", "http://127.0.0.1:9", "--timeout", "nan"], ["--timeout nan"]),
+    ("bench --prompt-tokens 10^8", ["bench", "http://127.0.0.1:9", "--prompt-tokens", "100000000"],
+     ["--prompt-tokens 100,000,000 is out of range"]),
+    ("bench --csv to a folder", ["bench", "http://127.0.0.1:9", "--csv", "{d}/folder"], ["--csv", "is a directory"]),
+    ("bench --out in a missing folder", ["bench", "http://127.0.0.1:9", "--out", "{d}/no/r.json"],
+     ["--out", "does not exist"]),
+    ("probe --save to a folder", ["probe", "--no-bandwidth", "--save", "{d}/folder"], ["--save", "is a directory"]),
+    ("serve --log-level foo", ["serve", "--log-level", "foo"], ["--log-level 'foo'", "accepted: critical"]),
+]
+
+
+@pytest.mark.parametrize("name,argv,words", CASES, ids=[c[0] for c in CASES])
+def test_hostile_cli_input_is_one_clear_line(files, name, argv, words):
+    r = run_cli(*[a.replace("{d}", str(files)) for a in argv])
+    one_line_error(r, *words)
+
+
+def test_a_row_with_infinite_gpus_is_a_row_error(files):
+    r = run_cli("validate", str(files / "inf.csv"), "--json")
+    assert "Traceback" not in r.stderr
+    rows = json.loads(r.stdout)["rows"]
+    assert "n_gpus 'inf' is not a whole number from 0 to 4,096" in rows[0]["reason"]
+
+
+def test_validate_with_no_usable_row_is_not_a_success(files):
+    r = run_cli("validate", str(files / "nouse.csv"), "--json")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert json.loads(r.stdout)["summary"]["predicted"] == 0  # the JSON contract is still printed
+    assert r.stderr.startswith("error: no row could be predicted (unknown model 'no/such-model'")
