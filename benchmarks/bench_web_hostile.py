@@ -55,12 +55,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+def rss_mb(pid: int, children: bool = False) -> float:
+    """Resident memory of a process, MB; with children, plus every process it started (the web
+    server's worker processes)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/status") as f:
+                total += next(int(ln.split()[1]) for ln in f if ln.startswith("VmRSS:")) / 1024
+            if children:
+                for t in os.listdir(f"/proc/{p}/task"):
+                    with open(f"/proc/{p}/task/{t}/children") as f:
+                        todo.extend(int(c) for c in f.read().split())
+        except (OSError, StopIteration):
+            continue
+    return total
 
 
 def probe(base: str, stop, out) -> None:
@@ -92,7 +102,7 @@ async def main(a) -> None:
     base = f"http://127.0.0.1:{port}"
     statuses: collections.Counter = collections.Counter()
     lat: list[float] = []
-    peak = 0.0
+    peak = peak_all = 0.0
     try:
         async with httpx.AsyncClient(timeout=5) as c:
             for _ in range(300):
@@ -115,9 +125,10 @@ async def main(a) -> None:
                         statuses[f"{name}: {type(e).__name__}"] += 1
 
             async def watch() -> None:
-                nonlocal peak
+                nonlocal peak, peak_all
                 while not done.is_set():
                     peak = max(peak, rss_mb(proc.pid))
+                    peak_all = max(peak_all, rss_mb(proc.pid, children=True))
                     await asyncio.sleep(0.05)
 
             # the normal client is a process of its own: this one is busy sending the uploads
@@ -147,7 +158,8 @@ async def main(a) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     print(f"{a.uploads} hostile uploads ({a.mib} MiB files among them) in {took:.1f} s")
-    print(f"server RSS: {start_rss:.0f} MB at start, {peak:.0f} MB peak, {end_rss:.0f} MB after")
+    print(f"server RSS: {start_rss:.0f} MB at start, {peak:.0f} MB peak, {end_rss:.0f} MB after; "
+          f"with its worker processes {peak_all:.0f} MB peak")
     q = statistics.quantiles(lat, n=10) if len(lat) > 1 else lat * 9
     print(f"normal GET /api/fit meanwhile: {len(lat)} requests, median {statistics.median(lat) * 1000:.0f} ms, "
           f"p90 {q[8] * 1000:.0f} ms, max {max(lat) * 1000:.0f} ms, over 1 s: {sum(x > 1 for x in lat)}")
