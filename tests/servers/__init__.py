@@ -71,13 +71,16 @@ def gpuplan_server(*args: str):
 
 
 def rss_mb(pid: int, children: bool = True) -> float:
-    """Resident memory of a process (and, with children, of the processes it started), MB."""
+    """Resident memory of a process, MB; with children, the proportional set size (PSS) of it and
+    every process it started (the web server's worker processes)."""
     total, todo = 0.0, [pid]
     while todo:
         p = todo.pop()
         try:
-            with open(f"/proc/{p}/status") as f:
-                total += next(int(ln.split()[1]) for ln in f if ln.startswith("VmRSS:")) / 1024
+            # PSS: pages a forked worker shares with its parent count once, not once per process
+            with open(f"/proc/{p}/smaps_rollup" if children else f"/proc/{p}/status") as f:
+                key = "Pss:" if children else "VmRSS:"
+                total += next(int(ln.split()[1]) for ln in f if ln.startswith(key)) / 1024
             if children:
                 for t in os.listdir(f"/proc/{p}/task"):
                     with open(f"/proc/{p}/task/{t}/children") as f:

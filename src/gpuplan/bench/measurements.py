@@ -259,12 +259,16 @@ def _read_json(text: str) -> list[Parsed] | None:
     return out
 
 
-def read_file(path: Path, max_bytes: int = MAX_TEXT_FILE_BYTES) -> list[Parsed]:
+def read_file(path: Path, max_bytes: int = MAX_TEXT_FILE_BYTES, max_rows: int = MAX_ROWS) -> list[Parsed]:
     """Every data row of one file; raises InputError when the file as a whole is unreadable
-    (missing, a directory, a FIFO or device, over max_bytes, not UTF-8)."""
+    (missing, a directory, a FIFO or device, over max_bytes, not UTF-8, more lines than
+    max_rows allows: counted before any row is parsed, so a refused file costs no memory)."""
     from . import llama_bench
 
     text = read_text(path, "measurement file", max_bytes)
+    if text.count("\n") > max_rows + 1000:  # a header, blank and log lines: a little slack
+        raise InputError(f"measurement file '{path}' has more than {max_rows:,} lines of rows; "
+                         f"accepted: at most {max_rows:,} rows in one run")
     s = text.lstrip()
     if not s:
         raise InputError(f"measurement file '{path}' is empty")
@@ -297,7 +301,7 @@ def read_measurements(paths, defaults: dict | None = None, *, max_rows: int = MA
     file_errors: list[str] = []
     for p in map(Path, paths):
         try:
-            parsed = read_file(p, max_bytes)
+            parsed = read_file(p, max_bytes, max_rows)
         except InputError as e:
             errors.append(RowError(None, str(p), 0, str(e)))
             file_errors.append(str(e))
