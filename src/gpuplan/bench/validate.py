@@ -18,6 +18,7 @@ def predict_rows(rows, calibration=None, allow_paths: bool = True, budget=None) 
     from ..perf.predict import predict_estimate
 
     out = []
+    seen: dict = {}  # identical rows (a frozen Measurement) are predicted once
     for i, m in enumerate(rows):
         if m is None:
             continue
@@ -25,8 +26,9 @@ def predict_rows(rows, calibration=None, allow_paths: bool = True, budget=None) 
             budget.check()
         pred, reason, rng = None, None, None
         try:
-            est = predict_estimate(m, calibration, allow_paths=allow_paths)
-            pred, rng = est.value, est.range
+            if m not in seen:
+                seen[m] = predict_estimate(m, calibration, allow_paths=allow_paths)
+            pred, rng = seen[m].value, seen[m].range
         except InputError as e:
             reason = str(e)
         except (ValueError, KeyError, ZeroDivisionError) as e:  # a row we cannot model: say so
