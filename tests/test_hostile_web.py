@@ -77,7 +77,7 @@ def test_20000_identical_rows(server):
     if r.status_code == 200:
         assert r.json()["summary"]["predicted"] == 20_000
     else:
-        assert "busy" in r.json()["error"] or "computing" in r.json()["error"]
+        assert "busy" in r.json()["error"]["message"] or "computing" in r.json()["error"]["message"]
 
 
 # ------------------------------------------------------------------ 500s that were, and the connection
@@ -139,7 +139,7 @@ def test_errors_close_the_connection_cleanly():
 
     with TestClient(app, raise_server_exceptions=False) as c:
         r = c.get("/bug")
-        assert r.status_code == 500 and r.headers["connection"] == "close" and "RuntimeError" in r.json()["error"]
+        assert r.status_code == 500 and r.headers["connection"] == "close" and "RuntimeError" in r.json()["error"]["message"]
         r = c.get("/busy")
         assert r.status_code == 503 and r.headers["connection"] == "close"
 

@@ -49,7 +49,7 @@ CLOSE_STATUSES = {400, 408, 413, 500, 502, 503, 504}
 
 
 def _json_response(status: int, msg: str) -> tuple[dict, dict]:
-    body = json.dumps({"error": msg}).encode()
+    body = json.dumps(InputError(msg, input="request").to_dict()).encode()  # the app's error shape
     start = {"type": "http.response.start", "status": status,
              "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                          (b"connection", b"close")]}
@@ -154,10 +154,10 @@ def _child(conn, fn, args, budget_s: float, what: str, mem_bytes: int) -> None:
     try:
         out = ("ok", fn(*args, budget=Budget(budget_s, what)))
     except MemoryError:
-        out = ("err", OverBudget(f"{what} needs more than {mem_bytes / MiB:g} MiB of memory; "
-                                 "send a smaller input"))
-    except InputError as e:  # InputError and OverBudget pickle as themselves
-        out = ("err", type(e)(str(e)))
+        out = ("err", (OverBudget, f"{what} needs more than {mem_bytes / MiB:g} MiB of memory; "
+                                   "send a smaller input", "file", None, "a smaller input"))
+    except InputError as e:  # sent as plain data: an exception's keyword fields do not pickle
+        out = ("err", (type(e), str(e), e.input, e.to_dict()["error"]["value"], e.accepted))
     except Exception as e:  # a bug: the parent logs it and answers 500
         import traceback
 
@@ -236,7 +236,8 @@ async def run_heavy(fn, *args, budget_s: float = WORK_BUDGET_S, what: str = "thi
     if kind == "ok":
         return value
     if kind == "err":
-        raise value
+        cls, msg, input_, val, accepted = value
+        raise cls(msg, input=input_, value=val, accepted=accepted)
     raise RuntimeError(f"heavy work failed: {value}")
 
 
@@ -246,7 +247,7 @@ def install(app) -> None:
 
     @app.exception_handler(OverBudget)
     async def _over_budget(_req, exc: OverBudget):
-        return JSONResponse({"error": str(exc)}, status_code=503, headers={"Retry-After": "5"})
+        return JSONResponse(exc.to_dict(), status_code=503, headers={"Retry-After": "5"})
 
     app.add_middleware(Guard)
 
