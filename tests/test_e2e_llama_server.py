@@ -222,7 +222,7 @@ def test_cpu_rows_carry_the_machine_for_validate_and_calibrate(llama_server):
     from gpuplan.perf.predict import predict_row
     from gpuplan.sources.probe import cpu_info
 
-    url, d = llama_server
+    url, d, _pid = llama_server
     files = [d / "cpu128.csv", d / "cpu64.csv"]
     _bench_csv(url, files[0], 128)
     _bench_csv(url, files[1], 64)

@@ -194,6 +194,11 @@ def start_workers() -> None:
     forkserver.ensure_running()
 
 
+def _receive(conn, timeout_s: float):
+    """The worker's (kind, value), or None when it sent nothing within timeout_s."""
+    return conn.recv() if conn.poll(timeout_s) else None
+
+
 _slots: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # per event loop
 
 
@@ -214,23 +219,22 @@ async def run_heavy(fn, *args, budget_s: float = WORK_BUDGET_S, what: str = "thi
         proc = ctx.Process(target=_child, args=(send, fn, args, budget_s, what, WORK_MEMORY_BYTES), daemon=True)
         await asyncio.to_thread(proc.start)  # the first start launches the fork server (~1 s)
         send.close()
-        ready = asyncio.Event()
-        loop.add_reader(recv.fileno(), ready.set)
         try:
-            await asyncio.wait_for(ready.wait(), budget_s + 2.0)
-            kind, value = recv.recv()
-        except asyncio.TimeoutError:
-            raise OverBudget(f"{what} needs more than its {budget_s:g} s of computing; "
-                             "send fewer rows or a smaller input") from None
+            # read in a thread with a blocking pipe: an event loop's add_reader may make the fd
+            # non-blocking (uvloop does), and a result larger than the pipe's buffer then fails
+            got = await asyncio.to_thread(_receive, recv, budget_s + 2.0)
         except (EOFError, OSError):
             raise OverBudget(f"{what}: the worker process stopped before it answered (out of memory?); "
                              "send a smaller input") from None
         finally:
-            loop.remove_reader(recv.fileno())
-            recv.close()
             if proc.is_alive():
-                proc.kill()
+                proc.kill()  # a reader still waiting (a cancelled request) then sees EOF and ends
             await asyncio.to_thread(proc.join, 5)
+            recv.close()
+        if got is None:
+            raise OverBudget(f"{what} needs more than its {budget_s:g} s of computing; "
+                             "send fewer rows or a smaller input")
+        kind, value = got
     finally:
         slots.release()
     if kind == "ok":
