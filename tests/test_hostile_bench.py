@@ -103,9 +103,9 @@ def _app():
 
 
 @pytest.mark.parametrize("args,msg", [
-    (["--timeout", "inf"], "--timeout inf is not a finite number"),
-    (["--timeout", "nan"], "--timeout nan is not a finite number"),
-    (["--duration", "inf"], "--duration inf is not a finite number"),
+    (["--timeout", "inf"], "--timeout 'inf' is not a finite number; accepted: a finite number, more than 0 up to 86,400"),
+    (["--timeout", "nan"], "--timeout 'nan' is not a finite number"),
+    (["--duration", "inf"], "--duration 'inf' is not a finite number"),
     (["--deadline", "-1"], "--deadline -1 is out of range"),
     (["--prompt-tokens", "100000000"], "--prompt-tokens 100,000,000 is out of range; accepted: 1 to 1,000,000"),
     (["--max-tokens", "10000000"], "--max-tokens 10,000,000 is out of range"),

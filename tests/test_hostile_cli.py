@@ -69,13 +69,13 @@ CASES = [
     ("hardware YAML nested 50,000 deep", ["fit", "meta-llama/Meta-Llama-3-8B", "--hardware", "{d}/deep.yaml"],
      ["nested too deeply"]),
     ("hardware file is a FIFO", ["fit", "meta-llama/Meta-Llama-3-8B", "--hardware", "{d}/pipe.csv"], ["FIFO"]),
-    ("100,000-character model", ["fit", "m" * 100_000, "--gpus", "rtx-4090"], ["model is 100,000 characters long"]),
+    ("100,000-character model", ["fit", "m" * 100_000, "--gpus", "rtx-4090"], ["--model is 100,000 characters long; accepted: at most 1,000 characters"]),
     ("100,000-character model, plan", ["plan", "m" * 100_000, "--gpus", "rtx-4090"], ["100,000 characters"]),
     ("100,000-character model, show", ["models", "show", "m" * 100_000], ["100,000 characters"]),
     ("bench http://[::1", ["bench", "http://[::1"], ["server URL 'http://[::1' is not a valid URL"]),
-    ("bench --timeout inf", ["bench", "http://127.0.0.1:9", "--timeout", "inf"], ["--timeout inf"]),
-    ("bench --duration inf", ["bench", "http://127.0.0.1:9", "--duration", "inf"], ["--duration inf"]),
-    ("bench --timeout nan", ["bench", "http://127.0.0.1:9", "--timeout", "nan"], ["--timeout nan"]),
+    ("bench --timeout inf", ["bench", "http://127.0.0.1:9", "--timeout", "inf"], ["--timeout 'inf' is not a finite number"]),
+    ("bench --duration inf", ["bench", "http://127.0.0.1:9", "--duration", "inf"], ["--duration 'inf' is not a finite number"]),
+    ("bench --timeout nan", ["bench", "http://127.0.0.1:9", "--timeout", "nan"], ["--timeout 'nan' is not a finite number"]),
     ("bench --prompt-tokens 10^8", ["bench", "http://127.0.0.1:9", "--prompt-tokens", "100000000"],
      ["--prompt-tokens 100,000,000 is out of range"]),
     ("bench --csv to a folder", ["bench", "http://127.0.0.1:9", "--csv", "{d}/folder"], ["--csv", "is a directory"]),
@@ -96,7 +96,7 @@ def test_a_row_with_infinite_gpus_is_a_row_error(files):
     r = run_cli("validate", str(files / "inf.csv"), "--json")
     assert "Traceback" not in r.stderr
     rows = json.loads(r.stdout)["rows"]
-    assert "n_gpus 'inf' is not a whole number from 0 to 4,096" in rows[0]["reason"]
+    assert "n_gpus 'inf' is not a whole number; accepted: a whole number, 0 to 4,096" in rows[0]["reason"]
 
 
 def test_validate_with_no_usable_row_is_not_a_success(files):

@@ -44,7 +44,7 @@ def test_bad_rows_become_errors_and_the_rest_is_read(tmp_path):
     assert [(e.index, Path(e.file).name, e.line) for e in errors] == [
         (1, "a.csv", 3), (2, "b.csv", 2), (4, "b.csv", 4)]
     assert "unknown metric 'speed'" in errors[0].reason
-    assert "tok_s 'fast' is not a number" in errors[1].reason
+    assert "tok_s 'fast' is not a finite number; accepted: a finite number, more than 0 up to 1,000,000,000" in errors[1].reason
     assert "missing column gpu" in errors[2].reason
 
 

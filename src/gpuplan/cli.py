@@ -139,18 +139,46 @@ def main() -> None:
     except typer.Abort:
         sys.stderr.write("aborted\n")
         sys.exit(1)
-    except Exception as e:  # click's own usage errors (bad option values, unknown options) show themselves
+    except Exception as e:  # the option parser's own errors (a bad number, an unknown option)
         if not (hasattr(e, "show") and hasattr(e, "format_message")):
             raise
+        err = usage_error(e)
         if as_json:
-            param = getattr(e, "param", None)
-            name = getattr(param, "name", None)
-            sys.stdout.write(_json({"error": {"input": name, "value": None, "message": e.format_message(),
-                                              "accepted": None}}))
-        e.show()
-        sys.exit(e.exit_code)
+            sys.stdout.write(_json(err.to_dict()))
+        sys.stderr.write(f"error: {err}\n")
+        sys.exit(2)
     if isinstance(rc, int) and not isinstance(rc, bool):
         sys.exit(rc)
+
+
+def usage_error(e) -> InputError:
+    """A usage error of the option parser as the one line every other bad input gets.
+
+    typer converts option values with pydantic and keeps pydantic's error as the cause, so a
+    value it refuses (`--context nan`) is reported by the command's request model, with the
+    option's range: the same words as a value the request refuses (`--context 0`)."""
+    from pydantic import ValidationError
+
+    from .requests import COMMAND_REQUESTS, input_error
+
+    ctx = getattr(e, "ctx", None)
+    command = getattr(getattr(ctx, "command", None), "name", None)
+    where = getattr(ctx, "command_path", None) or "gpuplan"
+    param = getattr(e, "param", None)
+    cause = e.__cause__
+    if param is not None and isinstance(cause, ValidationError) and cause.errors():
+        cls = COMMAND_REQUESTS.get(command)
+        field = param.name
+        if cls is None or field not in cls.model_fields:
+            from .requests import Request
+
+            cls = type("Options", (Request,), {"__annotations__": {}})  # no range known: the kind alone
+        first = dict(cause.errors()[0], loc=(field,))
+        return input_error(cls, [first], "cli")
+    msg = " ".join(e.format_message().split()).rstrip(".")
+    msg = msg[:1].lower() + msg[1:]
+    name = getattr(param, "name", None)
+    return InputError(f"{where}: {msg} (see `{where} --help`)", input=name, accepted=f"see `{where} --help`")
 
 
 def _json(obj) -> str:

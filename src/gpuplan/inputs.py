@@ -36,9 +36,9 @@ def _kind(mode: int) -> str:
 def check_name(what: str, text: str, limit: int = MAX_NAME_CHARS) -> str:
     """A name or path typed by a person: bounded length, no NUL bytes."""
     if len(text) > limit:
-        raise InputError(f"{what} is {len(text):,} characters long; accepted: at most {limit:,}")
+        raise too_long(what, len(text), limit)
     if "\x00" in text:
-        raise InputError(f"{what} contains a NUL byte")
+        raise InputError(f"{what} contains a NUL byte", input=what, accepted="text without NUL bytes")
     return text
 
 
@@ -123,36 +123,63 @@ def load_json(text: str | bytes, what: str, max_depth: int = MAX_JSON_DEPTH, all
     return obj
 
 
+# ---------------------------------------------------------------- one message format for bad values
+# Wherever a value comes from (an option, a query parameter, a file, a measurement row), a bad
+# number reads the same: "--context 0 is out of range; accepted: 1 to 10,000,000", "--users 'abc'
+# is not a whole number; accepted: a whole number, 1 to 100,000"; requests.input_error uses these.
+def fmt_number(v) -> str:
+    if isinstance(v, float) and math.isfinite(v) and v.is_integer() and abs(v) < 1e15:
+        v = int(v)
+    return f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def range_text(lo=None, hi=None, lo_open: bool = False) -> str | None:
+    """'1 to 10,000,000', 'more than 0 up to 1', '0 or more', 'more than 0', 'up to 5' or None."""
+    if lo is None and hi is None:
+        return None
+    if lo is None:
+        return f"up to {fmt_number(hi)}"
+    if lo_open:
+        return f"more than {fmt_number(lo)}" + (f" up to {fmt_number(hi)}" if hi is not None else "")
+    return f"{fmt_number(lo)} or more" if hi is None else f"{fmt_number(lo)} to {fmt_number(hi)}"
+
+
+def out_of_range(name: str, value, accepted: str | None, input: str | None = None) -> InputError:
+    accepted = accepted or "a number in range"
+    return InputError(f"{name} {fmt_number(value)} is out of range; accepted: {accepted}",
+                      input=input or name.lstrip("-"), value=value, accepted=accepted)
+
+
+def not_a_number(name: str, value, integer: bool = False, bounds: str | None = None,
+                 input: str | None = None) -> InputError:
+    """Not a number at all, not finite, or (integer) not whole."""
+    what = "a whole number" if integer else "a finite number"
+    accepted = what + (f", {bounds}" if bounds else "")
+    shown = str(value)[:40]
+    return InputError(f"{name} '{shown}' is not {what}; accepted: {accepted}", input=input or name.lstrip("-"),
+                      value=shown, accepted=accepted)
+
+
+def too_long(name: str, length: int, limit: int, unit: str = "characters", input: str | None = None) -> InputError:
+    return InputError(f"{name} is {length:,} {unit} long; accepted: at most {limit:,} {unit}",
+                      input=input or name.lstrip("-"), value=length, accepted=f"at most {limit:,} {unit}")
+
+
 def finite(name: str, value, lo: float | None = None, hi: float | None = None, *,
            lo_open: bool = False, integer: bool = False):
     """`value` as a float (or int) that is finite and inside [lo, hi] ((lo, hi] with lo_open)."""
+    bounds = range_text(lo, hi, lo_open)
     try:
         if isinstance(value, bool):
             raise TypeError
         x = float(value)
     except (TypeError, ValueError, OverflowError):
-        raise InputError(f"{name} '{str(value)[:40]}' is not a number{_range(lo, hi, lo_open)}") from None
-    if not math.isfinite(x):
-        raise InputError(f"{name} {value} is not a finite number{_range(lo, hi, lo_open)}")
-    if integer and x != int(x):
-        raise InputError(f"{name} {value} is not a whole number{_range(lo, hi, lo_open)}")
+        raise not_a_number(name, value, integer, bounds) from None
+    if not math.isfinite(x) or (integer and x != int(x)):
+        raise not_a_number(name, value, integer, bounds)
     if (lo is not None and (x <= lo if lo_open else x < lo)) or (hi is not None and x > hi):
-        raise InputError(f"{name} {_fmt(x)} is out of range{_range(lo, hi, lo_open)}")
+        raise out_of_range(name, x, bounds)
     return int(x) if integer else x
-
-
-def _fmt(v: float) -> str:
-    return f"{int(v):,}" if float(v).is_integer() and abs(v) < 1e18 else f"{v:g}"
-
-
-def _range(lo, hi, lo_open=False) -> str:
-    if lo is None and hi is None:
-        return ""
-    if hi is None:
-        return f"; accepted: {'>' if lo_open else '>='} {_fmt(lo)}"
-    if lo is None:
-        return f"; accepted: <= {_fmt(hi)}"
-    return f"; accepted: {'more than ' if lo_open else ''}{_fmt(lo)} to {_fmt(hi)}"
 
 
 def check_output_path(path, what: str) -> Path:

@@ -141,15 +141,58 @@ class BuildsRequest(Request):
     electricity: float = Field(0.15, ge=0, le=10, allow_inf_nan=False, description="USD per kWh")
 
 
+class BenchRequest(Request):
+    """`gpuplan bench`: how to load a server and for how long. Beyond these ranges a run allocates
+    gigabytes (a 10^8-token prompt) or never ends (an infinite timeout)."""
+
+    prompt_tokens: int = Field(512, ge=1, le=1_000_000, description="prompt length, tokens (about)")
+    max_tokens: int = Field(128, ge=1, le=1_000_000, description="tokens to generate per request")
+    duration: Optional[float] = Field(None, gt=0, le=86_400, allow_inf_nan=False, description="seconds per level")
+    requests: Optional[int] = Field(None, ge=1, le=1_000_000, description="requests per level")
+    timeout: float = Field(120.0, gt=0, le=86_400, allow_inf_nan=False, description="seconds one request may take")
+    deadline: Optional[float] = Field(None, gt=0, le=7 * 86_400, allow_inf_nan=False,
+                                      description="seconds the whole run may take")
+    concurrency_level: int = Field(1, ge=1, le=1024, description="one level of --concurrency")
+    n_gpus: int = Field(1, ge=0, le=4096, description="GPUs used (0 with --gpu cpu)")
+
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
+class ServeRequest(Request):
+    """`gpuplan serve`: where the web page and API listen."""
+
+    host: Text = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535, description="TCP port")
+    log_level: Annotated[Literal[LOG_LEVELS], BeforeValidator(lambda v: v.lower() if isinstance(v, str) else v)] = "info"
+    workers: int = Field(1, ge=1, le=64, description="worker processes (planning is CPU-bound)")
+
+
+def bounds(cls, field: str) -> tuple:
+    """(lo, hi, lo_open) of a field's range, for code that checks the same range itself."""
+    lo = hi = None
+    lo_open = False
+    for m in _constraints(cls, field):
+        if getattr(m, "ge", None) is not None:
+            lo = m.ge
+        if getattr(m, "gt", None) is not None:
+            lo, lo_open = m.gt, True
+        if getattr(m, "le", None) is not None:
+            hi = m.le
+        if getattr(m, "lt", None) is not None:
+            hi = m.lt
+    return lo, hi, lo_open
+
+
+# Each command's request, so a value the option parser itself refuses (`--context nan`) is
+# reported with the same range as one the request refuses (cli.py).
+COMMAND_REQUESTS = {"fit": FitRequest, "plan": PlanRequest, "compare": CompareRequest, "builds": BuildsRequest,
+                    "bench": BenchRequest, "serve": ServeRequest}
+
+
 # ---------------------------------------------------------------- validation errors, one line each
 def _name(field: str, edge: str) -> str:
     return "--" + field.replace("_", "-") if edge == "cli" else field
-
-
-def _fmt(v) -> str:
-    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
-        v = int(v)
-    return f"{v:,}" if isinstance(v, int) else f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def _constraints(cls, field: str) -> list:
@@ -172,57 +215,61 @@ def _constraints(cls, field: str) -> list:
 
 def _range(cls, field: str) -> str | None:
     """'1 to 10,000,000', 'more than 0 up to 100,000,000', or None when the field has no bounds."""
-    lo = hi = None
-    lo_open = False
-    for m in _constraints(cls, field):
-        if getattr(m, "ge", None) is not None:
-            lo = m.ge
-        if getattr(m, "gt", None) is not None:
-            lo, lo_open = m.gt, True
-        if getattr(m, "le", None) is not None:
-            hi = m.le
-        if getattr(m, "lt", None) is not None:
-            hi = m.lt
-    if lo is None and hi is None:
-        return None
-    if lo_open:
-        return f"more than {_fmt(lo)}" + (f" up to {_fmt(hi)}" if hi is not None else "")
-    if hi is None:
-        return f"{_fmt(lo)} or more"
-    return f"{_fmt(lo)} to {_fmt(hi)}"
+    from .inputs import range_text
+
+    return range_text(*bounds(cls, field))
+
+
+def _nested(cls, field: str):
+    """The model class a field holds (also inside Optional), or None."""
+    import typing
+
+    info = getattr(cls, "model_fields", {}).get(field)
+    todo = [info.annotation] if info else []
+    while todo:
+        t = todo.pop()
+        if isinstance(t, type) and issubclass(t, BaseModel):
+            return t
+        todo += list(typing.get_args(t))
+    return None
 
 
 def input_error(cls, errors: list[dict], edge: str = "cli") -> InputError:
-    """The first of pydantic's errors as one line: '--context 0 is out of range; accepted: 1 to 10,000,000'."""
+    """The first of pydantic's errors as one line: '--context 0 is out of range; accepted: 1 to 10,000,000'
+    (the format of gpuplan.inputs, whatever the input)."""
+    from .inputs import not_a_number, out_of_range, too_long
+
     e = errors[0]
     loc = [str(x) for x in e.get("loc", ()) if x not in ("query", "body", "path") and not isinstance(x, int)]
-    field = loc[0] if loc else "request"
+    owner = cls
+    for part in loc[:-1]:  # a nested model (a file's `cpu:` entry): its own field's bounds
+        owner = _nested(owner, part) or owner
+    field = ".".join(loc) if loc else "request"
     name = _name(field, edge)
     value = e.get("input")
     kind = e.get("type", "")
-    bounds = _range(cls, field)
+    bounds = _range(owner, loc[-1]) if loc else None
     if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
-        accepted = bounds or "a number in range"
-        return InputError(f"{name} {_fmt(value)} is out of range; accepted: {accepted}", input=field,
-                          value=value, accepted=accepted)
+        return out_of_range(name, value, bounds, input=field)
     if kind == "literal_error":
         accepted = e.get("ctx", {}).get("expected", "").replace("'", "").replace(" or ", ", ")
         return InputError(f"{name} '{value}' is not accepted; accepted: {accepted}", input=field, value=value,
                           accepted=accepted)
     if kind in ("finite_number", "float_parsing", "int_parsing", "int_from_float", "float_type", "int_type"):
-        what = "a whole number" if kind.startswith("int") else "a finite number"
-        accepted = what + (f", {bounds}" if bounds else "")
-        return InputError(f"{name} '{value}' is not {what}; accepted: {accepted}", input=field, value=value,
-                          accepted=accepted)
+        return not_a_number(name, value, kind.startswith("int"), bounds, input=field)
     if kind == "extra_forbidden":
         accepted = ", ".join(_name(f, edge) for f in cls.model_fields)
         return InputError(f"unknown option {name}; accepted: {accepted}", input=field, value=value, accepted=accepted)
     if kind == "missing":
         return InputError(f"{name} is required", input=field, accepted="a value")
     if kind in ("string_too_long", "too_long"):
-        n = e.get("ctx", {}).get("max_length")
-        return InputError(f"{name} is too long; accepted: at most {n} characters or items", input=field,
-                          value=str(value)[:80], accepted=f"at most {n}")
+        n = e.get("ctx", {}).get("max_length") or 0
+        return too_long(name, len(value) if hasattr(value, "__len__") else n + 1, n,
+                        "characters" if kind == "string_too_long" else "items", input=field)
+    if kind == "string_type":
+        shown = repr(value[:40]) if isinstance(value, str) else str(value)[:40]
+        return InputError(f"{name} {shown} is not text; accepted: text", input=field,
+                          value=str(value)[:40], accepted="text")
     if kind in ("string_too_short", "too_short"):
         return InputError(f"{name} is empty; give a value", input=field, accepted="a non-empty value")
     return InputError(f"{name}: {e.get('msg', 'invalid value')}", input=field, value=value)

@@ -14,8 +14,8 @@ from urllib.parse import urlparse
 import typer
 
 from ..errors import InputError
-from ..inputs import check_name, check_output_path, finite, write_text
-from .loadgen import LIMITS, check_options
+from ..inputs import check_name, check_output_path, write_text
+from .loadgen import LIMITS
 
 
 def _guard(fn):
@@ -58,13 +58,6 @@ def check_url(url: str) -> str:
     if u.scheme not in ("http", "https") or not u.hostname:
         raise InputError(f"server URL '{shown}' is not an http(s) URL, e.g. http://127.0.0.1:8080")
     return url
-
-
-def _positive(name: str, value, allow_none=True):
-    """Kept for callers that check a plain positive number; bench options use LIMITS."""
-    if value is None and allow_none:
-        return
-    finite(name, value, 0, None, lo_open=True)
 
 
 def _predictor():
@@ -192,9 +185,10 @@ def register(app: typer.Typer) -> None:
         """Measure a running server (or llama-bench) and write measurement rows."""
         from .measurements import CsvAppender, write_csv
 
-        check_options(prompt_tokens=prompt_tokens, max_tokens=max_tokens, timeout_s=timeout,
-                      duration_s=duration, requests=requests, deadline_s=deadline)
-        finite("--n-gpus", n_gpus, 0, 4096, integer=True)
+        from ..requests import BenchRequest
+
+        BenchRequest.parse("cli", prompt_tokens=prompt_tokens, max_tokens=max_tokens, timeout=timeout,
+                           duration=duration, requests=requests, deadline=deadline, n_gpus=n_gpus)
         for name, v in (("--model", model), ("--model-id", model_id), ("--quant", quant), ("--gpu", gpu)):
             if v is not None:
                 check_name(name, v, 1000)

@@ -127,15 +127,15 @@ def _row(*, n_prompt: int, n_gen: int, n_depth: int, tok_s: float, model: str, q
 
 def _count(o: dict, key: str) -> int:
     """A token count of a result: a whole number in the schema's range (0 when absent)."""
-    v = o.get(key) or 0
-    lo, hi = INT_RANGES[key]
-    try:
-        x = float(v) if not isinstance(v, bool) else math.nan
-    except (TypeError, ValueError):
-        x = math.nan
-    if not (math.isfinite(x) and x == int(x) and lo <= x <= hi):
-        raise ValueError(f"{key} '{str(v)[:40]}' is not a whole number from {lo} to {hi:,}")
-    return int(x)
+    from .measurements import cell_number
+
+    return cell_number(key, o.get(key) or 0)
+
+
+def _tok_s(v) -> float:
+    from .measurements import cell_number
+
+    return cell_number("tok_s", "" if v is None else v)
 
 
 def from_objects(items) -> list:
@@ -144,14 +144,9 @@ def from_objects(items) -> list:
     for line, o in items:
         try:
             n_prompt, n_gen = _count(o, "n_prompt"), _count(o, "n_gen")
-            try:
-                tok_s = float(o["avg_ts"])
-            except (TypeError, ValueError):
-                tok_s = math.nan
             if n_prompt == 0 and n_gen == 0:
                 raise ValueError("a test with neither prompt nor generated tokens")
-            if not (math.isfinite(tok_s) and 0 < tok_s <= MAX_TOK_S):
-                raise ValueError(f"avg_ts '{str(o['avg_ts'])[:40]}' must be a positive number up to {MAX_TOK_S:g}")
+            tok_s = _tok_s(o.get("avg_ts"))
             gpu, n_gpus = gpu_from_info(str(o.get("gpu_info") or ""), str(o.get("backends") or ""))
             devices = str(o.get("devices") or "auto")
             if devices not in ("auto", "none", "") and n_gpus:

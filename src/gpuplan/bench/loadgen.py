@@ -30,6 +30,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..inputs import finite
+from ..requests import BenchRequest, bounds
 from ..types import Metric
 from .measurements import Measurement
 
@@ -38,10 +39,12 @@ _WORDS = ("the quick brown fox jumps over a lazy dog while seven small birds sin
 GIVE_UP_AFTER = 10  # consecutive failed requests with no success: the level stops early
 MAX_LINE_BYTES = 1 << 20  # one SSE line; a token chunk is ~200 bytes
 MAX_SETUP_BYTES = 64 << 20  # a /tokenize or /v1/models answer (token ids of a 1M-token prompt: ~8 MB)
-# option ranges (bench --help): beyond them a run allocates gigabytes or never ends
-LIMITS = {"prompt_tokens": (1, 1_000_000), "max_tokens": (1, 1_000_000), "timeout_s": (0, 86_400),
-          "duration_s": (0, 86_400), "deadline_s": (0, 7 * 86_400), "requests": (1, 1_000_000),
-          "concurrency": (1, 1024)}
+# option ranges: those of `gpuplan bench`'s request (requests.BenchRequest); beyond them a run
+# allocates gigabytes or never ends
+_FIELDS = {"prompt_tokens": "prompt_tokens", "max_tokens": "max_tokens", "timeout_s": "timeout",
+           "duration_s": "duration", "deadline_s": "deadline", "requests": "requests",
+           "concurrency": "concurrency_level"}
+LIMITS = {k: bounds(BenchRequest, f)[:2] for k, f in _FIELDS.items()}
 
 
 class _Lax(BaseModel):
@@ -82,7 +85,8 @@ def check_options(**values) -> None:
             continue
         lo, hi = LIMITS[name]
         integer = name in ("prompt_tokens", "max_tokens", "requests", "concurrency")
-        finite(f"--{name.removesuffix('_s').replace('_', '-')}", v, lo, hi, lo_open=not integer, integer=integer)
+        finite("--" + _FIELDS[name].replace("_level", "").replace("_", "-"), v, lo, hi, lo_open=not integer,
+               integer=integer)
 
 
 @dataclass

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ..errors import InputError
-from ..inputs import MAX_TEXT_FILE_BYTES, check_output_path, load_json, read_text
+from ..inputs import MAX_TEXT_FILE_BYTES, check_output_path, finite, load_json, read_text, too_long
 from ..types import Metric
 
 COLUMNS = ("source", "engine", "date", "model", "quant", "gpu", "n_gpus", "split",
@@ -114,6 +114,20 @@ MAX_ROWS = 1_000_000  # per read_measurements call; the published sets have ~900
 _CSV_ERROR = object()  # key of a row the csv module could not split (the value says why)
 
 
+def cell_number(column: str, value):
+    """A numeric cell in its column's range, or RowInvalid in the words every bad number gets."""
+    if column in INT_RANGES:
+        lo, hi = INT_RANGES[column]
+        args = dict(lo=lo, hi=hi, integer=True)
+    else:
+        lo, hi = FLOAT_RANGES.get(column, (0.0, MAX_TOK_S))
+        args = dict(lo=lo, hi=hi, lo_open=True)
+    try:
+        return finite(column, str(value)[:40] if isinstance(value, str) else value, **args)
+    except InputError as e:
+        raise RowInvalid(str(e)) from None
+
+
 def parse_row(raw: dict) -> Measurement:
     """A dict of schema columns (strings or numbers) -> Measurement, or RowInvalid."""
     missing = [c for c in REQUIRED if raw.get(c) is None or str(raw.get(c)).strip() == ""]
@@ -131,40 +145,14 @@ def parse_row(raw: dict) -> Measurement:
         text = "" if v is None else str(v).strip()
         if f.name == "metric":
             out[f.name] = metric
-        elif f.name in FLOAT_RANGES:
-            if text == "":
-                continue
-            lo, hi = FLOAT_RANGES[f.name]
-            try:
-                num = float(text[:40])
-            except ValueError:
-                raise RowInvalid(f"{f.name} '{text[:40]}' is not a number") from None
-            if not math.isfinite(num) or not lo < num <= hi:
-                raise RowInvalid(f"{f.name} '{text[:40]}' must be a number above {lo:g} up to {hi:,g}")
-            out[f.name] = num
-        elif f.name in INT_RANGES:
-            if text == "":
+        elif f.name in FLOAT_RANGES or f.name in INT_RANGES or f.name == "tok_s":
+            if text == "" and f.name != "tok_s":
                 continue  # default (only optional columns reach here)
-            lo, hi = INT_RANGES[f.name]
-            try:
-                num = float(text[:40])
-            except ValueError:
-                raise RowInvalid(f"{f.name} '{text[:40]}' is not a number") from None
-            if not math.isfinite(num) or num != int(num) or not lo <= num <= hi:
-                raise RowInvalid(f"{f.name} '{text[:40]}' is not a whole number from {lo} to {hi:,}")
-            out[f.name] = int(num)
-        elif f.name == "tok_s":
-            try:
-                num = float(text[:40])
-            except ValueError:
-                raise RowInvalid(f"tok_s '{text[:40]}' is not a number") from None
-            if not math.isfinite(num) or not 0 < num <= MAX_TOK_S:
-                raise RowInvalid(f"tok_s '{text[:40]}' must be a positive number up to {MAX_TOK_S:g}")
-            out[f.name] = num
+            out[f.name] = cell_number(f.name, text)
         elif text != "":
             limit = MAX_CELL_CHARS.get(f.name, 300)
             if len(text) > limit:
-                raise RowInvalid(f"{f.name} is {len(text):,} characters long; accepted: at most {limit:,}")
+                raise RowInvalid(str(too_long(f.name, len(text), limit)))
             out[f.name] = text
     return Measurement(**out)
 

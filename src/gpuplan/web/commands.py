@@ -4,25 +4,24 @@ from __future__ import annotations
 
 import typer
 
-from ..errors import InputError
-
-LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+from ..requests import LOG_LEVELS
 
 
 def register(app: typer.Typer) -> None:
     @app.command("serve")
     def serve(host: str = typer.Option("127.0.0.1", help="address to bind; 0.0.0.0 exposes it to your network"),
-              port: int = typer.Option(8000, min=1, max=65535, help="TCP port"),
+              port: int = typer.Option(8000, help="TCP port"),
               log_level: str = typer.Option("info", help="uvicorn log level: " + ", ".join(LOG_LEVELS)),
-              workers: int = typer.Option(1, min=1, max=64, help="worker processes (planning is CPU-bound)")):
+              workers: int = typer.Option(1, help="worker processes (planning is CPU-bound)")):
         """Start the web page and HTTP API (open http://HOST:PORT/, API docs at /docs)."""
+        from ..requests import ServeRequest
+
+        req = ServeRequest.parse("cli", host=host, port=port, log_level=log_level, workers=workers)
+        host, port, log_level, workers = req.host, req.port, req.log_level, req.workers
         import uvicorn
 
         from .app import create_app
         from .limits import start_workers, uvicorn_settings
-
-        if log_level.lower() not in LOG_LEVELS:
-            raise InputError(f"--log-level '{log_level[:40]}' is not a log level; accepted: {', '.join(LOG_LEVELS)}")
 
         if host not in ("127.0.0.1", "localhost", "::1"):
             typer.echo(f"note: binding {host}: anyone who can reach this address can use the planner", err=True)
