@@ -117,3 +117,75 @@ def test_validate_20000_identical_rows_within_a_minute(tmp_path):
     assert r.returncode == 0, r.stderr[-500:]
     s = json.loads(r.stdout)["summary"]
     assert s["predicted"] == 20_000 and s["direction"] == {"pairs": 0, "agreement": None}
+
+
+# ------------------------------------------------------------------ the option parser's own errors
+# Each was three lines of click usage text (Usage:, Try ..., Error: ...) on the old main.
+USAGE = [
+    (["fit", "meta-llama/Meta-Llama-3-8B", "--context", "nan"],
+     "error: --context 'nan' is not a whole number; accepted: a whole number, 1 to 10,000,000"),
+    (["plan", "meta-llama/Meta-Llama-3-8B", "--users", "abc"],
+     "error: --users 'abc' is not a whole number; accepted: a whole number, 1 to 100,000"),
+    (["plan", "meta-llama/Meta-Llama-3-8B", "--min-user-tok-s", "fast"],
+     "error: --min-user-tok-s 'fast' is not a finite number; accepted: a finite number, 0 to 1,000,000"),
+    (["fit", "meta-llama/Meta-Llama-3-8B", "--ram-gib", "lots"],
+     "error: --ram-gib 'lots' is not a finite number; accepted: a finite number, 1 to 65,536"),
+    (["builds", "meta-llama/Meta-Llama-3-8B", "--budget", "cheap"],
+     "error: --budget 'cheap' is not a finite number; accepted: a finite number, more than 0 up to 100,000,000"),
+    (["compare", "--context", "1e99"], "error: --context '1e99' is not a whole number"),
+    (["bench", "http://127.0.0.1:9", "--timeout", "soon"],
+     "error: --timeout 'soon' is not a finite number; accepted: a finite number, more than 0 up to 86,400"),
+    (["bench", "http://127.0.0.1:9", "--n-gpus", "two"], "error: --n-gpus 'two' is not a whole number"),
+    (["serve", "--port", "0"], "error: --port 0 is out of range; accepted: 1 to 65,535"),
+    (["serve", "--port", "http"], "error: --port 'http' is not a whole number; accepted: a whole number, 1 to 65,535"),
+    (["serve", "--workers", "1000"], "error: --workers 1,000 is out of range; accepted: 1 to 64"),
+    (["fit", "meta-llama/Meta-Llama-3-8B", "--foo"], "error: gpuplan fit: no such option: --foo"),
+    (["fit"], "error: gpuplan fit: missing argument 'model'"),
+    (["fit", "a", "b"], "error: gpuplan fit: got unexpected extra argument(s) (b)"),
+]
+
+
+@pytest.mark.parametrize("argv,line", USAGE, ids=[" ".join(a)[:60] for a, _ in USAGE])
+def test_usage_errors_are_one_line_with_the_range(argv, line):
+    got = one_line_error(run_cli(*argv))
+    assert got.startswith(line), got
+
+
+def test_usage_error_as_json_names_the_option():
+    r = run_cli("fit", "meta-llama/Meta-Llama-3-8B", "--context", "nan", "--json")
+    one_line_error(r)
+    assert json.loads(r.stdout)["error"] == {
+        "input": "context", "value": "nan", "accepted": "a whole number, 1 to 10,000,000",
+        "message": "--context 'nan' is not a whole number; accepted: a whole number, 1 to 10,000,000"}
+
+
+# ------------------------------------------------------------------ hardware files
+HARDWARE = [  # each was a traceback (or, for cores -1, a plan for a CPU with -1 cores) on the old main
+    ("gpus: 2x rtx-3090\nram_gib: lots\n", "ram_gib 'lots' is not a finite number; accepted: a finite number, more than 0"),
+    ("gpus: 2x rtx-3090\nlink: 7\n", "link 7 is not text"),
+    ("gpus: 2x rtx-3090\nnodes: abc\n", "nodes 'abc' is not a whole number; accepted: a whole number, 1 to 1,024"),
+    ("gpus: 2x rtx-3090\nnodes: 2.5\n", "nodes '2.5' is not a whole number"),
+    ("cpu:\n  cores: -1\n", "cpu.cores -1 is out of range; accepted: 1 to 10,000"),
+    ("cpu:\n  cores: many\n", "cpu.cores 'many' is not a whole number"),
+    ("gpus: rtx-4090\nhost_memory:\n  bandwidth_gb_s: .inf\n", "host_memory.bandwidth_gb_s 'inf' is not a finite number"),
+    ("gpus: rtx-4090\nram_gb: 64\n", "unknown key ram_gb; accepted: gpus, link, host_memory, ram_gib, nodes, cpu"),
+    ("gpus: [1, 2]\n", "gpus [1, 2] is not text"),
+    ("- gpus: rtx-4090\n", "needs a mapping"),
+]
+
+
+@pytest.mark.parametrize("text,words", HARDWARE, ids=[t.replace("\n", " ")[:40] for t, _ in HARDWARE])
+def test_hostile_hardware_files(tmp_path, text, words):
+    (tmp_path / "hw.yaml").write_text(text)
+    line = one_line_error(run_cli("fit", "meta-llama/Meta-Llama-3-8B", "--hardware", str(tmp_path / "hw.yaml")))
+    assert f"hardware file {tmp_path / 'hw.yaml'}" in line and words in line, line
+
+
+def test_a_probed_hardware_file_still_loads(tmp_path):
+    """What `gpuplan probe --save` writes (nulls where it found nothing) loads as before."""
+    (tmp_path / "hw.yaml").write_text("gpus: null\nlink: null\nhost_memory:\n  bandwidth_gb_s: null\n  ram_gib: 23.5\n"
+                                      "cpu:\n  model: AMD EPYC\n  cores: 2\n  threads: 2\n")
+    r = run_cli("fit", "google/gemma-3-270m-it", "--hardware", str(tmp_path / "hw.yaml"), "--json")
+    assert r.returncode == 0, r.stderr
+    dev = json.loads(r.stdout)["devices"][0]
+    assert dev["name"] == "probed-cpu" and dev["capacity_gb"] == round(23.5 * 2**30 / 1e9, 2)

@@ -128,7 +128,7 @@ def main() -> None:
     status 2; with --json the same error is also printed on stdout as {"error": {...}}."""
     as_json = "--json" in sys.argv[1:]
     try:
-        rc = app(standalone_mode=False)  # returns the exit code of a command that exits (typer.Exit)
+        rc = app(prog_name="gpuplan", standalone_mode=False)  # returns the exit code of a command that exits (typer.Exit)
     except InputError as e:
         if as_json:
             sys.stdout.write(_json(e.to_dict()))

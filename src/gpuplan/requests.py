@@ -258,8 +258,9 @@ def input_error(cls, errors: list[dict], edge: str = "cli") -> InputError:
     if kind in ("finite_number", "float_parsing", "int_parsing", "int_from_float", "float_type", "int_type"):
         return not_a_number(name, value, kind.startswith("int"), bounds, input=field)
     if kind == "extra_forbidden":
-        accepted = ", ".join(_name(f, edge) for f in cls.model_fields)
-        return InputError(f"unknown option {name}; accepted: {accepted}", input=field, value=value, accepted=accepted)
+        accepted = ", ".join(_name(f, edge) for f in owner.model_fields)
+        what = "key" if edge == "file" else "option"
+        return InputError(f"unknown {what} {name}; accepted: {accepted}", input=field, value=value, accepted=accepted)
     if kind == "missing":
         return InputError(f"{name} is required", input=field, accepted="a value")
     if kind in ("string_too_long", "too_long"):

@@ -13,6 +13,9 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Annotated, Optional
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from .. import catalog
 from ..errors import InputError, suggest
@@ -172,42 +175,91 @@ def _default_link(devices) -> "object | None":
     return catalog.link(f"pcie{gen}-x{lanes}")
 
 
+class _Entry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Cpu(_Entry):
+    model: Optional[Annotated[str, Field(max_length=300)]] = None
+    cores: Optional[Annotated[int, Field(ge=1, le=10_000)]] = None  # physical cores
+    threads: Optional[Annotated[int, Field(ge=1, le=100_000)]] = None
+
+
+class _HostMemory(_Entry):
+    id: Optional[Annotated[str, Field(max_length=100)]] = None  # a catalog host memory id
+    bandwidth_gb_s: Optional[Annotated[float, Field(gt=0, le=100_000, allow_inf_nan=False)]] = None
+    ram_gib: Optional[Annotated[float, Field(gt=0, le=65536, allow_inf_nan=False)]] = None  # a probe's: any size
+
+
+def _gpus_text(v):
+    """gpus: "2x rtx-3090" or a list of such items (each text)."""
+    if isinstance(v, list) and all(isinstance(x, str) for x in v):
+        return ",".join(v)
+    return v
+
+
+def _host_memory(v):
+    return {"id": v} if isinstance(v, str) else v
+
+
+class HardwareFile(_Entry):
+    """A hardware file, as `gpuplan probe --save` writes it or a person does: every key typed and
+    in its physical range (a typo in a key is an error, not a silently ignored line)."""
+
+    gpus: Annotated[Optional[Annotated[str, Field(max_length=10_000)]], BeforeValidator(_gpus_text)] = None
+    link: Optional[Annotated[str, Field(max_length=100)]] = None
+    host_memory: Annotated[Optional[_HostMemory], BeforeValidator(_host_memory)] = None
+    ram_gib: Optional[Annotated[float, Field(gt=0, le=65536, allow_inf_nan=False)]] = None
+    nodes: Annotated[int, Field(ge=1, le=1024)] = 1
+    cpu: Optional[_Cpu] = None
+
+
+def parse_hardware_file(data, where: str) -> HardwareFile:
+    """The mapping of a hardware file as a HardwareFile, or one InputError naming the key."""
+    from pydantic import ValidationError
+
+    from ..requests import input_error
+
+    if not isinstance(data, dict):
+        raise InputError(f"{where} needs a mapping such as gpus: \"2x rtx-3090\" (as `gpuplan probe --save` "
+                         "writes)", input="hardware", accepted="a YAML mapping")
+    try:
+        return HardwareFile(**{str(k): v for k, v in data.items()})
+    except ValidationError as e:
+        err = input_error(HardwareFile, e.errors(), "file")
+        raise InputError(f"{where}: {err}", input=err.input, value=err.value, accepted=err.accepted) from None
+
+
 def load_hardware_file(path: str | Path) -> Hardware:
     """A hardware file written by `gpuplan probe --save` (or by hand):
     gpus: "2x rtx-3090"   link: pcie4-x16   host_memory: ddr5-6000-2ch   ram_gib: 64"""
     from ..errors import read_yaml_file
 
-    data = read_yaml_file(path, "hardware file")
-    if not isinstance(data, dict) or not (data.get("gpus") or isinstance(data.get("cpu"), dict)):
-        raise InputError(f"hardware file {path} needs a 'gpus' entry, e.g. gpus: \"2x rtx-3090\", "
-                         "or a 'cpu' entry as `gpuplan probe --save` writes")
+    where = f"hardware file {path}"
+    hf = parse_hardware_file(read_yaml_file(path, "hardware file"), where)
+    if not hf.gpus and hf.cpu is None:
+        raise InputError(f"{where} needs a 'gpus' entry, e.g. gpus: \"2x rtx-3090\", "
+                         "or a 'cpu' entry as `gpuplan probe --save` writes", input="hardware",
+                         accepted="a gpus or cpu entry")
     from dataclasses import replace
 
-    return replace(hardware_from_dict(data, str(path)), origin="file")
+    return replace(hardware_from_dict(hf, where), origin="file")
 
 
-def hardware_from_dict(data: dict, where: str = "hardware") -> Hardware:
+def hardware_from_dict(data: "dict | HardwareFile", where: str = "hardware") -> Hardware:
     """The hardware file's mapping (also what `gpuplan probe` finds) -> Hardware. No GPU: the CPU
     itself is the device, with the memory bandwidth the probe measured."""
-    hm = data.get("host_memory")
-    if not data.get("gpus"):
+    hf = data if isinstance(data, HardwareFile) else parse_hardware_file(data, where)
+    hm = hf.host_memory or _HostMemory()
+    ram_gib = hf.ram_gib or hm.ram_gib
+    if not hf.gpus:
         from .cpu_device import cpu_device
 
-        cpu = data.get("cpu") or {}
-        bw = hm.get("bandwidth_gb_s") if isinstance(hm, dict) else None
-        ram = (hm.get("ram_gib") if isinstance(hm, dict) else None) or data.get("ram_gib") or DEFAULT_HOST_RAM_GIB
-        try:
-            dev = cpu_device(str(cpu.get("model", "CPU")), int(cpu.get("cores") or os.cpu_count() or 1), bw)
-        except (TypeError, ValueError):
-            raise InputError(f"{where}: the 'cpu' entry needs a numeric 'cores'") from None
+        cpu = hf.cpu or _Cpu()
+        ram = ram_gib or DEFAULT_HOST_RAM_GIB
+        dev = cpu_device(cpu.model or "CPU", cpu.cores or os.cpu_count() or 1, hm.bandwidth_gb_s)
         return Hardware(devices=(dev,), memory_gib=(float(ram),), host_ram_gib=float(ram))
-    gpus = data["gpus"]
-    if isinstance(gpus, list):
-        gpus = ",".join(str(g) for g in gpus)
-    ram = hm if isinstance(hm, str) else None
-    ram_gib = data.get("ram_gib") or (hm.get("ram_gib") if isinstance(hm, dict) else None)
-    return parse_hardware(str(gpus), link=data.get("link"), ram=ram, ram_gib=ram_gib,
-                          nodes=int(data.get("nodes", 1)))
+    return parse_hardware(hf.gpus, link=hf.link, ram=hm.id, ram_gib=ram_gib, nodes=hf.nodes)
 
 
 def resolve_hardware(req) -> Hardware:
