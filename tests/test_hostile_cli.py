@@ -189,3 +189,75 @@ def test_a_probed_hardware_file_still_loads(tmp_path):
     assert r.returncode == 0, r.stderr
     dev = json.loads(r.stdout)["devices"][0]
     assert dev["name"] == "probed-cpu" and dev["capacity_gb"] == round(23.5 * 2**30 / 1e9, 2)
+
+
+# ------------------------------------------------------------------ calibration files
+CALIBRATION = [  # old main: a traceback (strings), or a confident wrong answer (the rest)
+    ("mem_eff: {GDDR6X: -0.8}", "mem_eff.GDDR6X -0.8 is out of range; accepted: more than 0 up to 1"),
+    ("token_fixed_s: {cuda: -1}", "token_fixed_s.cuda -1 is out of range; accepted: 0 to 1"),
+    ("kv_read_eff: .nan", "kv_read_eff 'nan' is not a finite number"),
+    ("hop_sync_s: abc", "hop_sync_s 'abc' is not a finite number; accepted: a finite number, 0 to 1"),
+    ("mem_eff: {GDDR6X: fast}", "mem_eff.GDDR6X 'fast' is not a finite number"),
+    ("mem_eff: 0.5", "mem_eff 0.5 is not a mapping"),
+    ("int8_share: 7", "int8_share 7 is out of range; accepted: more than 0 up to 1"),
+]
+
+
+@pytest.mark.parametrize("line,words", CALIBRATION, ids=[c[0] for c in CALIBRATION])
+def test_hostile_calibration_files(tmp_path, line, words):
+    cal = tmp_path / "cal.yaml"
+    cal.write_text(f"constants:\n  {line}\n")
+    got = one_line_error(run_cli("validate", str(DEV), "--calibration", str(cal)))
+    assert f"calibration file {cal}: {words}" in got, got
+
+
+def test_a_bad_user_calibration_is_one_line_too(tmp_path):
+    """$GPUPLAN_CALIBRATION is read by every estimate: a bad one is still one line."""
+    cal = tmp_path / "cal.yaml"
+    cal.write_text("constants:\n  mem_eff: {GDDR6X: -0.8}\n")
+    env = dict(os.environ, PYTHONPATH=str(Path(gpuplan.__file__).parents[1]), GPUPLAN_CALIBRATION=str(cal))
+    r = subprocess.run([sys.executable, "-c", "from gpuplan.cli import main; main()", "plan",
+                        "meta-llama/Meta-Llama-3-8B", "--gpus", "rtx-3090", "--json"],
+                       capture_output=True, text=True, timeout=120, env=env)
+    if r.returncode == 0:  # a gpuplan that sets a bad user file aside must say so, and stay physical
+        plan = json.loads(r.stdout)
+        assert str(cal) in r.stdout and plan["decode_tok_s"] < 936 / 4.9, plan["decode_tok_s"]
+    else:
+        one_line_error(r, "mem_eff.GDDR6X -0.8 is out of range")
+
+
+# ------------------------------------------------------------------ output paths, checked before the work
+OUTPUTS = [
+    (["plan", "meta-llama/Meta-Llama-3-8B", "--gpus", "rtx-3090", "--plot", "{d}/x.txt"],
+     "--plot '{d}/x.txt' is not a .png, .svg or .pdf file name"),
+    (["plan", "meta-llama/Meta-Llama-3-8B", "--gpus", "rtx-3090", "--plot", "{d}/folder"],
+     "--plot '{d}/folder' is a directory; give a file name"),
+    (["compare", "--scenario", "serving", "--plot", "{d}/no/c.png"], "--plot '{d}/no/c.png': folder '{d}/no' does not exist"),
+    (["builds", "meta-llama/Meta-Llama-3-8B", "--plot", "/dev/null"], "--plot '/dev/null' is a character device"),
+    (["validate", str(DEV), "--plot", "{d}/chart"], "--plot '{d}/chart' is not a .png, .svg or .pdf file name"),
+    (["calibrate", str(DEV), "--out", "{d}/folder"], "--out '{d}/folder' is a directory; give a file name"),
+    (["calibrate", str(DEV), "--out", "{d}/no/cal.yaml"], "--out '{d}/no/cal.yaml': folder '{d}/no' does not exist"),
+    (["probe", "--no-bandwidth", "--save", "{d}/no/hw.yaml"], "--save '{d}/no/hw.yaml': folder '{d}/no' does not exist"),
+    (["probe", "--no-bandwidth", "--save", "/dev/null"], "--save '/dev/null' is a character device"),
+]
+
+
+@pytest.mark.parametrize("argv,words", OUTPUTS, ids=[" ".join(a[:1] + a[-2:])[:60] for a, _ in OUTPUTS])
+def test_output_paths_are_checked_first(files, argv, words):
+    """Refused in well under the time the work takes (calibrate fits for a minute), nothing written."""
+    import time
+
+    before = sorted(p.name for p in files.iterdir())
+    t0 = time.monotonic()
+    r = run_cli(*[a.replace("{d}", str(files)) for a in argv])
+    one_line_error(r, words.replace("{d}", str(files)))
+    assert time.monotonic() - t0 < 30
+    assert sorted(p.name for p in files.iterdir()) == before  # no folder.png, no half file
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere: a read-only folder stops no one")
+def test_an_output_folder_that_cannot_be_written(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    one_line_error(run_cli("probe", "--no-bandwidth", "--save", str(ro / "hw.yaml")), "cannot be written")

@@ -23,10 +23,24 @@ def _plt():
     return plt
 
 
+PLOT_TYPES = (".png", ".svg", ".pdf")
+
+
+def check_plot_path(path, option: str = "--plot") -> Path:
+    """The --plot file, checked before any work: a .png/.svg/.pdf name in a folder that exists and
+    can be written, not a directory (matplotlib would write 'folder.png' beside it)."""
+    from .errors import InputError
+    from .inputs import check_output_path
+
+    p = check_output_path(path, option)
+    if p.suffix.lower() not in PLOT_TYPES:
+        raise InputError(f"{option} '{p}' is not a .png, .svg or .pdf file name", input=option.lstrip("-"),
+                         value=str(p), accepted="a file name ending in " + ", ".join(PLOT_TYPES))
+    return p
+
+
 def _save(fig, path) -> Path:
     p = Path(path)
-    if p.parent and not p.parent.exists():
-        p.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(p, dpi=120)
     _plt().close(fig)

@@ -64,6 +64,8 @@ def calibrate(files: list[str], out: str | Path) -> dict:
            "constants": fitted}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(yaml.safe_dump(doc, sort_keys=True))
+    from ..inputs import write_text
+
+    write_text(out, yaml.safe_dump(doc, sort_keys=True), "calibration file")  # atomic; one error line
     return {"rows": len(rows), "unreadable": len(errors), "constants": fitted, "median_ape_before": before,
             "median_ape_after": after, "file": str(out)}

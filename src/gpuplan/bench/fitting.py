@@ -171,7 +171,7 @@ def relevant(rows, params: list[str], base: Constants, min_devices: int = 2) -> 
     keep = []
     for p in params:
         v = _value(base, p)
-        lo, hi = BOUNDS.get(p, (v * 0.25, v * 4))
+        lo, hi = bounds_of(base, p)
         moved = base.with_overrides(overrides(base, {p: min(max(v * 1.3, lo), hi) if v * 1.3 <= hi
                                                      else max(v / 1.3, lo)}))
         p1 = _predictions(rows, moved)
@@ -187,6 +187,18 @@ def relevant(rows, params: list[str], base: Constants, min_devices: int = 2) -> 
         if moved_rows and enough:
             keep.append(p)
     return keep
+
+
+def bounds_of(base: Constants, path: str) -> tuple[float, float]:
+    """The fit's bounds of a constant: BOUNDS, else a factor 4 either way of its value; never
+    outside its physical range (perf/constant_ranges.py: an efficiency above 1 predicts speeds
+    above the memory's limit)."""
+    from ..perf.constant_ranges import range_of
+
+    v = _value(base, path)
+    lo, hi = BOUNDS.get(path, (v * 0.25, v * 4))
+    p_lo, p_hi, _ = range_of(path.partition(".")[0])
+    return max(lo, p_lo), min(hi, p_hi)
 
 
 def _value(c: Constants, path: str) -> float:
@@ -205,8 +217,8 @@ def fit(rows, params: list[str], base: Constants, maxiter: int = 2000,
 
     rows = _rows(rows)
     x0 = np.array([math.log(max(_value(base, p), 1e-12)) for p in params])
-    lo = np.array([math.log(max(BOUNDS.get(p, (_value(base, p) / 4, 0))[0], 1e-12)) for p in params])
-    hi = np.array([math.log(BOUNDS.get(p, (0, _value(base, p) * 4))[1]) for p in params])
+    lo = np.array([math.log(max(bounds_of(base, p)[0], 1e-12)) for p in params])
+    hi = np.array([math.log(bounds_of(base, p)[1]) for p in params])
     x0 = np.minimum(np.maximum(x0, lo), hi)
 
     def build(x):

@@ -20,9 +20,19 @@ def register(app: typer.Typer) -> None:
         from ..errors import InputError
         from ..perf.constants import user_calibration_path
 
+        from ..inputs import check_output_path
+
         target = out or user_calibration_path()
         if target is None:
-            raise InputError("GPUPLAN_CALIBRATION is set empty; give --out FILE")
+            raise InputError("GPUPLAN_CALIBRATION is set empty; give --out FILE", input="out",
+                             accepted="--out FILE")
+        if out is None:  # the default place: its folder is made, the file must still be writable
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise InputError(f"calibration folder {target.parent} cannot be made: {e.strerror or e}; "
+                                 "give --out FILE", input="out", accepted="--out FILE") from None
+        check_output_path(target, "--out" if out else "calibration file")  # before the fit's minute of work
         res = calibrate(files, target)
         if as_json:
             sys.stdout.write(json.dumps(res, indent=2) + "\n")

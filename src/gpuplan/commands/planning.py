@@ -17,7 +17,12 @@ def plan_command_core(as_json: bool = False, plot: str | None = None, brief: boo
     from .. import api
     from ..requests import PlanRequest
 
-    res = api.plan(request(PlanRequest, **options))
+    req = request(PlanRequest, **options)
+    if plot:
+        from ..plots import check_plot_path
+
+        check_plot_path(plot)  # before the work: a bad name must not cost the answer
+    res = api.plan(req)
     if plot:
         from ..plots import plot_plan
 
@@ -80,8 +85,13 @@ def register(app: typer.Typer) -> None:
         from .. import api
         from ..requests import CompareRequest
 
-        res = api.compare(request(CompareRequest, model=model, setup=tuple(setup), quant=quant, context=context,
-                                  users=users, scenario=scenario))
+        req = request(CompareRequest, model=model, setup=tuple(setup), quant=quant, context=context,
+                      users=users, scenario=scenario)
+        if plot:
+            from ..plots import check_plot_path
+
+            check_plot_path(plot)
+        res = api.compare(req)
         if plot:
             from ..plots import plot_compare
 
@@ -105,8 +115,13 @@ def register(app: typer.Typer) -> None:
         from .. import api
         from ..requests import BuildsRequest
 
-        res = api.builds(request(BuildsRequest, model=model, quant=quant, budget=budget, users=users,
-                                 context=context, electricity=electricity))
+        req = request(BuildsRequest, model=model, quant=quant, budget=budget, users=users, context=context,
+                      electricity=electricity)
+        if plot:
+            from ..plots import check_plot_path
+
+            check_plot_path(plot)
+        res = api.builds(req)
         if plot:
             from ..plots import plot_builds
 

@@ -18,6 +18,10 @@ def run_validate(files, as_json, plot, calibration):
     from ..bench.validate import validate
     from ..errors import InputError
 
+    if plot:
+        from ..plots import check_plot_path
+
+        check_plot_path(plot)  # before the work
     res = validate(files, load_calibration(calibration))
     if res["summary"]["rows"] == 0:
         raise InputError("no measurement rows could be read from " + ", ".join(files))

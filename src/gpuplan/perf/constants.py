@@ -128,6 +128,9 @@ class Constants:
             from ..errors import InputError
 
             raise InputError(f"calibration has unknown constants {sorted(unknown)}; known: {sorted(known)}")
+        from .constant_ranges import check_overrides
+
+        data = check_overrides(data, known)  # finite and in range (efficiencies in (0, 1], costs >= 0)
         merged = {}
         for k, v in data.items():
             merged[k] = {**known[k], **v} if isinstance(known[k], dict) and isinstance(v, dict) else v
@@ -142,7 +145,10 @@ def load_constants(path, base: Constants | None = None) -> Constants:
     data = read_yaml_file(path, "calibration file")
     if not isinstance(data, dict) or not isinstance(data.get("constants"), dict):
         raise InputError(f"calibration file {path} needs a 'constants' mapping (as `gpuplan calibrate` writes)")
-    c = (base or Constants()).with_overrides(data["constants"])
+    try:
+        c = (base or Constants()).with_overrides(data["constants"])
+    except InputError as e:
+        raise InputError(f"calibration file {path}: {e}", input=e.input, value=e.value, accepted=e.accepted) from None
     return replace(c, fitted_on=str(data.get("fitted_on", path)))
 
 
