@@ -157,6 +157,8 @@ class Workload(Result):
 
 
 class PlanResult(Candidate):
+    meets_constraints: bool = Field(True, description="the plan fits and serves each user at least"
+                                                      " min_user_tok_s; false: no plan does, this is the closest")
     model: str = Field(description="the catalog architecture entry (or file) the numbers come from")
     model_label: str = Field(description="the model as the user named it; launch commands use this name")
     quant: str

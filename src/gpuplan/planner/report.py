@@ -265,6 +265,12 @@ def plan_result(sol: Solution) -> PlanResult:
     kv_why = _kv_why(sol.ranked, wl)
     if kv_why:
         lines.insert(0, f"KV cache {kv_why}.")
+    from .search import meets
+
+    met = meets(best, wl)
+    if best.fits and not met:
+        lines.insert(0, f"No plan serves each of {wl.users} user(s) at {wl.min_user_tok_s:g} tok/s (--min-user-tok-s): "
+                        f"the closest, shown here, gives {best.per_user_tok_s:.1f} tok/s per user.")
     if wl.context > model.spec.max_context:
         lines.insert(0, f"{wl.context:,} tokens of context is beyond {model.spec.id}'s {model.spec.max_context:,}"
                         " (its max_position_embeddings): engines refuse it unless RoPE scaling is configured.")
@@ -276,7 +282,7 @@ def plan_result(sol: Solution) -> PlanResult:
 
     eng = described(best.plan)
     return candidate_result(
-        best, hw, n, cls=PlanResult, model=model.spec.id, model_label=model.label, quant=model.quant.id,
+        best, hw, n, cls=PlanResult, meets_constraints=met, model=model.spec.id, model_label=model.label, quant=model.quant.id,
         goal=wl.goal, workload=WorkloadResult(context=wl.context, users=wl.users, prompt_tokens=wl.prompt_tokens,
                                               output_tokens=wl.output_tokens, min_user_tok_s=wl.min_user_tok_s),
         assumptions=plan_assumptions(sol), commands=commands, launch=launch, unsupported_engines=unsupported,

@@ -232,10 +232,16 @@ def kv_level(c: Candidate) -> int:
     return KV_LEVEL.get(c.plan.kv_type, 2)
 
 
+def meets(c: Candidate, wl: Workload) -> bool:
+    """Whether a plan fits and serves each user at least --min-user-tok-s (every goal)."""
+    return c.fits and c.per_user_tok_s >= wl.min_user_tok_s
+
+
 def rank(cands: list[Candidate], wl: Workload, hw: Hardware) -> list[Candidate]:
     """Best first by the goal's score. A quantized KV cache must earn its place: each level below
     16 bits (q8_0/fp8, then 4-5 bit) needs KV_QUANT_MIN_GAIN more score to rank above a plan with a
-    better cache. Among plans within SIMPLER_WITHIN of the best (and no worse a cache), the one with
+    better cache. Plans slower per user than wl.min_user_tok_s rank after those that meet it, the
+    closest first. Among plans within SIMPLER_WITHIN of the best (and no worse a cache), the one with
     the fewest GPUs, then without RAM offload, wins. A plan described exactly like a better one is
     dropped (the alternatives never list the same thing twice)."""
     from .defaults import KV_QUANT_MIN_GAIN
@@ -250,7 +256,7 @@ def rank(cands: list[Candidate], wl: Workload, hw: Hardware) -> list[Candidate]:
         if wl.goal == "latency":
             c.score = c.decode.value if wl.users <= 1 else c.per_user_tok_s
         elif wl.goal == "throughput":
-            c.score = c.throughput.value if c.per_user_tok_s >= wl.min_user_tok_s else 0.0
+            c.score = c.throughput.value
         else:
             price = _price(hw, c.plan)
             c.score = c.throughput.value / price * 1000 if price else c.throughput.value
@@ -258,7 +264,10 @@ def rank(cands: list[Candidate], wl: Workload, hw: Hardware) -> list[Candidate]:
     def effective(c: Candidate) -> float:
         return c.score / (1 + KV_QUANT_MIN_GAIN) ** kv_level(c)
 
-    fitting = sorted([c for c in cands if c.fits], key=lambda c: -effective(c))
+    fitting = sorted([c for c in cands if c.fits and meets(c, wl)], key=lambda c: -effective(c))
+    # fitting plans that serve a user slower than --min-user-tok-s: after every plan that meets
+    # it, the closest first (when none meets it, the closest is the answer, and says so)
+    short = sorted([c for c in cands if c.fits and not meets(c, wl)], key=lambda c: -c.per_user_tok_s)
     if fitting:
         best = fitting[0]
         # a row split synchronises inside every layer: within SIMPLER_WITHIN a layer split is simpler
@@ -274,7 +283,7 @@ def rank(cands: list[Candidate], wl: Workload, hw: Hardware) -> list[Candidate]:
             fitting.insert(0, pick)
     rest = sorted([c for c in cands if not c.fits], key=lambda c: min(m.free for m in c.memory), reverse=True)
     seen, out = set(), []
-    for c in fitting + rest:
+    for c in fitting + short + rest:
         key = (c.plan.description, c.plan.engine, tuple(sorted(hw.devices[i].id for i in c.plan.device_ids)))
         if key not in seen:
             seen.add(key)
