@@ -296,6 +296,11 @@ class ModelSpec(Entry):
                 raise ValueError(f"{name} values must be 0 to 10,000,000")
         if self.n_experts_active > self.n_experts:
             raise ValueError(f"{self.n_experts_active} active experts of {self.n_experts}")
+        # grouped-query attention: each KV head serves a whole group of query heads
+        for kv in {self.n_kv_heads, *(self.kv_heads_per_layer or ())} - {0}:
+            if kv > self.n_heads or self.n_heads % kv:
+                raise ValueError(f"{kv} KV heads for {self.n_heads} attention heads; accepted: a divisor of "
+                                 f"the attention heads (each KV head serves a group of query heads)")
         if self.n_dense_layers > n or self.n_sliding_layers > n or self.kv_shared_layers >= n:
             raise ValueError("more dense, sliding or KV-sharing layers than layers")
         kinds = set(self.layer_types or ())

@@ -185,8 +185,9 @@ def spec_from_config(cfg: dict, where: str, model_id: str, source: str) -> Model
         return ModelSpec(id=model_id, name=model_id.rsplit("/", 1)[-1], source=source, note=note, **f)
     except ValidationError as e:
         err = e.errors()[0]
-        loc = ".".join(str(x) for x in err.get("loc", ())) or "config"
-        raise InputError(f"{where}: not a usable model description ({loc}: {err.get('msg', 'invalid')})") from None
+        loc = ".".join(str(x) for x in err.get("loc", ()))
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")  # a check across fields
+        raise InputError(f"{where}: not a usable model description ({loc + ': ' if loc else ''}{msg})") from None
 
 
 def _width(r: _Reader, n: int, h: int, lists: dict) -> int:
