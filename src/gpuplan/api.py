@@ -69,10 +69,12 @@ def catalog_list(kind: str, search: str | None = None) -> list[dict]:
     return out
 
 
-def validate_file(paths: list[str], allow_model_paths: bool = True, budget=None, **read_limits) -> dict:
+def validate_file(paths: list[str], allow_model_paths: bool = True, budget=None, models=None,
+                  **read_limits) -> dict:
     """allow_model_paths=False: rows must name catalog models (the web: a client's file never
-    makes the server open a path); budget, read_limits: see bench.validate.validate."""
+    makes the server open a path) or one of `models` (model files uploaded with the rows, by
+    name -> function(quant) -> LoadedModel); budget, read_limits: see bench.validate.validate."""
     from .bench.validate import validate
 
-    res = validate(paths, allow_paths=allow_model_paths, budget=budget, **read_limits)
+    res = validate(paths, allow_paths=allow_model_paths, budget=budget, models=models, **read_limits)
     return {"rows": res["rows"], "summary": res["summary"]}

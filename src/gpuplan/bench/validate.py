@@ -12,9 +12,10 @@ from collections import Counter, defaultdict
 from ..errors import InputError
 
 
-def predict_rows(rows, calibration=None, allow_paths: bool = True, budget=None) -> list[dict]:
-    """allow_paths=False: rows name catalog models only (uploads); budget: an inputs.Budget
-    checked between rows (OverBudget when spent)."""
+def predict_rows(rows, calibration=None, allow_paths: bool = True, budget=None, models=None) -> list[dict]:
+    """allow_paths=False: rows name catalog models only (uploads), or one of `models` (model files
+    uploaded with the rows, by name: perf.predict.row_setup); budget: an inputs.Budget checked
+    between rows (OverBudget when spent)."""
     from ..perf.predict import predict_estimate
 
     out = []
@@ -27,7 +28,7 @@ def predict_rows(rows, calibration=None, allow_paths: bool = True, budget=None) 
         pred, reason, rng = None, None, None
         try:
             if m not in seen:
-                seen[m] = predict_estimate(m, calibration, allow_paths=allow_paths)
+                seen[m] = predict_estimate(m, calibration, allow_paths=allow_paths, models=models)
             pred, rng = seen[m].value, seen[m].range
         except InputError as e:
             reason = str(e)
@@ -133,14 +134,14 @@ def summarize(results: list[dict], row_errors: list, budget=None) -> dict:
     return summary
 
 
-def validate(paths: list[str], calibration=None, allow_paths: bool = True, budget=None,
+def validate(paths: list[str], calibration=None, allow_paths: bool = True, budget=None, models=None,
              **read_limits) -> dict:
-    """allow_paths, budget: as predict_rows; read_limits (max_rows, max_bytes) go to
+    """allow_paths, budget, models: as predict_rows; read_limits (max_rows, max_bytes) go to
     read_measurements."""
     from .measurements import read_measurements
 
     rows, errors = read_measurements(paths, **read_limits)
-    results = predict_rows(rows, calibration, allow_paths, budget)
+    results = predict_rows(rows, calibration, allow_paths, budget, models)
     # every data row appears once, in file order; unreadable rows with their reason
     by_index = {r["index"]: r for r in results}
     out_rows = []

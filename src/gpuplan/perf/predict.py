@@ -47,6 +47,16 @@ def _model(model_id: str, quant: str, allow_paths: bool = True) -> LoadedModel:
     return resolve_model(model_id, quant, allow_paths=allow_paths)
 
 
+def _row_model(m, allow_paths: bool, models: dict | None) -> LoadedModel:
+    name = (m.model or "").strip()
+    if models and name in models:
+        return models[name](m.quant)
+    if models and name.lower().endswith((".gguf", ".json")):
+        raise InputError(f"model '{name[:200]}' is not one of the model files sent with the rows "
+                         f"({', '.join(sorted(models))}); accepted: catalog ids or those file names")
+    return _model(m.model, m.quant, allow_paths)
+
+
 def _link_for(interconnect: str, dev) -> object | None:
     ic = (interconnect or "").strip().lower()
     if ic in ("xgmi", "infinity-fabric"):
@@ -127,15 +137,16 @@ def _host_from_row(m, cpu):
                       speed_mt_s=1, channels=1, bandwidth_gb_s=float(bw), source="measurement row")
 
 
-def row_setup(m, hardware: Hardware | None = None, allow_paths: bool = True
+def row_setup(m, hardware: Hardware | None = None, allow_paths: bool = True, models: dict | None = None
               ) -> tuple[LoadedModel, Hardware, Plan, Workload]:
     """Turn a measurement row into (model, hardware, plan, workload); `hardware` replaces the
     row's catalog devices (a bench on this machine is predicted for the probed machine).
-    allow_paths=False: the row's model must be a catalog id (rows a web client uploaded)."""
+    allow_paths=False: the row's model must be a catalog id (rows a web client uploaded), or
+    the name of one of `models` (name -> function(quant) -> LoadedModel: files uploaded with them)."""
     n = int(m.n_gpus)
     if not 0 <= n <= MAX_GPUS:
         raise InputError(f"n_gpus {n:,} is out of range; accepted: 0 to {MAX_GPUS:,}")
-    model = _model(m.model, m.quant, allow_paths)
+    model = _row_model(m, allow_paths, models)
     host_id = host_memory_id(getattr(m, "host_mem", "") or "")
     host = catalog.host_memory(host_id) if host_id else None
     threads, simd, backend = None, None, row_backend(m)
@@ -199,12 +210,12 @@ def max_batch_for(model: LoadedModel, hw: Hardware, plan: Plan, seq_tokens: int,
 
 
 def predict_estimate(m, calibration: Constants | None = None, hardware: Hardware | None = None, setup=None,
-                     allow_paths: bool = True):
+                     allow_paths: bool = True, models: dict | None = None):
     """The Estimate (value, breakdown, range) for a measurement row, or raise InputError saying
-    why it can't be. `setup` is row_setup's result when the caller already has it; allow_paths:
-    as row_setup."""
+    why it can't be. `setup` is row_setup's result when the caller already has it; allow_paths,
+    models (uploaded model files by name): as row_setup."""
     c = calibration or DEFAULT
-    model, hw, plan, wl = setup or row_setup(m, hardware, allow_paths)
+    model, hw, plan, wl = setup or row_setup(m, hardware, allow_paths, models)
     date = getattr(m, "date", None) or None
     metric = Metric(m.metric)
     if metric == Metric.DECODE:
@@ -230,6 +241,6 @@ def predict_estimate(m, calibration: Constants | None = None, hardware: Hardware
 
 
 def predict_row(m, calibration: Constants | None = None, hardware: Hardware | None = None, setup=None,
-                allow_paths: bool = True) -> float:
+                allow_paths: bool = True, models: dict | None = None) -> float:
     """Predicted tok/s for a measurement row, or raise InputError saying why it can't be."""
-    return predict_estimate(m, calibration, hardware, setup, allow_paths).value
+    return predict_estimate(m, calibration, hardware, setup, allow_paths, models).value

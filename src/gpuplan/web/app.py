@@ -38,6 +38,7 @@ STATIC = Path(__file__).parent / "static"
 MAX_UPLOAD_BYTES = 64 * 2**20  # a GGUF header with a 262k-token vocabulary is ~7 MB; 64 MiB is ample
 VALIDATE_MAX_BYTES = 16 * 2**20  # the published measurement sets are ~200 KB each
 VALIDATE_MAX_ROWS = 50_000  # they have ~900 rows; every row is a prediction
+MAX_MODEL_UPLOADS = 4  # model files sent with one measurement file
 MAX_DEVICES = 64  # more devices than this in one web request is a typo or an attempt to burn CPU
 MAX_NODES = 64
 MAX_SETUPS = 12
@@ -149,11 +150,36 @@ async def _saved(upload: UploadFile, suffix: str, cap: int, hint: str) -> str:
     return tmp
 
 
-def _validate_job(tmp: str, budget=None) -> dict:
-    """In a worker process. Rows name catalog models only: a client's file never makes the
-    server open a path."""
-    return api.validate_file([tmp], allow_model_paths=False, budget=budget,
+def _validate_job(tmp: str, uploads: tuple = (), budget=None) -> dict:
+    """In a worker process. Rows name catalog models, or the model files uploaded with them
+    (uploads: (file name, temp path) pairs): a client's file never makes the server open a path."""
+    models = {name: _upload_loader(path, name) for name, path in uploads}
+    return api.validate_file([tmp], allow_model_paths=False, budget=budget, models=models,
                              max_rows=VALIDATE_MAX_ROWS, max_bytes=VALIDATE_MAX_BYTES)
+
+
+def _upload_loader(path: str, name: str):
+    """function(quant) -> LoadedModel for an uploaded GGUF header or config.json, read once."""
+    from ..inputs import read_bytes
+    from .inspect import load_upload
+
+    data: list = []
+    loaded: dict = {}  # quant -> LoadedModel, or the InputError it gave (rows share one file)
+
+    def load(quant: str):
+        if quant not in loaded:
+            try:
+                if not data:
+                    data.append(read_bytes(path, f"upload '{name}'", MAX_UPLOAD_BYTES))
+                # a GGUF row's quant must be the file's own, as on the CLI (resolve_model)
+                loaded[quant] = load_upload(data[0], name, quant or None)
+            except InputError as e:
+                loaded[quant] = e
+        if isinstance(loaded[quant], InputError):
+            raise loaded[quant]
+        return loaded[quant]
+
+    return load
 
 
 def _inspect_job(tmp: str, name: str, quant, req, budget=None) -> dict:
@@ -246,24 +272,47 @@ def create_app() -> FastAPI:
         return api.catalog_list(kind, search)
 
     # ------------------------------------------------------------ uploads
-    @app.post("/api/validate", summary="Check predictions against an uploaded measurement CSV/JSON file")
-    async def validate(file: UploadFile = File(...)):
+    @app.post("/api/validate", summary="Check predictions against an uploaded measurement CSV/JSON file; rows may"
+                                       " name model files (GGUF header or config.json) sent with it")
+    async def validate(file: UploadFile = File(...), models: Optional[list[UploadFile]] = File(None)):
         name = Path(file.filename or "upload.csv").name[:200]
         suffix = Path(name).suffix.lower()
         if suffix not in (".csv", ".json", ".jsonl", ".md"):
             raise InputError(f"upload '{name}': expected a measurement .csv/.json file or llama-bench "
                              "-o json/jsonl/csv/md output", input="file", value=name,
                              accepted=".csv, .json, .jsonl or .md")
-        tmp = await _saved(file, suffix, min(VALIDATE_MAX_BYTES, MAX_UPLOAD_BYTES),
-                           "the published measurement files are well under 1 MiB")
+        models = models or []
+        names = [Path(m.filename or "").name[:200] for m in models]
+        if len(models) > MAX_MODEL_UPLOADS:
+            raise InputError(f"{len(models)} model files; accepted: at most {MAX_MODEL_UPLOADS}", input="models",
+                             value=len(models), accepted=f"at most {MAX_MODEL_UPLOADS} model files")
+        bad = next((n for n in names if not n.lower().endswith((".gguf", ".json"))), None)
+        if bad is not None or len(set(names)) != len(names):
+            raise InputError(f"model file '{bad}' is not a .gguf or .json file name" if bad is not None else
+                             f"model files {', '.join(names)}: two have the same name; rows name them by it",
+                             input="models", value=", ".join(names)[:200],
+                             accepted="distinct .gguf or .json file names (the rows' model column names them)")
+        tmps: list[str] = []
         try:
+            tmp = await _saved(file, suffix, min(VALIDATE_MAX_BYTES, MAX_UPLOAD_BYTES),
+                               "the published measurement files are well under 1 MiB")
+            tmps.append(tmp)
+            for m in models:
+                tmps.append(await _saved(m, ".upload", MAX_UPLOAD_BYTES,
+                                         "send only the start of a GGUF file (its header), or a config.json"))
+            uploads = tuple(zip(names, tmps[1:]))
             try:
-                res = await limits.run_heavy(_validate_job, tmp, what=f"upload '{name}'")
-            except InputError as e:  # the same kind (OverBudget stays a 503), the upload's name
-                raise _renamed(e, tmp, name) from None
+                res = await limits.run_heavy(_validate_job, tmp, uploads, what=f"upload '{name}'")
+            except InputError as e:  # the same kind (OverBudget stays a 503), the uploads' names
+                for t, n in zip(tmps, [name, *names]):
+                    e = _renamed(e, t, n)
+                raise e from None
         finally:
-            os.unlink(tmp)
-        return _scrub(res, tmp, name)
+            for t in tmps:
+                os.unlink(t)
+        for t, n in zip(tmps, [name, *names]):
+            res = _scrub(res, t, n)
+        return res
 
     @app.post("/api/model/inspect", summary="Architecture and sizes from a GGUF header (a prefix will do) "
                                               "or a config.json; with gpus, also the fit")
