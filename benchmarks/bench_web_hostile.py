@@ -4,7 +4,8 @@
 
 Starts `gpuplan serve` in a subprocess (from this checkout's src/, or --src), sends `--uploads`
 concurrent hostile requests (measurement files of --mib MiB, 20,000 identical rows, n_gpus
-100000, model paths, deep JSON, a 200 KiB CSV field, config.json nested 100,000 deep), and
+100000, model paths, deep JSON, a 200 KiB CSV field, config.json nested 100,000 deep, rows naming
+four 15 MiB model files sent with them: a GGUF header of 4 M tensors and corrupt ones), and
 meanwhile one normal GET /api/fit every 0.25 s. Prints the server's peak and final RSS, the
 normal request's latency (median, max) and the status codes. Target (issue 11): under 500 MB,
 a normal request within 1 s, no 500.
@@ -32,11 +33,22 @@ ROW = "x,llama.cpp,2024-01,{model},Q4_K_M,rtx-4090,{n},layer,none,,,0,0,128,1,de
 NORMAL = {"model": "meta-llama/Meta-Llama-3-8B", "gpus": "rtx-4090", "context": 8192}
 
 
-def hostile_bodies(mib: int) -> list[tuple[str, str, bytes]]:
-    """(path, filename, content) of each kind of hostile upload."""
+def _gguf_many_tensors(nbytes: int) -> bytes:
+    """A GGUF v3 header that claims 4 M tensors and no metadata, padded to nbytes with junk."""
+    import struct
+
+    return (b"GGUF" + struct.pack("<IQQ", 3, 4 << 20, 0)).ljust(nbytes, b"\x01")
+
+
+def hostile_bodies(mib: int) -> list[tuple]:
+    """(path, filename, content[, model files]) of each kind of hostile upload."""
     row = ROW.format(model="meta-llama/Meta-Llama-3-8B", n=1)
     big = (HEADER + row * (mib * 2**20 // len(row))).encode()
+    models = [(f"m{i}.gguf", _gguf_many_tensors(15 * 2**20)) for i in range(3)]
+    models.append(("m3.json", b'{"num_hidden_layers": ' + b"9" * (15 * 2**20) + b"}"))
+    model_rows = "".join(ROW.format(model=name, n=1) for name, _ in models) * 100
     return [
+        ("/api/validate", "models.csv", (HEADER + model_rows).encode(), models),
         ("/api/validate", "big.csv", big),
         ("/api/validate", "same.csv", (HEADER + row * 20_000).encode()),
         ("/api/validate", "ngpus.csv", (HEADER + ROW.format(model="meta-llama/Meta-Llama-3-8B", n=100_000)
@@ -118,10 +130,11 @@ async def main(a) -> None:
             done = asyncio.Event()
 
             async def hostile(i: int) -> None:
-                path, name, data = bodies[i % len(bodies)]
+                path, name, data, *models = bodies[i % len(bodies)]
+                files = [("file", (name, data))] + [("models", m) for m in (models[0] if models else [])]
                 async with httpx.AsyncClient(timeout=a.timeout) as h:
                     try:
-                        r = await h.post(base + path, files={"file": (name, data)})
+                        r = await h.post(base + path, files=files)
                         statuses[f"{name}: {r.status_code}"] += 1
                     except httpx.HTTPError as e:
                         statuses[f"{name}: {type(e).__name__}"] += 1
