@@ -160,4 +160,10 @@ def test_rows_are_on_disk_after_each_level_and_kept_on_ctrl_c(tmp_path):
     assert "interrupted" in err
     rows, errors = read_measurements([csv])
     assert errors == [] and {m.batch for m in rows} >= {1, 2}  # level 1, and level 2 as far as it got
+    # rows written per level carry this machine, as the end-of-run rows did (validate, calibrate)
+    from gpuplan.sources.probe import cpu_info
+
+    _model, cores, threads, _ram = cpu_info()
+    assert all(m.cpu_cores == cores and m.cpu_threads == threads and m.host_bw_gb_s > 0 and m.cpu_simd
+               for m in rows), rows[0]
     assert '"interrupted": true' in out.read_text()

@@ -227,8 +227,8 @@ def register(app: typer.Typer) -> None:
         def on_level(so_far, level):
             """Each level's rows are on disk as soon as it ends (and the JSON so far)."""
             if sink:
-                sink.append(so_far.to_measurements(model_id or so_far.model, quant, gpu, n_gpus,
-                                                   engine or "unknown", levels=[level]))
+                sink.append(with_machine(so_far.to_measurements(model_id or so_far.model, quant, gpu, n_gpus,
+                                                                engine or "unknown", levels=[level])))
             if out:
                 write_text(out, json.dumps(so_far.to_json(), indent=1), "--out")
 
