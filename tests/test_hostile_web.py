@@ -117,9 +117,16 @@ def _raw(base: str, data: bytes, wait_s: float = 30.0) -> bytes:
 def test_a_body_over_the_cap_is_413_with_connection_close(server):
     base, _ = server
     head = (b"POST /api/validate HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
-            b"Content-Length: 20000000\r\n\r\n")
-    out = _raw(base, head)  # the server answers before reading any of the 20 MB, and closes
+            b"Content-Length: 70000000\r\n\r\n")
+    out = _raw(base, head)  # the server answers before reading any of the 70 MB, and closes
     assert out.startswith(b"HTTP/1.1 413") and b"connection: close" in out.lower()
+
+
+def test_a_measurement_file_over_its_cap_is_413(server):
+    """The body may carry model files (65 MiB in all); the measurement file itself stays at 16 MiB."""
+    base, _ = server
+    r = _post(base, "/api/validate", "big.csv", HEADER + row() * (17 * 2**20 // len(row())), timeout=60)
+    assert r.status_code == 413 and "16 MiB" in r.json()["error"]["message"], r.text[:300]
 
 
 def test_errors_close_the_connection_cleanly():
