@@ -193,12 +193,13 @@ def test_a_probed_hardware_file_still_loads(tmp_path):
 
 # ------------------------------------------------------------------ calibration files
 CALIBRATION = [  # old main: a traceback (strings), or a confident wrong answer (the rest)
-    ("mem_eff: {GDDR6X: -0.8}", "mem_eff.GDDR6X -0.8 is out of range; accepted: more than 0 up to 1"),
+    ("stream_eff: {cuda: -0.8}", "stream_eff.cuda -0.8 is out of range; accepted: more than 0 up to 1.5"),
     ("token_fixed_s: {cuda: -1}", "token_fixed_s.cuda -1 is out of range; accepted: 0 to 1"),
     ("kv_read_eff: .nan", "kv_read_eff 'nan' is not a finite number"),
     ("hop_sync_s: abc", "hop_sync_s 'abc' is not a finite number; accepted: a finite number, 0 to 1"),
-    ("mem_eff: {GDDR6X: fast}", "mem_eff.GDDR6X 'fast' is not a finite number"),
-    ("mem_eff: 0.5", "mem_eff 0.5 is not a mapping"),
+    ("stream_eff: {cuda: fast}", "stream_eff.cuda 'fast' is not a finite number"),
+    ("stream_eff: 0.5", "stream_eff 0.5 is not a mapping"),
+    ("core_bw_gb_s: {desktop-cpu: -5}", "core_bw_gb_s.desktop-cpu -5 is out of range"),
     ("int8_share: 7", "int8_share 7 is out of range; accepted: more than 0 up to 1"),
 ]
 
@@ -214,16 +215,17 @@ def test_hostile_calibration_files(tmp_path, line, words):
 def test_a_bad_user_calibration_is_one_line_too(tmp_path):
     """$GPUPLAN_CALIBRATION is read by every estimate: a bad one is still one line."""
     cal = tmp_path / "cal.yaml"
-    cal.write_text("constants:\n  mem_eff: {GDDR6X: -0.8}\n")
+    cal.write_text("constants:\n  stream_eff: {cuda: -0.8}\n")
     env = dict(os.environ, PYTHONPATH=str(Path(gpuplan.__file__).parents[1]), GPUPLAN_CALIBRATION=str(cal))
     r = subprocess.run([sys.executable, "-c", "from gpuplan.cli import main; main()", "plan",
                         "meta-llama/Meta-Llama-3-8B", "--gpus", "rtx-3090", "--json"],
                        capture_output=True, text=True, timeout=120, env=env)
     if r.returncode == 0:  # a gpuplan that sets a bad user file aside must say so, and stay physical
         plan = json.loads(r.stdout)
-        assert str(cal) in r.stdout and plan["decode_tok_s"] < 936 / 4.9, plan["decode_tok_s"]
+        assert f"warning: calibration file {cal}: stream_eff.cuda -0.8 is out of range" in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and plan["decode_tok_s"] < 936 / 4.9, plan["decode_tok_s"]
     else:
-        one_line_error(r, "mem_eff.GDDR6X -0.8 is out of range")
+        one_line_error(r, "stream_eff.cuda -0.8 is out of range")
 
 
 # ------------------------------------------------------------------ output paths, checked before the work

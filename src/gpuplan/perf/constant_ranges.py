@@ -3,7 +3,7 @@
 efficiency or fixed cost, or NaN, would give speeds above the memory's limit or below zero.
 
 By name: efficiencies and shares (`*_eff`, `*_share`, `*_reach`) are in (0, 1]; fixed costs in
-seconds (`*_s`) are 0 to 1 s; any other constant (factors, bytes, tokens, GB/s) is a finite number
+seconds (`*_s`, not `*_gb_s`) are 0 to 1 s; any other constant (factors, bytes, tokens, GB/s) is a finite number
 above 0. RANGES names the exceptions, each with its reason."""
 
 from __future__ import annotations
@@ -28,13 +28,13 @@ def range_of(name: str) -> tuple[float, float, bool]:
         return RANGES[name]
     if name.endswith(EFF_SUFFIXES):
         return 0.0, 1.0, True
-    if name.endswith("_s"):
+    if name.endswith("_s") and not name.endswith("_gb_s"):  # core_bw_gb_s is a bandwidth
         return 0.0, MAX_FIXED_S, False
     return 0.0, MAX_FACTOR, True
 
 
 def checked(name: str, value, key: str | None = None) -> float:
-    """value as a float in the constant's range, or one InputError naming it (`mem_eff.GDDR6`)."""
+    """value as a float in the constant's range, or one InputError naming it (`stream_eff.cuda`)."""
     from ..inputs import finite
 
     lo, hi, lo_open = range_of(name)

@@ -172,7 +172,10 @@ def _shipped() -> Constants:
     if user is not None and user.is_file():
         try:
             c = load_constants(user, base=c)
-        except InputError as e:  # a file from an older gpuplan: estimates go on without it
+        except InputError as e:  # a file from an older gpuplan: estimates go on without it, and say so
+            import sys
+
+            sys.stderr.write(f"warning: {e}; using the shipped constants\n")
             c = replace(c, fitted_on=f"{c.fitted_on} (calibration {user} not used: {e})")
     return c
 
