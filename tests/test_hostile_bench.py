@@ -144,7 +144,10 @@ def test_rows_are_on_disk_after_each_level_and_kept_on_ctrl_c(tmp_path):
              "--prompt-tokens", "16", "--max-tokens", "8", "--requests", "40", "--timeout", "30",
              "--csv", str(csv), "--out", str(out), "--model-id", "google/gemma-3-270m-it", "--gpu", "cpu",
              "--n-gpus", "0", "--engine", "llama.cpp", "--no-progress"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            # a suite started in the background (`cmd &` in a script) inherits SIGINT ignored,
+            # and Python keeps an ignored SIGINT: give the child Ctrl-C's default back
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         try:
             t0 = time.monotonic()  # level 1: 40 requests x 8 tokens x 50 ms, about 16 s
             while time.monotonic() - t0 < 60 and len(csv.read_text().splitlines() if csv.exists() else []) < 2:
