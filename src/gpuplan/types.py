@@ -38,7 +38,8 @@ class Engine(str, Enum):
         t = text.strip().lower().replace("_", "-")
         aliases = {"llamacpp": "llama.cpp", "llama-cpp": "llama.cpp", "llama-server": "llama.cpp",
                    "llama-cpp-py": "llama-cpp-python", "mlx-lm": "mlx", "trtllm": "tensorrt-llm",
-                   "trt-llm": "tensorrt-llm", "exl2": "exllamav2", "tabbyapi": "exllamav2"}
+                   "trt-llm": "tensorrt-llm", "exl2": "exllamav2", "tabbyapi": "exllamav2",
+                   "turbomind": "lmdeploy"}
         t = aliases.get(t, t)
         for e in cls:
             if e.value == t:

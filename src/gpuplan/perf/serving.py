@@ -1,0 +1,544 @@
+"""A serving simulator: requests arrive, the engine's scheduler admits them while KV blocks
+are free (paged blocks of the engine's size, preemption by recompute when the pool runs
+out), runs prompt chunks mixed with decode steps under a token budget per step, and every
+step takes the time the perf model gives it (perf/serving_step.py).
+
+Exact about the scheduler, not a closed formula; pure and deterministic (the load is seeded).
+Runs of identical decode steps (no prompt work, nobody admitted, nobody finishing) are taken
+as one chunk and costed with numpy, so a simulation is a few hundred Python iterations.
+
+Results use the names of vLLM's serving benchmark (benchmarks/benchmark_serving.py):
+TTFT, TPOT, ITL, E2EL (mean, median, p90, p99, in ms), request, output and total token
+throughput, and goodput under latency targets.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import InputError
+from .serving_engines import Scheduler
+from .serving_load import Load, requests_of
+from .serving_step import StepCost
+
+KMAX = 4096  # longest chunk of identical steps costed at once
+PERCENTILES = (50, 90, 99)
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Latency targets a request must meet to count toward goodput (seconds; None: no target)."""
+
+    ttft_s: float | None = None
+    tpot_s: float | None = None
+    e2el_s: float | None = None
+
+    def met(self, ttft, tpot, e2el) -> np.ndarray:
+        ok = np.ones(len(ttft), dtype=bool)
+        for lim, v in ((self.ttft_s, ttft), (self.tpot_s, tpot), (self.e2el_s, e2el)):
+            if lim is not None:
+                ok &= v <= lim
+        return ok
+
+
+def stats_ms(values: np.ndarray, weights: np.ndarray | None = None) -> dict:
+    """mean, median, p90, p99 in milliseconds (weighted when weights are given)."""
+    if len(values) == 0:
+        return {"mean": None, "median": None, "p90": None, "p99": None}
+    v = np.asarray(values, dtype=float) * 1e3
+    if weights is None:
+        q = np.percentile(v, PERCENTILES)
+        mean = float(v.mean())
+    else:
+        w = np.asarray(weights, dtype=float)
+        order = np.argsort(v, kind="stable")
+        v, w = v[order], w[order]
+        cw = np.cumsum(w)
+        q = [v[min(np.searchsorted(cw, p / 100 * cw[-1]), len(v) - 1)] for p in PERCENTILES]
+        mean = float((v * w).sum() / cw[-1])
+    return {"mean": round(mean, 3), "median": round(float(q[0]), 3), "p90": round(float(q[1]), 3),
+            "p99": round(float(q[2]), 3)}
+
+
+@dataclass
+class SimResult:
+    completed: int
+    rejected: int
+    duration_s: float
+    request_throughput: float  # requests/s
+    output_throughput: float  # generated tokens/s
+    total_token_throughput: float  # prompt + generated tokens/s
+    ttft_ms: dict
+    tpot_ms: dict
+    itl_ms: dict
+    e2el_ms: dict
+    goodput: float | None  # requests/s that met the targets
+    steps: int
+    preemptions: int
+    mean_batch: float  # sequences per decode step, weighted by time
+    peak_kv_fraction: float  # most of the KV pool in use at once
+    kv_limited: bool  # requests waited for KV blocks (not for a sequence slot)
+    seq_limited: bool  # requests waited because max_seqs sequences were running
+    steady_output_throughput: float  # generated tokens/s while the load was full (after warm-up)
+    notes: list[str] = field(default_factory=list)
+    # per-request arrays (seconds), for callers that want more than the summary
+    arrival: np.ndarray | None = None
+    ttft: np.ndarray | None = None
+    e2el: np.ndarray | None = None
+    tpot: np.ndarray | None = None
+
+
+class _Sim:
+    """Simulator state. Running sequences live in numpy arrays (id, tokens cached, tokens
+    generated, prompt tokens still to process, KV blocks held, time of the last token), in
+    admission order, so the newest is the last one (the one preemption picks)."""
+
+    def __init__(self, cost: StepCost, sched: Scheduler, load: Load, kv_tokens: int):
+        self.cost, self.sched, self.load = cost, sched, load
+        self.bs = max(sched.block_tokens, 1)
+        self.free = int(kv_tokens // self.bs)
+        self.pool = max(self.free, 1)
+        a, p, o = requests_of(load)
+        self.arr, self.prompt, self.out = a, p, o
+        n = len(a)
+        self.n = n
+        self.first = np.full(n, np.nan)
+        self.finish = np.full(n, np.nan)
+        self.start = a.copy()
+        self.closed = load.kind in ("users", "batch")
+        limit = kv_tokens if sched.slot_tokens is None else min(kv_tokens, sched.slot_tokens)
+        self.too_long = (p + o) > limit
+        self.prompt_left = p.astype(np.int64).copy()
+        self.gen_done = np.zeros(n, dtype=np.int64)
+        self.waiting: deque[int] = deque()
+        self.nxt = 0
+        self.initial: deque[int] = deque()
+        if self.closed:
+            first = [i for i in range(n) if a[i] >= 0]
+            self.nxt = len(first)
+            self.initial = deque(sorted(first, key=lambda i: (a[i], i)))
+        z = np.zeros(0, dtype=np.int64)
+        self.rid, self.ctx, self.gen, self.left, self.blocks = z, z.copy(), z.copy(), z.copy(), z.copy()
+        self.last = np.zeros(0)
+        self.t = 0.0
+        self.steps = 0
+        self.preempt = 0
+        self.itl_v: list[np.ndarray] = []
+        self.itl_w: list[np.ndarray] = []
+        self.log_t: list[np.ndarray] = []
+        self.log_out: list[np.ndarray] = []
+        self.batch_time = 0.0
+        self.busy = 0.0
+        self.peak_used = 0
+        self.kv_wait = False
+        self.seq_wait = False
+        self.last_admit = 0.0
+        self.chunk_cap = KMAX
+        self.swa_frac = getattr(cost, "kv_swa_frac", 0.0)
+        r = sched.reserve
+        self.ratio = r[0] if r else None
+        self.ratio_min = r[1] if r else 0.0
+        self.ratio_step = (r[0] - r[1]) / r[2] if r else 0.0
+
+    # -- arrivals
+    def release(self):
+        if self.closed:
+            while self.initial and self.arr[self.initial[0]] <= self.t + 1e-12:
+                self._enqueue(self.initial.popleft())
+            return
+        while self.nxt < self.n and self.arr[self.nxt] <= self.t + 1e-12:
+            self._enqueue(self.nxt)
+            self.nxt += 1
+
+    def _enqueue(self, i: int):
+        if self.too_long[i]:
+            if self.closed:
+                self._next_closed(self.t)  # rejected at once; its user sends the next request
+            return
+        self.start[i] = self.t if self.arr[i] < 0 else self.arr[i]
+        self.waiting.append(i)
+
+    def _next_closed(self, t: float):
+        if self.nxt < self.n:
+            i = self.nxt
+            self.nxt += 1
+            self.arr[i] = t
+            self._enqueue(i)
+
+    def next_arrival(self) -> float | None:
+        if self.closed:
+            return float(self.arr[self.initial[0]]) if self.initial else None
+        return float(self.arr[self.nxt]) if self.nxt < self.n else None
+
+    # -- blocks
+    def _blocks_for(self, tokens):
+        """KV blocks a sequence of `tokens` cached tokens holds; sliding-window layers keep only
+        their window, so those count min(tokens, window)."""
+        f, w = self.swa_frac, self.cost.window
+        if f and w:
+            units = (1.0 - f) * tokens + f * np.minimum(tokens, w)
+            return -(-np.ceil(units).astype(np.int64) // self.bs)
+        return -(-tokens // self.bs)
+
+    def _reserved(self) -> float:
+        """Tokens SGLang keeps for the remaining output of running requests."""
+        if self.ratio is None or len(self.rid) == 0:
+            return 0.0
+        rem = np.maximum(self.out[self.rid] - self.gen, 0)
+        return float(np.minimum(rem, 4096).sum() * self.ratio)
+
+    def _preempt_last(self):
+        """Free the most recently admitted sequence; it recomputes later (vLLM V1, SGLang retract)."""
+        i = int(self.rid[-1])
+        gen = int(self.gen[-1])
+        self.free += int(self.blocks[-1])
+        for name in ("rid", "ctx", "gen", "left", "blocks", "last"):
+            setattr(self, name, getattr(self, name)[:-1])
+        self.preempt += 1
+        if self.ratio is not None:
+            self.ratio = self.sched.reserve[0]
+        self.prompt_left[i] = int(self.prompt[i]) + gen
+        self.gen_done[i] = gen
+        self.waiting.appendleft(i)
+
+    def _dec(self) -> np.ndarray:
+        return np.flatnonzero(self.left == 0)
+
+    def run(self) -> None:
+        s = self.sched
+        guard = 0
+        while True:
+            guard += 1
+            if guard > 2_000_000:
+                raise RuntimeError("serving simulation did not finish")
+            self.release()
+            if len(self.rid) == 0 and not self.waiting:
+                na = self.next_arrival()
+                if na is None:
+                    if self.closed and self.nxt < self.n:
+                        self._next_closed(self.t)
+                        continue
+                    return
+                self.t = max(self.t, na)
+                continue
+            dec = self._dec()
+            # every decoding sequence needs room for the token it writes this step
+            need = int((self._blocks_for(self.ctx[dec] + 1) - self.blocks[dec]).sum())
+            while need > self.free and len(self.rid) > 1:
+                self._preempt_last()
+                dec = self._dec()
+                need = int((self._blocks_for(self.ctx[dec] + 1) - self.blocks[dec]).sum())
+            if need > self.free:
+                raise InputError("one sequence needs more KV cache than the engine's whole pool")
+            pf = self._plan_prefill(len(dec))
+            prefilling = bool((self.left > 0).any())
+            if (s.policy == "prefill-first" and pf) or (s.policy == "static" and prefilling):
+                dec = dec[:0]
+            if not pf and len(dec) == 0:
+                na = self.next_arrival()
+                if na is None or na <= self.t:
+                    raise RuntimeError("serving simulation stalled")
+                self.t = na
+                continue
+            if not pf and self._admission_blocked(len(dec), prefilling):
+                self._chunk(dec)
+            else:
+                self._step(dec, pf)
+
+    def _admission_blocked(self, n_dec: int, prefilling: bool) -> bool:
+        """True when no new prompt work can start before a running sequence finishes."""
+        s = self.sched
+        if prefilling:
+            return False
+        if not self.waiting or s.policy == "static":
+            return True  # arrivals end the chunk (see _chunk)
+        if len(self.rid) >= s.max_seqs:
+            self.seq_wait = True
+            return True
+        budget = s.budget_tokens - (n_dec if s.policy == "mixed" else 0)
+        if budget <= 0:
+            return True
+        head = self.waiting[0]
+        first = int(self.prompt_left[head])
+        chunk = min(first, budget, s.chunk_tokens or first)
+        if self._blocks_for(chunk) > self.free:
+            self.kv_wait = True
+            return True
+        if self.ratio is not None:
+            future = min(int(self.out[head]) - int(self.gen_done[head]), 4096) * self.ratio
+            if chunk + future > self.free * self.bs - self._reserved():
+                # the reserve shrinks as the ratio decays: look again after a few steps
+                self.chunk_cap = 25
+                return True
+        return False
+
+    def _plan_prefill(self, n_dec: int) -> list[tuple[int, int, bool]]:
+        """Prompt chunks for this step: (running index, or -1 - request id to admit; tokens; admit)."""
+        s = self.sched
+        budget = s.budget_tokens - (n_dec if s.policy == "mixed" else 0)
+        out: list[tuple[int, int, bool]] = []
+        free = self.free
+        for j in np.flatnonzero(self.left > 0):
+            if budget <= 0:
+                break
+            left = int(self.left[j])
+            chunk = min(left, budget, s.chunk_tokens or left)
+            if s.chunk_tokens is None and chunk < left:
+                if out:  # whole prompts only: it waits for a step of its own
+                    continue
+                chunk = left
+            room = (int(self.blocks[j]) + free) * self.bs - int(self.ctx[j])
+            chunk = min(chunk, room)
+            if chunk <= 0:
+                continue
+            free -= int(self._blocks_for(int(self.ctx[j]) + chunk) - self.blocks[j])
+            out.append((int(j), chunk, False))
+            budget -= chunk
+        if s.policy == "static" and len(self.rid):
+            return out
+        running = len(self.rid)
+        room_tokens = free * self.bs - self._reserved()
+        for i in self.waiting:
+            if budget <= 0 or running >= s.max_seqs:
+                if running >= s.max_seqs:
+                    self.seq_wait = True
+                break
+            left = int(self.prompt_left[i])
+            chunk = min(left, budget, s.chunk_tokens or left)
+            if s.chunk_tokens is None and chunk < left:
+                if out:
+                    break
+                chunk = left
+            if s.policy == "static":  # static batches hold room for the whole sequence
+                need = int(self._blocks_for(left + int(self.out[i]) - int(self.gen_done[i])))
+            else:
+                need = int(self._blocks_for(chunk))
+            if need > free:
+                self.kv_wait = True
+                break
+            if self.ratio is not None:
+                future = min(int(self.out[i]) - int(self.gen_done[i]), 4096) * self.ratio
+                if chunk + future > room_tokens:
+                    self.kv_wait = True
+                    break
+                room_tokens -= chunk + future
+            free -= int(self._blocks_for(chunk))
+            out.append((-1 - i, chunk, True))
+            budget -= chunk
+            running += 1
+        return out
+
+    def _admit(self, ids: list[int]):
+        for i in ids:
+            self.waiting.remove(i)
+        self.last_admit = self.t
+        k = len(ids)
+        ids_a = np.array(ids, dtype=np.int64)
+        self.rid = np.concatenate([self.rid, ids_a])
+        self.ctx = np.concatenate([self.ctx, np.zeros(k, dtype=np.int64)])
+        self.gen = np.concatenate([self.gen, self.gen_done[ids_a]])
+        self.left = np.concatenate([self.left, self.prompt_left[ids_a]])
+        self.blocks = np.concatenate([self.blocks, np.zeros(k, dtype=np.int64)])
+        self.last = np.concatenate([self.last, np.full(k, self.t)])
+
+    def _step(self, dec: np.ndarray, pf: list[tuple[int, int, bool]]):
+        new = [-1 - j for j, _, admit in pf if admit]
+        base = len(self.rid)
+        if new:
+            self._admit(new)
+        pj, pc = [], []
+        q = 0
+        for j, chunk, admit in pf:
+            if admit:
+                j = base + q
+                q += 1
+            pj.append(j)
+            pc.append(chunk)
+        pj_a = np.array(pj, dtype=np.int64)
+        pc_a = np.array(pc, dtype=np.int64)
+        ctx = self.ctx
+        dec_kv = float(ctx[dec].sum())
+        w = self.cost.window
+        dec_swa = float(np.minimum(ctx[dec], w).sum()) if w else 0.0
+        pf_tokens = int(pc_a.sum())
+        pctx = ctx[pj_a].astype(float)
+        pf_kv = float(pctx.sum())
+        pf_attn = float((pc_a * pctx + pc_a * (pc_a + 1) / 2).sum())
+        dt = self.cost.mixed(len(dec), dec_kv, dec_swa, pf_tokens, pf_kv, pf_attn, len(pj))
+        t_end = self.t + dt
+        self.steps += 1
+        if self.ratio is not None and len(dec):
+            self.ratio = max(self.ratio - self.ratio_step, self.ratio_min)
+        self.busy += dt
+        self.batch_time += dt * len(dec)
+        gaps = [t_end - self.last[dec]]
+        self.ctx[dec] += 1
+        self.gen[dec] += 1
+        self.last[dec] = t_end
+        produced = len(dec)
+        if len(pj):
+            self.ctx[pj_a] += pc_a
+            self.left[pj_a] -= pc_a
+            fin = pj_a[self.left[pj_a] == 0]
+            if len(fin):
+                ids = self.rid[fin]
+                fresh = np.isnan(self.first[ids])
+                self.first[ids[fresh]] = t_end
+                gaps.append(t_end - self.last[fin[~fresh]])
+                self.gen[fin] += 1
+                self.last[fin] = t_end
+                produced += len(fin)
+        touched = np.concatenate([dec, pj_a]) if len(pj) else dec
+        nb = self._blocks_for(self.ctx[touched])
+        self.free -= int((nb - self.blocks[touched]).sum())
+        self.blocks[touched] = nb
+        g = np.concatenate(gaps)
+        if len(g):
+            self.itl_v.append(g)
+            self.itl_w.append(np.ones(len(g)))
+        self.log_t.append(np.array([t_end]))
+        self.log_out.append(np.array([produced]))
+        self.peak_used = max(self.peak_used, self.pool - self.free)
+        self.t = t_end
+        self._finish_done()
+
+    def _chunk(self, dec: np.ndarray):
+        """k identical decode steps (same sequences; only their contexts grow)."""
+        n = len(dec)
+        ctx = self.ctx[dec]
+        outs = self.out[self.rid[dec]]
+        held = self.blocks[dec]
+        k = max(int(min((outs - self.gen[dec]).min(), KMAX, self.chunk_cap)), 1)
+        self.chunk_cap = KMAX
+
+        def blocks_needed(kk: int) -> int:
+            return int((self._blocks_for(ctx + kk) - held).sum())
+
+        if blocks_needed(k) > self.free:  # the pool fills during the chunk: stop where it does
+            lo, hi = 1, k
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if blocks_needed(mid) <= self.free:
+                    lo = mid
+                else:
+                    hi = mid
+            k = lo
+        j = np.arange(k)
+        kv = float(ctx.sum()) + n * j
+        w = self.cost.window
+        swa = np.minimum(ctx.mean() + j, w) * n if w else 0.0
+        d = np.asarray(self.cost.time(n, n, kv.astype(float), swa), dtype=float)
+        d = np.broadcast_to(d, (k,)).copy() if d.ndim == 0 else d
+        na = self.next_arrival()
+        # an arrival can change the schedule only if it could be admitted at once
+        if (na is not None and not self.waiting and self.sched.policy != "static"
+                and len(self.rid) < self.sched.max_seqs):
+            hit = int(np.searchsorted(self.t + np.cumsum(d), na - 1e-12))
+            if hit < k:
+                k = hit + 1
+                d = d[:k]
+        ends = self.t + np.cumsum(d)
+        t_end = float(ends[-1])
+        self.itl_v.append(ends[0] - self.last[dec])
+        self.itl_w.append(np.ones(n))
+        if k > 1:
+            self.itl_v.append(d[1:])
+            self.itl_w.append(np.full(k - 1, float(n)))
+        self.log_t.append(ends)
+        self.log_out.append(np.full(k, n))
+        self.steps += k
+        if self.ratio is not None:
+            self.ratio = max(self.ratio - k * self.ratio_step, self.ratio_min)
+        self.busy += float(d.sum())
+        self.batch_time += float(d.sum()) * n
+        self.ctx[dec] += k
+        self.gen[dec] += k
+        self.last[dec] = t_end
+        nb = self._blocks_for(self.ctx[dec])
+        self.free -= int((nb - self.blocks[dec]).sum())
+        self.blocks[dec] = nb
+        self.peak_used = max(self.peak_used, self.pool - self.free)
+        self.t = t_end
+        self._finish_done()
+
+    def _finish_done(self):
+        done = (self.left == 0) & (self.gen >= self.out[self.rid])
+        if not done.any():
+            return
+        ids = self.rid[done]
+        self.finish[ids] = self.t
+        self.free += int(self.blocks[done].sum())
+        keep = ~done
+        for name in ("rid", "ctx", "gen", "left", "blocks", "last"):
+            setattr(self, name, getattr(self, name)[keep])
+        if self.closed:
+            for _ in range(len(ids)):
+                self._next_closed(self.t)
+
+
+def simulate(cost: StepCost, sched: Scheduler, load: Load, kv_tokens: int,
+             targets: Targets | None = None) -> SimResult:
+    """Run `load` through an engine with `sched`'s rules, a KV pool of `kv_tokens` tokens, and
+    step times from `cost`."""
+    if kv_tokens < 1:
+        raise InputError("the engine has no room for a KV cache on this hardware")
+    sim = _Sim(cost, sched, load, kv_tokens)
+    sim.run()
+    done = ~np.isnan(sim.finish)
+    rejected = int(sim.too_long.sum())
+    start = sim.start[done]
+    first = sim.first[done]
+    fin = sim.finish[done]
+    out = sim.out[done].astype(float)
+    prompt = sim.prompt[done].astype(float)
+    ttft = first - start
+    e2el = fin - start
+    tpot = np.where(out > 1, (e2el - ttft) / np.maximum(out - 1, 1), 0.0)
+    t0 = float(start.min()) if len(start) else 0.0
+    duration = float(fin.max() - t0) if len(fin) else 0.0
+    itl_v = np.concatenate(sim.itl_v) if sim.itl_v else np.zeros(0)
+    itl_w = np.concatenate(sim.itl_w) if sim.itl_w else None
+    good = None
+    if targets is not None and duration > 0:
+        good = float(targets.met(ttft, tpot, e2el).sum() / duration)
+    log_t = np.concatenate(sim.log_t) if sim.log_t else np.zeros(0)
+    log_out = np.concatenate(sim.log_out) if sim.log_out else np.zeros(0)
+    steady = _steady(sim, log_t, log_out, duration, out.sum())
+    notes = []
+    if rejected:
+        notes.append(f"{rejected} request(s) longer than the KV room of one sequence were rejected")
+    return SimResult(
+        completed=int(done.sum()), rejected=rejected, duration_s=duration,
+        request_throughput=float(done.sum() / duration) if duration else 0.0,
+        output_throughput=float(out.sum() / duration) if duration else 0.0,
+        total_token_throughput=float((out.sum() + prompt.sum()) / duration) if duration else 0.0,
+        ttft_ms=stats_ms(ttft), tpot_ms=stats_ms(tpot[out > 1]), itl_ms=stats_ms(itl_v, itl_w),
+        e2el_ms=stats_ms(e2el), goodput=good, steps=sim.steps, preemptions=sim.preempt,
+        mean_batch=sim.batch_time / sim.busy if sim.busy else 0.0,
+        peak_kv_fraction=sim.peak_used / sim.pool if sim.pool else 0.0,
+        kv_limited=sim.kv_wait, seq_limited=sim.seq_wait, steady_output_throughput=steady,
+        notes=notes, arrival=start, ttft=ttft, e2el=e2el, tpot=tpot)
+
+
+def _steady(sim: _Sim, log_t, log_out, duration: float, total_out: float) -> float:
+    """Output tokens/s while the load was full: from the first round's end (closed loop: the
+    `users`-th completion; offline: the first completion) to the last admission, after which
+    the queue drains. The whole run when that window is empty."""
+    whole = float(total_out / duration) if duration else 0.0
+    if len(log_t) == 0:
+        return whole
+    fin = np.sort(sim.finish[~np.isnan(sim.finish)])
+    if len(fin) < 2:
+        return whole
+    k = min(sim.load.users, len(fin)) if sim.closed else 1
+    t_a, t_b = fin[k - 1], sim.last_admit
+    if sim.load.kind in ("rate", "trace"):
+        t_a, t_b = fin[0], fin[-1]
+    if t_b <= t_a:
+        return whole
+    sel = (log_t > t_a) & (log_t <= t_b)
+    return float(log_out[sel].sum() / (t_b - t_a))

@@ -1,0 +1,69 @@
+"""Fitted constants of the serving simulator, kept apart from the speed model's (constants.py).
+
+Each is per engine (never per GPU), with a "default" used for an engine that has no value of
+its own. `scripts/fit_serving.py` fits them on the serving rows of data/measurements/ and writes
+`fitted_serving.yaml` beside this file, which overrides the priors below; the YAML says what it
+was fitted on. What they stand for:
+
+step_s: host-side cost of one engine step that the GPU waits for (scheduler, input preparation,
+    sampling launch), seconds. CUDA/HIP graphs remove kernel launches, not this.
+seq_s: the same cost per sequence in the step (per-sequence bookkeeping, sampling, detokenizing),
+    seconds. It is what bounds very large batches (thousands of sequences) on Python engines.
+kv_eff: share of the weight stream's bandwidth that paged-attention reads of the KV cache reach
+    (replaces the speed model's kv_read_eff, fitted on llama.cpp's single-sequence attention).
+gemm_eff: share of the tensor-core peak a serving step's large matrix multiplies reach, replacing
+    the speed model's prompt-processing share for this engine (None: keep that share).
+allreduce_eff: share of the link's bandwidth a tensor-parallel all-reduce reaches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+
+def _d(**kw):
+    return field(default_factory=lambda: dict(kw))
+
+
+@dataclass(frozen=True)
+class ServingConstants:
+    step_s: dict = _d(default=1.0e-3, llama_cpp=0.0, mlx=0.0)
+    seq_s: dict = _d(default=2.0e-5, llama_cpp=0.0, mlx=0.0)
+    kv_eff: dict = _d(default=0.9, llama_cpp=None, mlx=None)
+    gemm_eff: dict = _d(default=None)
+    allreduce_eff: float = 0.7
+    fitted_on: str = "priors"
+
+    def get(self, table: str, engine: str):
+        t = getattr(self, table)
+        key = engine.replace(".", "_").replace("-", "_")
+        return t.get(key, t.get("default"))
+
+    def with_overrides(self, data: dict) -> "ServingConstants":
+        merged = {}
+        for k, v in data.items():
+            if k not in self.__dataclass_fields__ or k == "fitted_on":
+                from ..errors import InputError
+
+                raise InputError(f"unknown serving constant '{k}'; known: step_s, seq_s, kv_eff, gemm_eff, allreduce_eff")
+            cur = getattr(self, k)
+            merged[k] = {**cur, **v} if isinstance(cur, dict) and isinstance(v, dict) else v
+        return replace(self, **merged)
+
+
+SHIPPED = Path(__file__).with_name("fitted_serving.yaml")
+
+
+def load_serving(path: Path | None = None) -> ServingConstants:
+    p = path or SHIPPED
+    if not p.is_file():
+        return ServingConstants()
+    from ..errors import read_yaml_file
+
+    data = read_yaml_file(p, "serving constants file") or {}
+    c = ServingConstants().with_overrides(data.get("constants", {}))
+    return replace(c, fitted_on=str(data.get("fitted_on", p)))
+
+
+SERVING = load_serving()

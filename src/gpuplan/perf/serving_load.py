@@ -1,0 +1,107 @@
+"""What arrives at a server: a fixed number of users (each sends its next request when the
+last one finishes), a Poisson stream at a rate, everything at once (offline), static batches,
+or a trace of (arrival, prompt, output) triples read from a file. Deterministic: the same load
+and seed give the same requests."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+
+KINDS = ("users", "rate", "offline", "batch", "trace")
+
+
+@dataclass(frozen=True)
+class Load:
+    kind: str  # users | rate | offline | batch | trace
+    prompt: int = 512
+    output: int = 128
+    users: int = 1  # users: concurrent users; offline: requests; batch: batch size
+    rate: float = 0.0  # requests per second (rate)
+    requests: int = 0  # requests in all (0: chosen from the kind)
+    spread: float = 0.0  # lognormal sigma of prompt and output lengths (0: every request the same)
+    seed: int = 0
+    stagger_s: float = 0.0  # users: their first requests spread over this many seconds
+    trace: tuple = ()  # ((arrival_s, prompt, output), ...)
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise InputError(f"load kind '{self.kind}' is not accepted; accepted: {', '.join(KINDS)}")
+        if self.kind != "trace" and (self.prompt < 1 or self.output < 1):
+            raise InputError("prompt and output lengths must be at least 1 token")
+        if self.kind == "rate" and not (self.rate > 0 and math.isfinite(self.rate)):
+            raise InputError(f"request rate {self.rate} is not accepted; give a positive number of requests/s")
+        if self.kind in ("users", "offline", "batch") and self.users < 1:
+            raise InputError(f"{self.kind}: the number of users must be at least 1")
+
+
+def requests_of(load: Load) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(arrival_s, prompt, output) arrays. Closed-loop kinds (users, batch) give arrival -1 for
+    requests that are released by an earlier request's completion."""
+    if load.kind == "trace":
+        if not load.trace:
+            raise InputError("the trace has no requests")
+        a = np.array([t[0] for t in load.trace], dtype=float)
+        p = np.array([t[1] for t in load.trace], dtype=np.int64)
+        o = np.array([t[2] for t in load.trace], dtype=np.int64)
+        order = np.argsort(a, kind="stable")
+        return a[order] - a.min(), p[order], o[order]
+    n = load.requests or {"users": 4 * load.users, "rate": 200, "offline": load.users,
+                          "batch": load.users}[load.kind]
+    rng = np.random.default_rng(load.seed)
+    if load.spread > 0:  # lognormal with the given means
+        s = load.spread
+        p = np.maximum(1, np.round(load.prompt * rng.lognormal(-s * s / 2, s, n))).astype(np.int64)
+        o = np.maximum(1, np.round(load.output * rng.lognormal(-s * s / 2, s, n))).astype(np.int64)
+    else:
+        p = np.full(n, load.prompt, dtype=np.int64)
+        o = np.full(n, load.output, dtype=np.int64)
+    if load.kind == "rate":
+        gaps = rng.exponential(1.0 / load.rate, n)
+        gaps[0] = 0.0
+        a = np.cumsum(gaps)
+    elif load.kind == "offline":
+        a = np.zeros(n)
+    else:
+        a = np.full(n, -1.0)
+        first = min(load.users, n)
+        a[:first] = (np.arange(first) * load.stagger_s / first) if load.stagger_s > 0 else 0.0
+    return a, p, o
+
+
+def read_trace(path: str | Path) -> tuple:
+    """A trace file: CSV with columns arrival_s (or timestamp), prompt_tokens, output_tokens, or
+    JSON lines with the same keys; arrival times in seconds (any origin)."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"trace file {path} does not exist")
+    text = p.read_text(errors="replace")
+    rows = []
+    try:
+        if text.lstrip().startswith("{"):
+            items = [json.loads(line) for line in text.splitlines() if line.strip()]
+        else:
+            items = list(csv.DictReader(text.splitlines()))
+        for i, r in enumerate(items):
+            a = r.get("arrival_s", r.get("timestamp", r.get("arrival")))
+            pr = r.get("prompt_tokens", r.get("prompt", r.get("input_tokens")))
+            out = r.get("output_tokens", r.get("output"))
+            if a is None or pr is None or out is None:
+                raise ValueError(f"row {i}: needs arrival_s, prompt_tokens and output_tokens")
+            a, pr, out = float(a), int(float(pr)), int(float(out))
+            if not (math.isfinite(a) and pr >= 1 and out >= 1):
+                raise ValueError(f"row {i}: arrival must be a number, prompt and output at least 1")
+            rows.append((a, pr, out))
+    except (ValueError, json.JSONDecodeError) as e:
+        raise InputError(f"trace file {path}: {e}; accepted: CSV or JSON lines with arrival_s, "
+                         "prompt_tokens, output_tokens") from None
+    if not rows:
+        raise InputError(f"trace file {path} has no requests")
+    return tuple(rows)

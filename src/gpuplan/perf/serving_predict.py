@@ -1,0 +1,161 @@
+"""Predict a published serving measurement by simulating the benchmark that produced it.
+
+A serving row (metric throughput, throughput_total, throughput_per_gpu) is a benchmark run:
+which harness, how requests arrived and with which engine settings is in the row's source and
+note (data/measurements/README.md). `harness_of` reads those conditions; `predict_serving`
+builds the engine's scheduler, its KV pool and step costs, and runs the simulator.
+
+Harnesses (how each sends requests and what it reports):
+- LMDeploy profile_generation (static inference): `batch` threads, each sends test_round (10 in
+  v0.1) identical requests one after another; output tokens / wall time.
+- LMDeploy profile_throughput / PyTorch-engine tables: `batch` concurrent clients draining a
+  ShareGPT sample (num_prompts); output (and total) tokens / wall time.
+- vLLM benchmark_throughput (offline): every prompt given to LLM.generate at once.
+- sglang.bench_serving with request rate inf: every request sent at once.
+- TensorRT-LLM v0.6 gptSessionBenchmark: static batches of `batch` requests.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, replace
+
+from ..errors import InputError
+from ..types import Engine, Metric
+from .serving import simulate
+from .serving_constants import SERVING, ServingConstants
+from .serving_engines import kv_pool_tokens, scheduler_for
+from .serving_load import Load
+from .serving_step import StepCost
+
+# ShareGPT as the benchmark scripts sample it: lengths spread over two orders of magnitude with a
+# standard deviation about equal to the mean (vLLM's and SGLang's sampling keeps prompts <= 1024
+# and prompt + output <= 2048 tokens); a lognormal of sigma 0.8 has that coefficient of variation.
+SHAREGPT_SIGMA = 0.8
+# LMDeploy v0.1.0a1 benchmark scripts set TurboMind's cache_max_entry_count to a block count
+# (blocks of 128 tokens) and max_batch_size per model (benchmark/benchmark_{7b,13b,20b,70b}.sh @05e6ef3).
+LMDEPLOY_V01_BLOCKS = {"Llama-2-7b": (1000, 128), "Llama-2-13b": (500, 128), "internlm-20b": (700, 128),
+                       "Llama-2-70b": (4000, 256)}
+
+
+@dataclass(frozen=True)
+class Harness:
+    name: str
+    load: Load
+    offline: bool = True
+    static: bool = False
+    max_seqs: int | None = None
+    budget: int | None = None
+    kv_blocks: int | None = None
+    multi_step: int = 1
+    kv_type: str | None = None
+
+
+def _num(pattern: str, text: str) -> int | None:
+    m = re.search(pattern, text, re.I)
+    return int(m.group(1)) if m else None
+
+
+def harness_of(m) -> Harness:
+    """The benchmark a serving row came from, read from its engine, source and note."""
+    note = getattr(m, "note", "") or ""
+    src = getattr(m, "source", "") or ""
+    eng = (m.engine or "").lower()
+    P, G, B = int(m.n_prompt), int(m.n_gen), max(int(m.batch), 1)
+    if P < 1 or G < 1:
+        raise InputError("serving row needs n_prompt and n_gen of at least 1")
+    kv = "fp8" if re.search(r"fp8[ _-]?kv|kv[- ]cache[- ]dtype fp8|\+ fp8 kv", note, re.I) else None
+    seqs = _num(r"max[- _]num[- _]seqs[ =]*(\d+)", note)
+    prompts = _num(r"(\d+)\s+(?:sampled\s+)?(?:prompts|requests)", note) or _num(r"num[-_]prompts[ =]*(\d+)", note)
+    steps = _num(r"num-scheduler-steps[ =]*(\d+)", note) or 1
+    sharegpt = "sharegpt" in note.lower()
+    spread = SHAREGPT_SIGMA if sharegpt else 0.0
+    if eng == "lmdeploy":
+        blocks, max_batch = None, None
+        if "v0.1.0" in note:
+            for key, (b, mb) in LMDEPLOY_V01_BLOCKS.items():
+                if key.lower() in m.model.lower():
+                    blocks, max_batch = b, mb
+        if "static inference" in note.lower() or "profile_generation" in note:
+            return Harness("lmdeploy profile_generation", Load("users", P, G, users=B, requests=B * 10),
+                           offline=True, max_seqs=max_batch, kv_blocks=blocks)
+        n = prompts or 3000
+        return Harness("lmdeploy profile_throughput", Load("users", P, G, users=B, requests=n, spread=spread),
+                       offline=True, max_seqs=max(B, max_batch or 0), kv_blocks=blocks)
+    if eng == "tensorrt-llm" and ("gptsessionbenchmark" in note.lower() or "v0.6" in note):
+        return Harness("tensorrt-llm gptSessionBenchmark", Load("batch", P, G, users=B, requests=B),
+                       static=True, max_seqs=B)
+    if "bench_serving" in note or "request rate inf" in note.lower():
+        n = prompts or B
+        return Harness("bench_serving (rate inf)", Load("offline", P, G, users=n, spread=spread), offline=False,
+                       multi_step=steps, kv_type=kv)
+    if eng in ("vllm", "sglang", "tgi", "tensorrt-llm"):
+        n = prompts or B
+        budget = _num(r"max[- _]num[- _]batched[- _]tokens[ =]*(\d+)", note)
+        return Harness("offline throughput", Load("offline", P, G, users=n, spread=spread), offline=True,
+                       max_seqs=seqs, budget=budget, multi_step=steps, kv_type=kv)
+    # llama.cpp and the like: concurrent users on a server with `batch` slots
+    return Harness("concurrent users", Load("users", P, G, users=B, requests=B * 4), offline=False, max_seqs=B)
+
+
+def run_long(cost, sched, load: Load, kv_tokens: int, cap: int | None = None) -> tuple[float, float]:
+    """(output, total) tokens/s of `load` run to its end. A long benchmark (thousands of
+    requests) is simulated for its first `cap` requests; the rest take the time the steady
+    state needs for them (the simulated run's output tokens/s while the load was full)."""
+    from .serving_load import requests_of
+
+    n = len(requests_of(load)[0])
+    conc = load.users if load.kind in ("users", "batch") else min(sched.max_seqs, n)
+    cap = cap or max(8 * conc, 400)
+    if n <= cap * 1.25:
+        res = simulate(cost, sched, load, kv_tokens)
+        if res.completed == 0:
+            raise InputError("no request of this benchmark fits the engine's KV cache")
+        return res.output_throughput, res.total_token_throughput
+    short = replace(load, requests=cap, users=cap if load.kind == "offline" else load.users)
+    res = simulate(cost, sched, short, kv_tokens)
+    if res.completed == 0 or res.steady_output_throughput <= 0:
+        raise InputError("no request of this benchmark fits the engine's KV cache")
+    _, p, o = requests_of(load)
+    mean_out = float(o.mean())
+    extra = (n - res.completed) * mean_out / res.steady_output_throughput
+    duration = res.duration_s + extra
+    return float(o.sum() / duration), float((o.sum() + p.sum()) / duration)
+
+
+def predict_serving(m, model, hw, plan, date: str | None, c, sc: ServingConstants | None = None,
+                    metric: Metric = Metric.THROUGHPUT) -> float:
+    """Output (or total, or per-GPU) tokens/s the row's benchmark would measure."""
+    sc = sc or SERVING
+    h = harness_of(m)
+    if h.kv_type:
+        plan = replace(plan, kv_type=h.kv_type)
+    dev = hw.devices[plan.device_ids[0]]
+    tp = plan.tp if plan.tp else 1
+    if plan.engine in (Engine.LLAMA_CPP, Engine.OLLAMA):
+        ctx = (int(m.n_prompt) + int(m.n_gen)) * max(int(m.batch), 1)
+        sched = scheduler_for(plan.engine, dev, date, tp=tp, parallel=max(int(m.batch), 1), n_ctx=ctx)
+    else:
+        sched = scheduler_for(plan.engine, dev, date, tp=tp, offline=h.offline, static=h.static,
+                              max_model_len=model.spec.max_context)
+    sched = sched.with_overrides(max_seqs=h.max_seqs, budget_tokens=h.budget)
+    if h.budget and sched.chunk_tokens:
+        sched = replace(sched, chunk_tokens=h.budget)
+    if h.kv_blocks:
+        kv_tokens = h.kv_blocks * sched.block_tokens
+    else:
+        kv_tokens, _ = kv_pool_tokens(model, hw, plan, sched)
+    if h.multi_step > 1:
+        sc = sc.with_overrides({"step_s": {plan.engine.value.replace(".", "_").replace("-", "_"):
+                                           (sc.get("step_s", sched.engine) or 0.0) / h.multi_step},
+                                "seq_s": {plan.engine.value.replace(".", "_").replace("-", "_"):
+                                          (sc.get("seq_s", sched.engine) or 0.0) / h.multi_step}})
+    cost = StepCost(model, hw, plan, sched, c=c, sc=sc, date=date)
+    out_tok_s, total_tok_s = run_long(cost, sched, h.load, kv_tokens)
+    v = total_tok_s if metric == Metric.THROUGHPUT_TOTAL else out_tok_s
+    if metric == Metric.THROUGHPUT_PER_GPU:
+        v /= max(hw.n, 1)
+    if not (v > 0 and math.isfinite(v)):
+        raise InputError("the simulation gave no finite throughput")
+    return v

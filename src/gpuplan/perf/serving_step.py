@@ -1,0 +1,269 @@
+"""The cost of one engine step: a forward pass over the decode tokens of the running sequences
+and any prompt chunks scheduled with them.
+
+Built once per plan from the speed model's per-part physics (perf/speed.py: effective
+bandwidth, compute rate and fixed costs of every part of the model, perf/layout.py: which bytes
+live where), then evaluated many times, on numpy arrays, by the simulator. A step
+- streams the weights once per forward pass (routed experts at the share a step's tokens touch),
+- reads the KV cache of every decoding sequence (its whole context) and writes the new tokens',
+- computes the matrix multiplies for every token and attention over each token's context,
+- on a GPU overlaps memory and compute (the slower bounds), on a CPU adds them,
+- synchronises tensor-parallel shards twice per layer and hands activations across
+  pipeline stages,
+- pays the speed model's fixed launch costs, and the engine's host-side cost per step and per
+  sequence (fitted, perf/serving_constants.py).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..types import Engine, Hardware, LoadedModel, Plan, Split
+from . import speed
+from .constants import DEFAULT, Constants
+from .serving_constants import SERVING, ServingConstants
+from .serving_engines import Scheduler
+
+# Engines that run FP8 (and FP4) checkpoints on the tensor cores' FP8/FP4 path where the chip has
+# one; llama.cpp and MLX dequantize to 16-bit. Architectures with FP8 matrix units: NVIDIA Ada,
+# Hopper, Blackwell (whitepapers), AMD CDNA 3 (MI300 ISA guide).
+TORCH_ENGINES = {"vllm", "sglang", "tensorrt-llm", "lmdeploy", "tgi"}
+FP8_ARCHS = ("ada", "hopper", "blackwell", "cdna 3", "cdna 4", "cdna3", "cdna4")
+FP4_QUANTS = {"NVFP4", "MXFP4", "FP4"}
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One pipeline stage (its slowest tensor-parallel shard), in seconds."""
+
+    weights_s: float  # dense weights, one pass
+    experts_s: float  # every routed expert, one pass (a step reads the touched share)
+    kv_s: float  # per token of context per sequence, full-attention layers
+    swa_s: float  # per token of window per sequence, sliding-window layers
+    linear_s: float  # matrix multiplies per token
+    attn_s: float  # attention per token per token of context
+    fixed_s: float  # launch costs per pass
+    cpu: bool
+
+
+def _peak_ratio(model: LoadedModel, dev, engine: str) -> float:
+    """How much faster than FP16 the engine's GEMMs run for this weight format on this chip."""
+    if dev is None or engine not in TORCH_ENGINES:
+        return 1.0
+    arch = (dev.architecture or "").lower()
+    base = max(dev.fp16_tflops, dev.fp32_tflops)
+    qid = model.quant.id.upper()
+    fp4 = getattr(dev, "fp4_tflops", None)
+    if qid in FP4_QUANTS and fp4 and "blackwell" in arch:
+        return fp4 / base
+    if model.quant.kind == "fp8" and dev.fp8_tflops and any(a in arch for a in FP8_ARCHS):
+        return dev.fp8_tflops / base
+    return 1.0
+
+
+def _first_of_stage(x, p):
+    for q in x.parts:
+        if q.stage == p.stage and not q.on_host:
+            return q
+    return p
+
+
+def _mesh(link) -> bool:
+    """Links that join every GPU to every other directly (AMD Infinity Fabric / xGMI)."""
+    if link is None:
+        return False
+    return "xgmi" in (link.id or "").lower() or "infinity" in (link.name or "").lower()
+
+
+def allreduce_s(nbytes, n: int, link, consumer: bool, c: Constants, sc: ServingConstants):
+    """One all-reduce of `nbytes` per GPU over `n` GPUs: the faster of one-shot (every GPU reads
+    every peer's buffer: latency-bound small messages, vLLM/TRT-LLM custom all-reduce) and ring
+    (2(n-1)/n of the data over each GPU's links: NCCL/RCCL for large messages)."""
+    if n <= 1:
+        return 0.0 * nbytes
+    lat = (link.latency_us * 1e-6 if link else 5e-6) + c.allreduce_s
+    bw = (link.bandwidth_gb_s * 1e9 if link else 16e9) * sc.allreduce_eff
+    if _mesh(link):
+        bw *= n - 1  # one link to each peer, all used at once
+    if consumer and (link is None or link.kind == "pcie"):
+        bw *= 0.5  # GeForce has no peer-to-peer over PCIe: copies go through host memory
+    one_shot = lat + (n - 1) * nbytes / bw
+    ring = 2 * (n - 1) * lat + 2.0 * (n - 1) / n * nbytes / bw
+    return np.minimum(one_shot, ring)
+
+
+def _ctx(model, hw, plan, c, date):
+    return speed.Ctx(model, hw, plan, c, date)
+
+
+def _layer_fixed(x, p, batch: int) -> float:
+    """The speed model's launch and wait costs of a part's layers for one step."""
+    if hasattr(x, "layer_fixed"):
+        return x.layer_fixed(p, batch)
+    return x.fixed(p)
+
+
+def _token_fixed(x) -> float:
+    """The speed model's per-step host cost (graph replay, sampling, synchronisation)."""
+    if hasattr(x, "token_fixed"):
+        return x.token_fixed()
+    return x.c.token_fixed_s.get(x.hw_backend, 5e-4) * getattr(x, "era_fixed", 1.0)
+
+
+def _gemm_share(x, p) -> float:
+    """The share of the matmul peak the speed model gives this part's prompt GEMMs."""
+    c = x.c
+    if hasattr(x, "part_family"):
+        return c.prefill_eff.get(x.part_family(p), 0.4) * x.era_pf
+    return c.prefill_eff.get(x.backend, 0.4) * x.era_pf
+
+
+class StepCost:
+    """Seconds for one engine step, vectorised over arrays of step compositions."""
+
+    def __init__(self, model: LoadedModel, hw: Hardware, plan: Plan, sched: Scheduler,
+                 c: Constants = DEFAULT, sc: ServingConstants = SERVING, date: str | None = None):
+        x = _ctx(model, hw, plan, c, date)
+        self.x, self.c, self.sc, self.sched, self.plan = x, c, sc, sched, plan
+        spec = model.spec
+        eng = sched.engine
+        self.engine = eng
+        total = max(model.weights.total_bytes, 1.0)
+        lin_flops = 2.0 * speed._active_params(x)
+        attn_flops = 4.0 * spec.n_heads * spec.head_dim  # QK^T and PV per token per context token per layer
+        gemm = sc.get("gemm_eff", eng)
+        kv_eff = sc.get("kv_eff", eng) or c.kv_read_eff
+        stages: dict[int, Stage] = {}
+        for p in x.parts:
+            bw = x.bw(p)
+            cpu = p.on_host or p.device is None or p.device.kind == "cpu"
+            f = x.flops(p)
+            if gemm is not None and not cpu:
+                f = f / max(_gemm_share(x, p), 1e-9) * gemm
+            f_lin = f * _peak_ratio(model, p.device, eng)
+            share = (p.dense_bytes + p.expert_bytes) / total
+            s = Stage(weights_s=p.dense_bytes / bw, experts_s=p.expert_bytes / bw,
+                      kv_s=p.kv_bytes_per_ctx / (bw * kv_eff),
+                      swa_s=p.swa_kv_bytes / (bw * kv_eff),
+                      linear_s=lin_flops * share / f_lin,
+                      attn_s=attn_flops * p.layers / (f * c.attn_eff),
+                      fixed_s=_layer_fixed(x, p, 2) if (p.device is None or p is _first_of_stage(x, p)) else 0.0,
+                      cpu=cpu)
+            key = p.stage if not p.on_host else -100 - len(stages)
+            old = stages.get(key)
+            if old is None or s.weights_s + s.kv_s > old.weights_s + old.kv_s:
+                stages[key] = s if old is None else Stage(
+                    max(s.weights_s, old.weights_s), max(s.experts_s, old.experts_s), max(s.kv_s, old.kv_s),
+                    max(s.swa_s, old.swa_s), max(s.linear_s, old.linear_s), max(s.attn_s, old.attn_s),
+                    max(s.fixed_s, old.fixed_s), s.cpu or old.cpu)
+        self.stages = list(stages.values())
+        # how much of a token's KV sits in sliding-window layers (those keep only the window)
+        full = sum(p.kv_bytes_per_ctx for p in x.parts)
+        swa = sum(p.swa_kv_bytes for p in x.parts)
+        self.kv_swa_frac = swa / (full + swa) if full + swa > 0 else 0.0
+        self.expert_frac = x.expert_frac
+        self.window = spec.sliding_window
+        self.hidden = spec.hidden_size
+        self.n_layers = spec.n_layers
+        self.token_fixed = _token_fixed(x)
+        self.pp = plan.pp if plan.split == Split.TENSOR else 1
+        self.tp = plan.tp if plan.split == Split.TENSOR else 1
+        self.consumer = any(d.segment == "consumer" for d in hw.devices)
+        self.link = hw.link
+        self.step_s = sc.get("step_s", eng) or 0.0
+        self.seq_s = sc.get("seq_s", eng) or 0.0
+        self.ubatch = sched.ubatch
+        self.is_llama = plan.engine in (Engine.LLAMA_CPP, Engine.OLLAMA)
+
+    # -- pieces
+    def _comm(self, tokens):
+        """Synchronisation between devices for a pass of `tokens` tokens."""
+        x = self.x
+        if self.tp > 1:
+            nbytes = tokens * self.hidden * 2.0  # bf16 activations
+            t = 2 * self.n_layers * allreduce_s(nbytes, self.tp, self.link, self.consumer, self.c, self.sc)
+            if self.pp > 1:
+                link = x.hw.node_link if x.hw.nodes > 1 and x.hw.node_link is not None else self.link
+                lat = link.latency_us * 1e-6 if link else 5e-6
+                lbw = link.bandwidth_gb_s * 1e9 if link else 16e9
+                t = t + (self.pp - 1) * (lat + nbytes / lbw)
+            return t
+        if isinstance(tokens, np.ndarray):
+            return np.array([speed._decode_comm(x, int(max(v, 1))) for v in tokens.ravel()]).reshape(tokens.shape)
+        return speed._decode_comm(x, int(max(tokens, 1)))
+
+    def _pass(self, tokens, kv_tokens, swa_tokens, attn_tokens, passes):
+        """GPU time of `passes` forward passes carrying `tokens` tokens in all, that read
+        `kv_tokens` (and `swa_tokens` of sliding windows) of cached context and attend over
+        `attn_tokens` (token x context pairs)."""
+        per_pass = tokens / passes
+        touched = 1.0 - (1.0 - self.expert_frac) ** np.maximum(per_pass, 1.0) if self.expert_frac < 1 else 1.0
+        total = 0.0
+        for s in self.stages:
+            mem = passes * (s.weights_s + s.experts_s * touched) + s.kv_s * (kv_tokens + tokens) + s.swa_s * swa_tokens
+            comp = s.linear_s * tokens + s.attn_s * attn_tokens
+            t = mem + comp if s.cpu else np.maximum(mem, comp)
+            total = total + t + passes * s.fixed_s
+        return total
+
+    def time(self, tokens, n_seqs, kv_tokens, swa_tokens=0.0, attn_tokens=None):
+        """Seconds for steps carrying `tokens` new tokens for `n_seqs` sequences whose cached
+        context adds up to `kv_tokens`. `attn_tokens` defaults to the decode case (each token
+        attends over its sequence's context)."""
+        tokens = np.maximum(tokens, 1)
+        if attn_tokens is None:
+            attn_tokens = kv_tokens
+        if self.pp > 1:  # pp micro-batches in flight: each token's pass is one stage's share of the batch
+            tokens_m = np.ceil(tokens / self.pp)
+            scale = tokens_m / tokens
+            kv_tokens, swa_tokens, attn_tokens, tokens = kv_tokens * scale, swa_tokens * scale, attn_tokens * scale, tokens_m
+        passes = np.ceil(tokens / self.ubatch) if self.ubatch else 1
+        gpu = self._pass(tokens, kv_tokens, swa_tokens, attn_tokens, passes)
+        return gpu + self._comm(tokens) + self.token_fixed * passes + self.step_s + self.seq_s * n_seqs
+
+    def mixed(self, n_dec, dec_kv, dec_swa, pf_tokens, pf_kv, pf_attn, n_pf):
+        """One step with `n_dec` decode tokens (context `dec_kv`) and `pf_tokens` prompt tokens
+        (reading `pf_kv` cached tokens, `pf_attn` token x context pairs) of `n_pf` prompts."""
+        if pf_tokens <= 0:
+            return float(self.time(n_dec, n_dec, dec_kv, dec_swa))
+        if self.sched.fused or n_dec == 0:
+            t = self.time(n_dec + pf_tokens, n_dec + n_pf, dec_kv + pf_kv, dec_swa, dec_kv + pf_attn)
+            return float(t)
+        # prompt (context) work, then a decode step of the running sequences, in one iteration
+        return float(self.time(pf_tokens, n_pf, pf_kv, 0.0, pf_attn) + self.time(n_dec, n_dec, dec_kv, dec_swa))
+
+    def breakdown(self, batch: int, ctx: float) -> dict[str, float]:
+        """Seconds of one decode step of `batch` sequences at context `ctx`, by component
+        (the components of the slowest side of each stage; they add up to the step)."""
+        out = {"weights": 0.0, "kv_cache": 0.0, "compute": 0.0, "communication": 0.0, "fixed": 0.0,
+               "engine_overhead": 0.0}
+        tokens = batch
+        kv = batch * ctx
+        swa = batch * min(ctx, self.window) if self.window else 0.0
+        if self.pp > 1:
+            tokens = math.ceil(batch / self.pp)
+            kv, swa = kv * tokens / batch, swa * tokens / batch
+        passes = math.ceil(tokens / self.ubatch) if self.ubatch else 1
+        touched = 1.0 - (1.0 - self.expert_frac) ** max(tokens / passes, 1.0) if self.expert_frac < 1 else 1.0
+        for s in self.stages:
+            w = passes * (s.weights_s + s.experts_s * touched)
+            k = s.kv_s * (kv + tokens) + s.swa_s * swa
+            comp = s.linear_s * tokens + s.attn_s * kv
+            if s.cpu or comp > w + k:
+                out["compute"] += comp
+            if s.cpu or comp <= w + k:
+                out["weights"] += w
+                out["kv_cache"] += k
+            out["fixed"] += passes * s.fixed_s
+        out["communication"] = float(self._comm(tokens))
+        out["fixed"] += self.token_fixed * passes
+        out["engine_overhead"] = self.step_s + self.seq_s * batch
+        return out
+
+    def roofline_step(self, batch: int, ctx: float) -> float:
+        """The physical limit of a decode step: every byte at peak bandwidth or every FLOP at
+        peak compute, whichever is larger (speed model's roofline)."""
+        return speed._roofline_step(self.x, batch, ctx)
