@@ -65,7 +65,10 @@ def _link_for(interconnect: str, dev) -> object | None:
         except InputError:  # no entry yet: the PCIe slot is a lower bound (layer split sends little)
             ic = ""
     if ic in ("", "none", "unknown"):
+        # SXM/OAM modules only come on boards that join them by NVLink/NVSwitch (HGX); other
         # published multi-GPU rigs (cloud servers) give each card its own x16 slot
+        if dev.nvlink and catalog.link(dev.nvlink).kind in ("nvlink", "nvswitch"):
+            return catalog.link(dev.nvlink)
         gen = max(3, min(dev.pcie_gen or 4, 5))
         return catalog.link(f"pcie{gen}-x16")
     if ic == "nvlink":
@@ -226,18 +229,22 @@ def predict_estimate(m, calibration: Constants | None = None, hardware: Hardware
         if wl.prompt_tokens <= 0:
             raise InputError("prefill row with n_prompt = 0")
         return prefill(model, hw, plan, prompt=wl.prompt_tokens, depth=wl.depth, c=c, date=date)
+    # serving benchmarks: the simulator runs the harness the row came from (perf/serving_predict.py);
+    # the speed model's serving estimate gives the breakdown, and its range (relative) moves with it
+    from dataclasses import replace
+
+    from .serving_predict import predict_serving
+
     # paged KV caches (vLLM, TensorRT-LLM) hold what each sequence has so far: on average its
     # prompt and half its output
     seq = wl.prompt_tokens + wl.output_tokens // 2
     mb = max(max_batch_for(model, hw, plan, seq), 1) if plan.engine not in (Engine.LLAMA_CPP, Engine.LLAMA_CPP_PYTHON, Engine.OLLAMA) else None
     est = throughput(model, hw, plan, wl.users, wl.prompt_tokens, max(wl.output_tokens, 1), max_batch=mb, c=c,
                      date=date, count_prompt=metric == Metric.THROUGHPUT_TOTAL)
-    if metric == Metric.THROUGHPUT_PER_GPU:
-        from dataclasses import replace
-
-        k = 1.0 / hw.n
-        return replace(est, value=est.value * k, range=(est.range[0] * k, est.range[1] * k) if est.range else None)
-    return est
+    value = predict_serving(m, model, hw, plan, date, c, metric=metric)
+    k = value / est.value if est.value else 0.0
+    return replace(est, value=value, range=(est.range[0] * k, est.range[1] * k) if est.range and k else None,
+                   notes=est.notes + ("serving simulator: the benchmark's harness, scheduler and KV pool",))
 
 
 def predict_row(m, calibration: Constants | None = None, hardware: Hardware | None = None, setup=None,

@@ -26,6 +26,7 @@ from .serving_load import Load, requests_of
 from .serving_step import StepCost
 
 KMAX = 4096  # longest chunk of identical steps costed at once
+RUNNING = ("rid", "ctx", "gen", "left", "blocks", "last", "rout")  # per running sequence
 PERCENTILES = (50, 90, 99)
 
 
@@ -86,6 +87,7 @@ class SimResult:
     steady_output_throughput: float  # generated tokens/s while the load was full (after warm-up)
     notes: list[str] = field(default_factory=list)
     # per-request arrays (seconds), for callers that want more than the summary
+    index: np.ndarray | None = None  # request numbers of the completed requests
     arrival: np.ndarray | None = None
     ttft: np.ndarray | None = None
     e2el: np.ndarray | None = None
@@ -118,11 +120,12 @@ class _Sim:
         self.nxt = 0
         self.initial: deque[int] = deque()
         if self.closed:
-            first = [i for i in range(n) if a[i] >= 0]
+            first = np.flatnonzero(a >= 0)
             self.nxt = len(first)
-            self.initial = deque(sorted(first, key=lambda i: (a[i], i)))
+            self.initial = deque(int(i) for i in first[np.argsort(a[first], kind="stable")])
         z = np.zeros(0, dtype=np.int64)
         self.rid, self.ctx, self.gen, self.left, self.blocks = z, z.copy(), z.copy(), z.copy(), z.copy()
+        self.rout = z.copy()  # output length of each running sequence
         self.last = np.zeros(0)
         self.t = 0.0
         self.steps = 0
@@ -188,7 +191,7 @@ class _Sim:
         """Tokens SGLang keeps for the remaining output of running requests."""
         if self.ratio is None or len(self.rid) == 0:
             return 0.0
-        rem = np.maximum(self.out[self.rid] - self.gen, 0)
+        rem = np.maximum(self.rout - self.gen, 0)
         return float(np.minimum(rem, 4096).sum() * self.ratio)
 
     def _preempt_last(self):
@@ -196,7 +199,7 @@ class _Sim:
         i = int(self.rid[-1])
         gen = int(self.gen[-1])
         self.free += int(self.blocks[-1])
-        for name in ("rid", "ctx", "gen", "left", "blocks", "last"):
+        for name in RUNNING:
             setattr(self, name, getattr(self, name)[:-1])
         self.preempt += 1
         if self.ratio is not None:
@@ -234,7 +237,7 @@ class _Sim:
                 need = int((self._blocks_for(self.ctx[dec] + 1) - self.blocks[dec]).sum())
             if need > self.free:
                 raise InputError("one sequence needs more KV cache than the engine's whole pool")
-            pf = self._plan_prefill(len(dec))
+            pf = self._plan_prefill(len(dec), need)
             prefilling = bool((self.left > 0).any())
             if (s.policy == "prefill-first" and pf) or (s.policy == "static" and prefilling):
                 dec = dec[:0]
@@ -276,12 +279,13 @@ class _Sim:
                 return True
         return False
 
-    def _plan_prefill(self, n_dec: int) -> list[tuple[int, int, bool]]:
-        """Prompt chunks for this step: (running index, or -1 - request id to admit; tokens; admit)."""
+    def _plan_prefill(self, n_dec: int, dec_blocks: int = 0) -> list[tuple[int, int, bool]]:
+        """Prompt chunks for this step: (running index, or -1 - request id to admit; tokens; admit).
+        `dec_blocks` blocks go to this step's decode tokens first."""
         s = self.sched
         budget = s.budget_tokens - (n_dec if s.policy == "mixed" else 0)
         out: list[tuple[int, int, bool]] = []
-        free = self.free
+        free = self.free - dec_blocks
         for j in np.flatnonzero(self.left > 0):
             if budget <= 0:
                 break
@@ -344,6 +348,7 @@ class _Sim:
         self.left = np.concatenate([self.left, self.prompt_left[ids_a]])
         self.blocks = np.concatenate([self.blocks, np.zeros(k, dtype=np.int64)])
         self.last = np.concatenate([self.last, np.full(k, self.t)])
+        self.rout = np.concatenate([self.rout, self.out[ids_a]])
 
     def _step(self, dec: np.ndarray, pf: list[tuple[int, int, bool]]):
         new = [-1 - j for j, _, admit in pf if admit]
@@ -410,7 +415,7 @@ class _Sim:
         """k identical decode steps (same sequences; only their contexts grow)."""
         n = len(dec)
         ctx = self.ctx[dec]
-        outs = self.out[self.rid[dec]]
+        outs = self.rout[dec]
         held = self.blocks[dec]
         k = max(int(min((outs - self.gen[dec]).min(), KMAX, self.chunk_cap)), 1)
         self.chunk_cap = KMAX
@@ -466,14 +471,14 @@ class _Sim:
         self._finish_done()
 
     def _finish_done(self):
-        done = (self.left == 0) & (self.gen >= self.out[self.rid])
+        done = (self.left == 0) & (self.gen >= self.rout)
         if not done.any():
             return
         ids = self.rid[done]
         self.finish[ids] = self.t
         self.free += int(self.blocks[done].sum())
         keep = ~done
-        for name in ("rid", "ctx", "gen", "left", "blocks", "last"):
+        for name in RUNNING:
             setattr(self, name, getattr(self, name)[keep])
         if self.closed:
             for _ in range(len(ids)):
@@ -521,7 +526,7 @@ def simulate(cost: StepCost, sched: Scheduler, load: Load, kv_tokens: int,
         mean_batch=sim.batch_time / sim.busy if sim.busy else 0.0,
         peak_kv_fraction=sim.peak_used / sim.pool if sim.pool else 0.0,
         kv_limited=sim.kv_wait, seq_limited=sim.seq_wait, steady_output_throughput=steady,
-        notes=notes, arrival=start, ttft=ttft, e2el=e2el, tpot=tpot)
+        notes=notes, index=np.flatnonzero(done), arrival=start, ttft=ttft, e2el=e2el, tpot=tpot)
 
 
 def _steady(sim: _Sim, log_t, log_out, duration: float, total_out: float) -> float:

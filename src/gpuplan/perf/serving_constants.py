@@ -11,6 +11,8 @@ seq_s: the same cost per sequence in the step (per-sequence bookkeeping, samplin
     seconds. It is what bounds very large batches (thousands of sequences) on Python engines.
 kv_eff: share of the weight stream's bandwidth that paged-attention reads of the KV cache reach
     (replaces the speed model's kv_read_eff, fitted on llama.cpp's single-sequence attention).
+attn_eff: attention FLOPs run at this share of the GEMM rate (FlashAttention-style kernels;
+    replaces the speed model's attn_eff, fitted on llama.cpp).
 gemm_eff: share of the tensor-core peak a serving step's large matrix multiplies reach, replacing
     the speed model's prompt-processing share for this engine (None: keep that share).
 allreduce_eff: share of the link's bandwidth a tensor-parallel all-reduce reaches.
@@ -31,6 +33,7 @@ class ServingConstants:
     step_s: dict = _d(default=1.0e-3, llama_cpp=0.0, mlx=0.0)
     seq_s: dict = _d(default=2.0e-5, llama_cpp=0.0, mlx=0.0)
     kv_eff: dict = _d(default=0.9, llama_cpp=None, mlx=None)
+    attn_eff: dict = _d(default=0.5, llama_cpp=None, mlx=None)
     gemm_eff: dict = _d(default=None)
     allreduce_eff: float = 0.7
     fitted_on: str = "priors"
@@ -46,7 +49,7 @@ class ServingConstants:
             if k not in self.__dataclass_fields__ or k == "fitted_on":
                 from ..errors import InputError
 
-                raise InputError(f"unknown serving constant '{k}'; known: step_s, seq_s, kv_eff, gemm_eff, allreduce_eff")
+                raise InputError(f"unknown serving constant '{k}'; known: step_s, seq_s, kv_eff, attn_eff, gemm_eff, allreduce_eff")
             cur = getattr(self, k)
             merged[k] = {**cur, **v} if isinstance(cur, dict) and isinstance(v, dict) else v
         return replace(self, **merged)

@@ -29,6 +29,7 @@ class Load:
     spread: float = 0.0  # lognormal sigma of prompt and output lengths (0: every request the same)
     seed: int = 0
     stagger_s: float = 0.0  # users: their first requests spread over this many seconds
+    cohorts: int = 0  # users: first requests start in this many groups (0: each user on its own)
     trace: tuple = ()  # ((arrival_s, prompt, output), ...)
 
     def __post_init__(self):
@@ -72,7 +73,14 @@ def requests_of(load: Load) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     else:
         a = np.full(n, -1.0)
         first = min(load.users, n)
-        a[:first] = (np.arange(first) * load.stagger_s / first) if load.stagger_s > 0 else 0.0
+        if load.stagger_s > 0:
+            slot = np.arange(first) * load.stagger_s / first
+            if load.cohorts > 0:  # users start in groups: fewer distinct events, the same spread
+                g = np.floor(np.arange(first) * load.cohorts / first)
+                slot = g * load.stagger_s / load.cohorts
+            a[:first] = slot
+        else:
+            a[:first] = 0.0
     return a, p, o
 
 

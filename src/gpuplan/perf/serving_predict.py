@@ -107,7 +107,7 @@ def run_long(cost, sched, load: Load, kv_tokens: int, cap: int | None = None) ->
 
     n = len(requests_of(load)[0])
     conc = load.users if load.kind in ("users", "batch") else min(sched.max_seqs, n)
-    cap = cap or max(8 * conc, 400)
+    cap = cap or max(3 * conc, 300)
     if n <= cap * 1.25:
         res = simulate(cost, sched, load, kv_tokens)
         if res.completed == 0:
@@ -124,10 +124,37 @@ def run_long(cost, sched, load: Load, kv_tokens: int, cap: int | None = None) ->
     return float(o.sum() / duration), float((o.sum() + p.sum()) / duration)
 
 
+_RUNS: dict = {}
+
+
+def _key(m) -> tuple:
+    return tuple(str(getattr(m, f, "")) for f in ("source", "engine", "date", "model", "quant", "gpu", "n_gpus",
+                                                   "split", "interconnect", "n_prompt", "n_gen", "batch", "note"))
+
+
 def predict_serving(m, model, hw, plan, date: str | None, c, sc: ServingConstants | None = None,
                     metric: Metric = Metric.THROUGHPUT) -> float:
-    """Output (or total, or per-GPU) tokens/s the row's benchmark would measure."""
+    """Output (or total, or per-GPU) tokens/s the row's benchmark would measure. Rows of one run
+    (its output and total throughput) share one simulation."""
     sc = sc or SERVING
+    key = _key(m)
+    hit = _RUNS.get(key)
+    if hit is not None and hit[0] is c and hit[1] is sc and hit[2] is hw:
+        out_tok_s, total_tok_s = hit[3]
+    else:
+        out_tok_s, total_tok_s = _simulate_row(m, model, hw, plan, date, c, sc)
+        if len(_RUNS) > 1024:
+            _RUNS.clear()
+        _RUNS[key] = (c, sc, hw, (out_tok_s, total_tok_s))
+    v = total_tok_s if metric == Metric.THROUGHPUT_TOTAL else out_tok_s
+    if metric == Metric.THROUGHPUT_PER_GPU:
+        v /= max(hw.n, 1)
+    if not (v > 0 and math.isfinite(v)):
+        raise InputError("the simulation gave no finite throughput")
+    return v
+
+
+def _simulate_row(m, model, hw, plan, date, c, sc) -> tuple[float, float]:
     h = harness_of(m)
     if h.kv_type:
         plan = replace(plan, kv_type=h.kv_type)
@@ -152,10 +179,4 @@ def predict_serving(m, model, hw, plan, date: str | None, c, sc: ServingConstant
                                 "seq_s": {plan.engine.value.replace(".", "_").replace("-", "_"):
                                           (sc.get("seq_s", sched.engine) or 0.0) / h.multi_step}})
     cost = StepCost(model, hw, plan, sched, c=c, sc=sc, date=date)
-    out_tok_s, total_tok_s = run_long(cost, sched, h.load, kv_tokens)
-    v = total_tok_s if metric == Metric.THROUGHPUT_TOTAL else out_tok_s
-    if metric == Metric.THROUGHPUT_PER_GPU:
-        v /= max(hw.n, 1)
-    if not (v > 0 and math.isfinite(v)):
-        raise InputError("the simulation gave no finite throughput")
-    return v
+    return run_long(cost, sched, h.load, kv_tokens)

@@ -136,6 +136,7 @@ class StepCost:
         attn_flops = 4.0 * spec.n_heads * spec.head_dim  # QK^T and PV per token per context token per layer
         gemm = sc.get("gemm_eff", eng)
         kv_eff = sc.get("kv_eff", eng) or c.kv_read_eff
+        attn_eff = sc.get("attn_eff", eng) or c.attn_eff
         stages: dict[int, Stage] = {}
         for p in x.parts:
             bw = x.bw(p)
@@ -149,7 +150,7 @@ class StepCost:
                       kv_s=p.kv_bytes_per_ctx / (bw * kv_eff),
                       swa_s=p.swa_kv_bytes / (bw * kv_eff),
                       linear_s=lin_flops * share / f_lin,
-                      attn_s=attn_flops * p.layers / (f * c.attn_eff),
+                      attn_s=attn_flops * p.layers / (f * attn_eff),
                       fixed_s=_layer_fixed(x, p, 2) if (p.device is None or p is _first_of_stage(x, p)) else 0.0,
                       cpu=cpu)
             key = p.stage if not p.on_host else -100 - len(stages)
@@ -224,6 +225,11 @@ class StepCost:
         gpu = self._pass(tokens, kv_tokens, swa_tokens, attn_tokens, passes)
         return gpu + self._comm(tokens) + self.token_fixed * passes + self.step_s + self.seq_s * n_seqs
 
+    def decode(self, batch, ctx):
+        """Seconds for a decode step of `batch` sequences, each at context `ctx` (arrays allowed)."""
+        swa = batch * np.minimum(ctx, self.window) if self.window else 0.0
+        return self.time(batch, batch, batch * ctx, swa)
+
     def mixed(self, n_dec, dec_kv, dec_swa, pf_tokens, pf_kv, pf_attn, n_pf):
         """One step with `n_dec` decode tokens (context `dec_kv`) and `pf_tokens` prompt tokens
         (reading `pf_kv` cached tokens, `pf_attn` token x context pairs) of `n_pf` prompts."""
@@ -264,6 +270,30 @@ class StepCost:
         return out
 
     def roofline_step(self, batch: int, ctx: float) -> float:
-        """The physical limit of a decode step: every byte at peak bandwidth or every FLOP at
-        peak compute, whichever is larger (speed model's roofline)."""
-        return speed._roofline_step(self.x, batch, ctx)
+        """The physical limit of a decode step of `batch` sequences at context `ctx`: per stage
+        every byte (weights at the touched expert share, KV of every sequence) at the memory's
+        peak bandwidth, or every FLOP at the peak rate of the number format the engine uses,
+        whichever is larger; stages one after another (each micro-batch passes them all)."""
+        x = self.x
+        total = max(x.model.weights.total_bytes, 1.0)
+        lin = 2.0 * speed._active_params(x)
+        attn = 4.0 * x.spec.n_heads * x.spec.head_dim
+        tokens = math.ceil(batch / self.pp) if self.pp > 1 else batch
+        touched = 1.0 - (1.0 - self.expert_frac) ** max(tokens, 1) if self.expert_frac < 1 else 1.0
+        stages: dict[int, float] = {}
+        for p in x.parts:
+            dev = p.device
+            if p.on_host or dev is None or dev.kind == "cpu":
+                bw = speed._peak_bw(x, p)
+                peak = (dev.fp32_tflops if dev is not None else 1.5) * 1e12
+            else:
+                bw = dev.memory_bandwidth_gb_s * 1e9
+                peak = max(dev.fp16_tflops, dev.fp32_tflops, dev.int8_tops or 0.0 if x.quantized else 0.0) * 1e12
+                peak *= max(_peak_ratio(x.model, dev, self.engine), 1.0)
+            nbytes = p.dense_bytes + p.expert_bytes * touched + tokens * (
+                p.kv_bytes_per_ctx * ctx + p.swa_kv_bytes * (min(ctx, self.window) if self.window else 0.0))
+            flops = tokens * (lin * (p.dense_bytes + p.expert_bytes) / total + attn * p.layers * ctx)
+            t = max(nbytes / bw, flops / peak)
+            key = p.stage if not p.on_host else -100 - len(stages)
+            stages[key] = max(stages.get(key, 0.0), t)
+        return sum(stages.values())

@@ -1,0 +1,570 @@
+"""Planning against latency targets: the largest load (concurrent users, or requests/s) each
+candidate plan holds with its TTFT and TPOT within targets, which limit binds there, and the
+curve of throughput and latency percentiles against load. Every figure comes from the serving
+simulator (perf/serving.py) running the engine's own scheduler rules on the plan."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, replace
+
+from pydantic import BaseModel
+
+from ..errors import InputError
+from ..perf.serving import SimResult, simulate, stats_ms
+from ..perf.serving_engines import Scheduler, kv_pool_tokens, scheduler_for
+from ..perf.serving_load import Load
+from ..perf.serving_step import StepCost
+from ..types import Engine, Hardware, LoadedModel, Plan
+
+ROUNDS = 2  # requests per user in a planning run: the first round warms up, the second is measured
+COHORTS = 4  # users start in this many groups, spread over one request's time
+MAX_USERS = 65536
+
+
+# ---------------------------------------------------------------- parsing targets
+
+_UNITS = {"ms": 1e-3, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0}
+
+
+def parse_seconds(text: str | float | None, name: str) -> float | None:
+    """'2s', '100ms', '0.5' (seconds) -> seconds; None stays None."""
+    if text is None or text == "":
+        return None
+    if isinstance(text, (int, float)):
+        v = float(text)
+    else:
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(ms|s|sec|m|min)?\s*", str(text).lower())
+        if not m:
+            raise InputError(f"--{name} '{text}' is not a duration; accepted: e.g. 2s, 100ms, 0.5")
+        v = float(m.group(1)) * _UNITS[m.group(2) or "s"]
+    if not (v > 0 and math.isfinite(v)):
+        raise InputError(f"--{name} must be a positive duration, e.g. 2s or 100ms")
+    return v
+
+
+@dataclass(frozen=True)
+class Slo:
+    """Latency targets: `percentile` of requests must have TTFT, TPOT (and E2E) within them."""
+
+    ttft_s: float | None = None
+    tpot_s: float | None = None
+    e2el_s: float | None = None
+    percentile: float = 90.0
+
+    @property
+    def any(self) -> bool:
+        return any(v is not None for v in (self.ttft_s, self.tpot_s, self.e2el_s))
+
+
+def parse_slo(text: str | None, ttft=None, tpot=None, e2el=None, percentile: float = 90.0) -> Slo:
+    """--slo 'ttft=2s,tpot=100ms,p=99' and/or --ttft/--tpot/--e2el; the separate options win."""
+    vals: dict = {}
+    p = percentile
+    for part in (text or "").replace(";", ",").split(","):
+        if not part.strip():
+            continue
+        if "=" not in part:
+            raise InputError(f"--slo part '{part}' is not key=value; accepted keys: ttft, tpot, e2el, p")
+        k, v = (x.strip().lower() for x in part.split("=", 1))
+        if k in ("p", "percentile"):
+            try:
+                p = float(v.lstrip("p"))
+            except ValueError:
+                raise InputError(f"--slo percentile '{v}' is not a number; accepted: 50 to 100") from None
+        elif k in ("ttft", "tpot", "e2el", "e2e"):
+            vals["e2el" if k == "e2e" else k] = parse_seconds(v, k)
+        else:
+            raise InputError(f"--slo key '{k}' is not accepted; accepted: ttft, tpot, e2el, p")
+    for k, v in (("ttft", ttft), ("tpot", tpot), ("e2el", e2el)):
+        if v is not None:
+            vals[k] = parse_seconds(v, k)
+    if not (50.0 <= p <= 100.0):
+        raise InputError(f"SLO percentile {p:g} is out of range; accepted: 50 to 100")
+    return Slo(vals.get("ttft"), vals.get("tpot"), vals.get("e2el"), p)
+
+
+# ---------------------------------------------------------------- result models
+
+
+class LatencyStats(BaseModel):
+    mean: float | None = None
+    median: float | None = None
+    p90: float | None = None
+    p99: float | None = None
+
+
+class ServingPoint(BaseModel):
+    """One load level of a plan, as vLLM's serving benchmark reports it (all replicas together)."""
+
+    users: int | None = None
+    rate_rps: float | None = None
+    request_throughput: float
+    output_throughput: float
+    total_token_throughput: float
+    ttft_ms: LatencyStats
+    tpot_ms: LatencyStats
+    itl_ms: LatencyStats
+    e2el_ms: LatencyStats
+    mean_batch: float
+    kv_peak_fraction: float
+    preemptions: int
+    meets_targets: bool | None = None
+
+
+class StepBreakdown(BaseModel):
+    """One decode step at the plan's operating point: its time and what it is made of (ms)."""
+
+    batch: int
+    context: int
+    step_ms: float
+    weights_ms: float
+    kv_cache_ms: float
+    compute_ms: float
+    communication_ms: float
+    fixed_ms: float
+    engine_overhead_ms: float
+    bound: str
+
+
+class ServingCapacity(BaseModel):
+    """The most load one candidate holds under the targets, and what stops it there."""
+
+    strategy: str
+    engine: str
+    replicas: int
+    tp: int
+    pp: int
+    kv_pool_tokens_per_replica: int
+    max_seqs_per_replica: int
+    max_users: int | None = None
+    max_rate_rps: float | None = None
+    at_capacity: ServingPoint | None = None
+    binding: str
+    step: StepBreakdown | None = None
+    curve: list[ServingPoint] = []
+    notes: list[str] = []
+
+
+class ServingAnswer(BaseModel):
+    mode: str  # users | rate
+    targets: dict
+    prompt_tokens: int
+    output_tokens: int
+    requested: float | None = None  # the --users or --rate asked about
+    candidates: list[ServingCapacity]
+    best: int | None = None  # index into candidates
+    explanation: list[str] = []
+
+
+# ---------------------------------------------------------------- one plan's engine
+
+
+@dataclass(frozen=True)
+class Setup:
+    plan: Plan
+    sched: Scheduler
+    kv_tokens: int
+    cost: StepCost
+
+    @property
+    def replicas(self) -> int:
+        return max(self.plan.replicas, 1)
+
+
+def setup_for(model: LoadedModel, hw: Hardware, plan: Plan, context: int, users: int = 1,
+              date: str | None = None, sched: Scheduler | None = None) -> Setup:
+    """The engine a plan runs: its documented scheduler defaults, its KV pool on this hardware,
+    and its step costs. llama.cpp-style engines get `users` slots of `context` tokens."""
+    dev = hw.devices[plan.device_ids[0]]
+    per = max(1, math.ceil(users / max(plan.replicas, 1)))
+    if sched is None:
+        if plan.engine in (Engine.LLAMA_CPP, Engine.OLLAMA) or plan.engine.value in ("mlx", "exllamav2"):
+            sched = scheduler_for(plan.engine, dev, date, parallel=per, n_ctx=context * per)
+        else:
+            sched = scheduler_for(plan.engine, dev, date, tp=plan.tp, offline=False, max_model_len=context)
+    kv, _ = kv_pool_tokens(model, hw, plan, sched)
+    return Setup(plan, sched, kv, StepCost(model, hw, plan, sched, date=date))
+
+
+def _step_time_guess(s: Setup, users: int, prompt: int, output: int) -> float:
+    """One request's time at `users` concurrent (no queueing): for spreading the users' starts."""
+    b = max(users, 1)
+    dec = float(s.cost.decode(b, prompt + output / 2.0))
+    pf = float(s.cost.time(prompt, 1, 0.0, 0.0, prompt * (prompt + 1) / 2.0))
+    return pf + output * dec
+
+
+def run_users(s: Setup, users: int, prompt: int, output: int, spread: float = 0.0) -> tuple[SimResult, int]:
+    """Closed loop: `users` users over all replicas, each sending ROUNDS requests back to back."""
+    per = max(1, math.ceil(users / s.replicas))
+    stagger = _step_time_guess(s, per, prompt, output)
+    load = Load("users", prompt, output, users=per, requests=ROUNDS * per, spread=spread,
+                stagger_s=stagger, cohorts=min(COHORTS, per))
+    return simulate(s.cost, s.sched, load, s.kv_tokens), per
+
+
+def run_rate(s: Setup, rate: float, prompt: int, output: int, requests: int = 240, spread: float = 0.0,
+             seed: int = 0) -> SimResult:
+    """Open loop: Poisson arrivals at `rate` requests/s over all replicas (each gets its share)."""
+    load = Load("rate", prompt, output, rate=rate / s.replicas, requests=requests, spread=spread, seed=seed)
+    return simulate(s.cost, s.sched, load, s.kv_tokens)
+
+
+def _pct(v, p: float) -> float:
+    import numpy as np
+
+    return float(np.percentile(v, p)) if len(v) else float("inf")
+
+
+def _measured(res: SimResult, per_users: int | None):
+    """(ttft, tpot, e2el) arrays of the measured requests: after the first round (closed loop)."""
+    mask = res.index >= per_users if per_users else slice(None)
+    t, p, e = res.ttft[mask], res.tpot[mask], res.e2el[mask]
+    if len(t) == 0:
+        t, p, e = res.ttft, res.tpot, res.e2el
+    return t, p, e
+
+
+def meets(res: SimResult, slo: Slo, per_users: int | None) -> bool:
+    t, p, e = _measured(res, per_users)
+    ok = True
+    if slo.ttft_s is not None:
+        ok &= _pct(t, slo.percentile) <= slo.ttft_s
+    if slo.tpot_s is not None:
+        ok &= _pct(p, slo.percentile) <= slo.tpot_s
+    if slo.e2el_s is not None:
+        ok &= _pct(e, slo.percentile) <= slo.e2el_s
+    return bool(ok)
+
+
+def point(res: SimResult, replicas: int, per_users: int | None = None, users: int | None = None,
+          rate: float | None = None, slo: Slo | None = None) -> ServingPoint:
+    t, p, e = _measured(res, per_users)
+    thr = res.steady_output_throughput if per_users else res.output_throughput
+    scale = thr / res.output_throughput if res.output_throughput else 1.0
+    return ServingPoint(
+        users=users, rate_rps=rate,
+        request_throughput=round(res.request_throughput * scale * replicas, 3),
+        output_throughput=round(thr * replicas, 1),
+        total_token_throughput=round(res.total_token_throughput * scale * replicas, 1),
+        ttft_ms=LatencyStats(**stats_ms(t)), tpot_ms=LatencyStats(**stats_ms(p[p > 0])),
+        itl_ms=LatencyStats(**res.itl_ms), e2el_ms=LatencyStats(**stats_ms(e)),
+        mean_batch=round(res.mean_batch, 1), kv_peak_fraction=round(res.peak_kv_fraction, 3),
+        preemptions=res.preemptions,
+        meets_targets=meets(res, slo, per_users) if slo is not None and slo.any else None)
+
+
+def step_breakdown(s: Setup, batch: int, context: int) -> StepBreakdown:
+    b = s.cost.breakdown(max(batch, 1), float(context))
+    total = sum(b.values())
+    names = {"weights": "memory bandwidth (weights)", "kv_cache": "memory bandwidth (KV cache)",
+             "compute": "compute", "communication": "interconnect", "fixed": "fixed launch costs",
+             "engine_overhead": "engine overhead per step"}
+    bound = names[max(b, key=b.get)]
+    return StepBreakdown(batch=max(batch, 1), context=int(context), step_ms=round(total * 1e3, 3),
+                         weights_ms=round(b["weights"] * 1e3, 3), kv_cache_ms=round(b["kv_cache"] * 1e3, 3),
+                         compute_ms=round(b["compute"] * 1e3, 3),
+                         communication_ms=round(b["communication"] * 1e3, 3),
+                         fixed_ms=round(b["fixed"] * 1e3, 3),
+                         engine_overhead_ms=round(b["engine_overhead"] * 1e3, 3), bound=bound)
+
+
+def _binding(s: Setup, res: SimResult, slo: Slo, per_users: int | None, prompt: int, output: int) -> str:
+    """What stops the plan from holding more load, read from the first level that fails."""
+    t, p, e = _measured(res, per_users)
+    ttft_bad = slo.ttft_s is not None and _pct(t, slo.percentile) > slo.ttft_s
+    tpot_bad = slo.tpot_s is not None and _pct(p, slo.percentile) > slo.tpot_s
+    step = step_breakdown(s, round(res.mean_batch), prompt + output // 2)
+    if ttft_bad and res.kv_limited:
+        return "KV cache blocks (requests wait for room, TTFT target missed)"
+    if ttft_bad and res.seq_limited:
+        return f"engine's sequence limit ({s.sched.max_seqs} running; the rest queue, TTFT target missed)"
+    if tpot_bad:
+        return f"TPOT target: decode steps are bound by {step.bound}"
+    if ttft_bad:
+        return f"TTFT target: prompt work queues behind {step.bound}"
+    return f"e2e latency target ({step.bound})"
+
+
+def _search_int(ok, guess: int, hi_cap: int) -> int:
+    """Largest n in [1, hi_cap] with ok(n), for ok true up to some n and false after it (0 when
+    ok(1) fails): steps of 1.5x from `guess` to a bracket, then bisection to 1/16."""
+    n = max(1, min(guess, hi_cap))
+    if ok(n):
+        lo, hi = n, None
+        while hi is None:
+            nxt = min(max(n + 1, int(n * 1.5)), hi_cap)
+            if nxt == n:
+                return n
+            if ok(nxt):
+                lo = n = nxt
+            else:
+                hi = nxt
+    else:
+        hi = n
+        lo = 0
+        while lo == 0 and n > 1:
+            n = max(1, int(n / 1.5))
+            if ok(n):
+                lo = n
+            else:
+                hi = n
+        if lo == 0:
+            return 0
+    while hi - lo > max(1, lo // 16):
+        mid = (lo + hi) // 2
+        if ok(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def _guess_users(s: Setup, slo: Slo, prompt: int, output: int) -> int:
+    """Where to start looking, per replica: the fewest of the sequences the KV pool holds, the
+    engine's sequence limit and the batch whose decode step still meets the TPOT target."""
+    kv = max(1, int(s.kv_tokens / (prompt + 0.75 * output)))
+    n = min(kv, s.sched.max_seqs)
+    if slo.tpot_s is not None:
+        def step(b):
+            return float(s.cost.decode(b, prompt + output / 2.0))
+        lo, hi = 1, n
+        if step(1) > slo.tpot_s:
+            return 1
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if step(mid) <= slo.tpot_s:
+                lo = mid
+            else:
+                hi = mid
+        n = lo
+    return max(n, 1)
+
+
+class _Runs:
+    """Simulations of one plan per replica, by users per replica (replicas split the load
+    round-robin, so one replica's run stands for all)."""
+
+    def __init__(self, model, hw, plan: Plan, context: int, prompt: int, output: int, date: str | None):
+        self.model, self.hw, self.plan, self.context, self.prompt, self.output, self.date = \
+            model, hw, plan, context, prompt, output, date
+        self.base = replace(plan, replicas=1)
+        self.setup = setup_for(model, hw, self.base, context, 1, date)
+        self.fixed_kv = self.setup.sched.kv_rule == "fixed"  # llama.cpp: a slot per user
+        self.runs: dict[int, tuple[Setup, SimResult]] = {}
+
+    def get(self, per: int) -> tuple[Setup, SimResult]:
+        if per not in self.runs:
+            s = setup_for(self.model, self.hw, self.base, self.context, per, self.date) if self.fixed_kv \
+                else self.setup
+            res, _ = run_users(s, per, self.prompt, self.output)
+            self.runs[per] = (s, res)
+        return self.runs[per]
+
+
+_RUNS: dict = {}
+
+
+def _runs_for(model, hw, plan, context, prompt, output, date) -> _Runs:
+    key = (id(model), id(hw), replace(plan, replicas=1), context, prompt, output, date)
+    r = _RUNS.get(key)
+    if r is None or r.model is not model or r.hw is not hw:
+        if len(_RUNS) > 256:
+            _RUNS.clear()
+        r = _RUNS[key] = _Runs(model, hw, plan, context, prompt, output, date)
+    return r
+
+
+def capacity_users(model, hw, plan: Plan, slo: Slo, prompt: int, output: int, context: int,
+                   curve_to: int | None = None, date: str | None = None, levels: list[int] | None = None,
+                   with_curve: bool = True) -> ServingCapacity:
+    """Most concurrent users the plan holds under `slo` (all replicas together); without targets,
+    the users where throughput stops growing (the knee)."""
+    runs = _runs_for(model, hw, plan, context, prompt, output, date)
+    reps = max(plan.replicas, 1)
+    base = runs.setup
+    common = dict(strategy=plan.strategy, engine=plan.engine.value, replicas=reps, tp=plan.tp, pp=plan.pp,
+                  kv_pool_tokens_per_replica=base.kv_tokens, max_seqs_per_replica=base.sched.max_seqs)
+    if base.kv_tokens < prompt + output:
+        return ServingCapacity(**common, max_users=0, binding="KV cache: one request does not fit")
+    notes = []
+    guess = _guess_users(base, slo, prompt, output)
+    if slo.any:
+        def ok(per):
+            return meets(runs.get(per)[1], slo, per)
+
+        per_cap = _search_int(ok, guess, MAX_USERS)
+        fail = per_cap + max(1, per_cap // 16)
+        s, res = runs.get(min(fail, MAX_USERS))
+        binding = _binding(s, res, slo, fail, prompt, output)
+    else:
+        def grows(per):  # 1.5x the users still adds at least 5% throughput
+            a = runs.get(per)[1].steady_output_throughput
+            b = runs.get(max(per + 1, int(per * 1.5)))[1].steady_output_throughput
+            return b > 1.05 * a
+
+        per_cap = max(_search_int(grows, guess, MAX_USERS // 2), 1)
+        s, res = runs.get(per_cap)
+        step = step_breakdown(s, round(res.mean_batch), prompt + output // 2)
+        binding = ("KV cache blocks (more users only queue)" if res.kv_limited else
+                   f"engine's sequence limit ({s.sched.max_seqs})" if res.seq_limited else
+                   f"throughput saturates: steps bound by {step.bound}")
+        notes.append("no latency target given: capacity is where 1.5x the users adds under 5% throughput")
+    at = step = None
+    if per_cap >= 1:
+        s, res = runs.get(per_cap)
+        at = point(res, reps, per_cap, users=per_cap * reps, slo=slo)
+        step = step_breakdown(s, round(res.mean_batch), prompt + output // 2)
+    curve = users_curve(model, hw, plan, slo, prompt, output, context, per_cap * reps, curve_to, date,
+                        levels) if with_curve else []
+    return ServingCapacity(**common, max_users=max(per_cap, 0) * reps, at_capacity=at,
+                           binding=binding if per_cap >= 1 else "even one user misses the targets: " + binding,
+                           step=step, curve=curve, notes=notes)
+
+
+def users_curve(model, hw, plan: Plan, slo: Slo, prompt: int, output: int, context: int, cap: int,
+                upto: int | None = None, date: str | None = None, levels: list[int] | None = None) -> list[ServingPoint]:
+    """Throughput and latency percentiles against concurrent users (all replicas)."""
+    runs = _runs_for(model, hw, plan, context, prompt, output, date)
+    reps = max(plan.replicas, 1)
+    out = []
+    for u in sorted(set(levels or _levels(max(cap, 1), upto))):
+        per = max(1, math.ceil(u / reps))
+        s, res = runs.get(per)
+        out.append(point(res, reps, per, users=per * reps, slo=slo))
+    return out
+
+
+def capacity_rate(model, hw, plan: Plan, slo: Slo, prompt: int, output: int, context: int,
+                  date: str | None = None, requests: int = 240) -> ServingCapacity:
+    """Highest Poisson request rate the plan holds under `slo` (and without a growing queue)."""
+    s = setup_for(model, hw, plan, context, 64, date)
+    cache: dict[float, SimResult] = {}
+
+    def sim(r: float) -> SimResult:
+        key = round(r, 6)
+        if key not in cache:
+            cache[key] = run_rate(s, r, prompt, output, requests)
+        return cache[key]
+
+    def stable(res: SimResult) -> bool:
+        """The queue does not grow: requests complete about as fast as they arrive."""
+        if res.completed == 0:
+            return False
+        span = float(res.arrival.max() - res.arrival.min())
+        expected = res.completed / (span + float(res.e2el.mean())) if span > 0 else 0.0
+        return res.request_throughput >= 0.9 * expected
+
+    def ok(r: float) -> bool:
+        res = sim(r)
+        return stable(res) and (meets(res, slo, None) if slo.any else True)
+
+    # a first guess from the decode throughput at the engine's batch limit, then bracket and bisect
+    b = min(s.sched.max_seqs, max(s.kv_tokens // max(prompt + output, 1), 1))
+    r = s.replicas * b / max(_step_time_guess(s, b, prompt, output), 1e-6)
+    if ok(r):
+        lo, hi = r, 2 * r
+        for _ in range(24):
+            if not ok(hi):
+                break
+            lo, hi = hi, 2 * hi
+    else:
+        lo, hi = r / 2, r
+        for _ in range(24):
+            if ok(lo):
+                break
+            lo, hi = lo / 2, lo
+        else:
+            lo = 0.0
+    for _ in range(8):
+        if lo <= 0 or hi - lo < 0.03 * hi:
+            break
+        mid = (lo + hi) / 2
+        if ok(mid):
+            lo = mid
+        else:
+            hi = mid
+    res = sim(hi)
+    binding = "requests arrive faster than the engine completes them (the queue grows)" \
+        if not stable(res) else _binding(s, res, slo, None, prompt, output)
+    at = point(sim(lo), s.replicas, rate=round(lo, 3), slo=slo) if lo > 0 else None
+    curve = [point(sim(r), s.replicas, rate=round(r, 3), slo=slo)
+             for r in sorted({round(lo * f, 6) for f in (0.25, 0.5, 0.75, 1.0)} | {round(hi, 6)}) if r > 0]
+    return ServingCapacity(strategy=plan.strategy, engine=plan.engine.value, replicas=s.replicas, tp=plan.tp,
+                           pp=plan.pp, kv_pool_tokens_per_replica=s.kv_tokens,
+                           max_seqs_per_replica=s.sched.max_seqs, max_rate_rps=round(lo, 3), at_capacity=at,
+                           binding=binding, step=step_breakdown(s, round(res.mean_batch), prompt + output // 2),
+                           curve=curve)
+
+
+def _levels(cap: int, upto: int | None) -> list[int]:
+    top = max(2 * cap, upto or 1)
+    out, u = [], 1
+    while u <= top:
+        out.append(u)
+        u *= 2
+    out += [cap] + ([upto] if upto else [])
+    return [x for x in out if x >= 1]
+
+
+def plan_for_targets(model: LoadedModel, hw: Hardware, plans: list[Plan], slo: Slo, prompt: int, output: int,
+                     context: int, users: int | None = None, rate: float | None = None,
+                     date: str | None = None) -> ServingAnswer:
+    """Capacity of every candidate plan under the targets; the best holds the most load."""
+    if rate is not None and not (rate > 0 and math.isfinite(rate)):
+        raise InputError(f"--rate {rate} is not accepted; give a positive number of requests/s")
+    mode = "rate" if rate is not None else "users"
+    out: list[ServingCapacity] = []
+    for plan in plans:
+        try:
+            if mode == "rate":
+                out.append(capacity_rate(model, hw, plan, slo, prompt, output, context, date))
+            else:
+                out.append(capacity_users(model, hw, plan, slo, prompt, output, context, curve_to=users, date=date,
+                                          with_curve=False))
+        except InputError as e:
+            out.append(ServingCapacity(strategy=plan.strategy, engine=plan.engine.value, replicas=plan.replicas,
+                                       tp=plan.tp, pp=plan.pp, kv_pool_tokens_per_replica=0, max_seqs_per_replica=0,
+                                       binding=str(e)))
+    key = (lambda c: c.max_rate_rps or 0.0) if mode == "rate" else (lambda c: c.max_users or 0)
+    best = max(range(len(out)), key=lambda i: (key(out[i]), -i)) if out else None
+    if best is not None and mode == "users" and (out[best].max_users or 0) > 0:
+        out[best].curve = users_curve(model, hw, plans[best], slo, prompt, output, context, out[best].max_users,
+                                      users, date)
+    ans = ServingAnswer(mode=mode, targets={"ttft_s": slo.ttft_s, "tpot_s": slo.tpot_s, "e2el_s": slo.e2el_s,
+                                            "percentile": slo.percentile},
+                        prompt_tokens=prompt, output_tokens=output, requested=rate if mode == "rate" else users,
+                        candidates=out, best=best)
+    ans.explanation = _explain(ans)
+    return ans
+
+
+def _explain(ans: ServingAnswer) -> list[str]:
+    if ans.best is None:
+        return ["no candidate plan fits"]
+    c = ans.candidates[ans.best]
+    tgt = ", ".join(f"{k[:-2].upper()} <= {v * 1e3:g} ms" for k, v in ans.targets.items()
+                    if k.endswith("_s") and v is not None)
+    pct = f"p{ans.targets['percentile']:g}"
+    lines = []
+    if ans.mode == "users":
+        lines.append(f"{c.strategy} ({c.engine}) holds {c.max_users} concurrent users"
+                     + (f" with {pct} {tgt}" if tgt else "") + f"; beyond that: {c.binding}.")
+        if ans.requested:
+            fits = (c.max_users or 0) >= ans.requested
+            lines.append(f"{int(ans.requested)} users: {'within' if fits else 'beyond'} what this plan holds.")
+    else:
+        lines.append(f"{c.strategy} ({c.engine}) holds {c.max_rate_rps:g} requests/s"
+                     + (f" with {pct} {tgt}" if tgt else "") + f"; beyond that: {c.binding}.")
+        if ans.requested:
+            fits = (c.max_rate_rps or 0) >= ans.requested
+            lines.append(f"{ans.requested:g} requests/s: {'within' if fits else 'beyond'} what this plan holds.")
+    if c.step:
+        s = c.step
+        lines.append(f"a decode step of {s.batch} sequences at {s.context} tokens takes {s.step_ms:.1f} ms: "
+                     f"weights {s.weights_ms:.1f} + KV {s.kv_cache_ms:.1f} + compute {s.compute_ms:.1f} + "
+                     f"communication {s.communication_ms:.1f} + fixed {s.fixed_ms:.1f} + engine "
+                     f"{s.engine_overhead_ms:.1f} ms (bound by {s.bound})")
+    return lines
