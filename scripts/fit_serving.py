@@ -34,23 +34,29 @@ from gpuplan.bench.measurements import read_measurements  # noqa: E402
 from gpuplan.errors import InputError  # noqa: E402
 from gpuplan.perf.constants import DEFAULT  # noqa: E402
 from gpuplan.perf.predict import row_setup  # noqa: E402
-from gpuplan.perf.serving_constants import SHIPPED, ServingConstants  # noqa: E402
+from gpuplan.perf.serving_constants import SHIPPED, ServingConstants, family_key  # noqa: E402
 from gpuplan.perf.serving_predict import predict_serving  # noqa: E402
 from gpuplan.types import Metric  # noqa: E402
 
 FILES = [ROOT / "data/measurements/dev.csv", ROOT / "data/measurements/dev-2026-12.csv"]
 SERVING = {Metric.THROUGHPUT, Metric.THROUGHPUT_TOTAL, Metric.THROUGHPUT_PER_GPU}
-MIN_ROWS = 20  # an engine gets constants of its own from this many rows
-MAX_NFEV_PER_PARAM = 25
-# (name, table key or None, low, high, prior); per-engine entries are added for engines with data
-SHARED = [("kv_eff", "default", 0.3, 1.0, 0.9), ("attn_eff", "default", 0.1, 1.0, 0.5),
-          ("step_s", "default", 1e-5, 2e-2, 1e-3), ("seq_s", "default", 1e-7, 2e-4, 2e-5),
-          ("gemm_eff", "default", 0.15, 0.95, 0.5)]
-PER_ENGINE = [("step_s", 1e-5, 2e-2), ("seq_s", 1e-7, 2e-4), ("gemm_eff", 0.15, 0.95)]
+MIN_ROWS = 20  # a kernel family gets constants of its own from this many rows
+MAX_NFEV = 120  # evaluations per least-squares fit
+# (name, low, high, prior): what one kernel family's step costs are fitted with
+PARAMS = [("step_s", 1e-5, 2e-2, 1e-3), ("seq_s", 1e-7, 2e-4, 2e-5), ("gemm_eff", 0.15, 0.95, 0.5),
+          ("kv_eff", 0.05, 1.0, 0.9), ("attn_eff", 0.05, 1.0, 0.5)]
 
 
-def engine_key(engine: str) -> str:
-    return engine.replace(".", "_").replace("-", "_")
+def family_of(m) -> str:
+    """The kernel family a row ran on: the engine, with the backend when it is not CUDA."""
+    from gpuplan import catalog
+
+    key = family_key(m.engine)
+    try:
+        backend = catalog.device(m.gpu).backend
+    except Exception:
+        backend = "cuda"
+    return key if backend == "cuda" else f"{key}_{backend}"
 
 
 def load_rows():
@@ -71,18 +77,10 @@ def load_rows():
     return out
 
 
-def params_for(rows) -> list[tuple]:
-    n = Counter(engine_key(m.engine) for m, _, _ in rows)
-    ps = list(SHARED)
-    for eng, k in sorted(n.items()):
-        if k >= MIN_ROWS:
-            ps += [(name, eng, lo, hi, None) for name, lo, hi in PER_ENGINE]
-    return ps
-
-
-def constants(ps, x) -> ServingConstants:
+def constants(values: dict) -> ServingConstants:
+    """values: {(name, key): value}"""
     data: dict = {}
-    for (name, key, *_), v in zip(ps, x):
+    for (name, key), v in values.items():
         data.setdefault(name, {})[key] = float(v)
     return ServingConstants().with_overrides(data)
 
@@ -117,31 +115,52 @@ def score(rows, sc) -> dict:
     return out
 
 
-def fit(rows, ps, verbose=True):
+def fit_family(rows, key: str, fixed: dict, verbose: bool = True) -> tuple[dict, float]:
+    """Least squares (soft L1 on log errors) of one family's PARAMS on its rows."""
     from scipy.optimize import least_squares
 
-    def to_x(z):  # optimise in log space
-        return np.exp(z)
-
-    lo = np.log([p[2] for p in ps])
-    hi = np.log([p[3] for p in ps])
-    base = ServingConstants()
-    z0 = []
-    for name, key, a, b, prior in ps:
-        v = prior if prior is not None else base.get(name, key) or base.get(name, "default") or (a * b) ** 0.5
-        z0.append(np.clip(np.log(v), np.log(a) + 1e-6, np.log(b) - 1e-6))
+    lo = np.log([p[1] for p in PARAMS])
+    hi = np.log([p[2] for p in PARAMS])
+    z0 = np.log([p[3] for p in PARAMS])
     calls = [0]
+
+    def vals(z):
+        return {**fixed, **{(p[0], key): float(v) for p, v in zip(PARAMS, np.exp(z))}}
 
     def resid(z):
         calls[0] += 1
-        r = log_errors(rows, constants(ps, to_x(z)))
+        r = log_errors(rows, constants(vals(z)))
         if verbose and calls[0] % 10 == 0:
-            print(f"  {calls[0]} evaluations, loss {np.mean(np.abs(r)):.4f}", file=sys.stderr)
+            print(f"  {key}: {calls[0]} evaluations, mean |log error| {np.mean(np.abs(r)):.4f}", file=sys.stderr)
         return r
 
-    res = least_squares(resid, np.array(z0), bounds=(lo, hi), loss="soft_l1", f_scale=0.1,
-                        diff_step=0.05, max_nfev=int(MAX_NFEV_PER_PARAM * len(ps)), x_scale=1.0)
-    return constants(ps, to_x(res.x)), to_x(res.x), float(np.mean(np.abs(res.fun))), calls[0]
+    res = least_squares(resid, z0, bounds=(lo, hi), loss="soft_l1", f_scale=0.1, diff_step=0.05,
+                        max_nfev=MAX_NFEV)
+    return vals(res.x), float(np.mean(np.abs(res.fun)))
+
+
+def fit(rows, verbose=True) -> tuple[ServingConstants, dict, dict]:
+    """Families with MIN_ROWS rows get their own constants; the default is fitted on the rows of
+    the other families (or, when there are none, is the geometric mean of the fitted ones)."""
+    by: dict[str, list] = {}
+    for r in rows:
+        by.setdefault(family_of(r[0]), []).append(r)
+    values: dict = {}
+    losses = {}
+    own = [k for k, v in by.items() if len(v) >= MIN_ROWS]
+    for key in sorted(own):
+        v, loss = fit_family(by[key], key, {}, verbose)
+        values.update(v)
+        losses[key] = round(loss, 4)
+    rest = [r for k, v in by.items() if k not in own for r in v]
+    if len(rest) >= 3:
+        v, loss = fit_family(rest, "default", values, verbose)
+        values.update({k: x for k, x in v.items() if k[1] == "default"})
+        losses["default"] = round(loss, 4)
+    elif own:
+        for name, *_ in PARAMS:
+            values[(name, "default")] = float(np.exp(np.mean([np.log(values[(name, k)]) for k in own])))
+    return constants(values), values, losses
 
 
 def halves(rows):
@@ -153,9 +172,9 @@ def halves(rows):
             sorted(a), sorted(set(order) - a))
 
 
-def yaml_constants(ps, x) -> dict:
+def yaml_constants(values: dict) -> dict:
     data: dict = {}
-    for (name, key, *_), v in zip(ps, x):
+    for (name, key), v in sorted(values.items()):
         data.setdefault(name, {})[key] = float(f"{v:.6g}")
     return data
 
@@ -172,18 +191,18 @@ def main() -> int:
 
         print(yaml.safe_dump(score(rows, load_serving())))
         return 0
-    ps = params_for(rows)
-    sc, x, loss, calls = fit(rows, ps)
-    out = {"constants": yaml_constants(ps, x),
-           "fitted_on": (f"{len(rows)} serving rows of data/measurements/dev.csv and dev-2026-12.csv, "
-                         f"{datetime.date.today().isoformat()}, mean |log error| {loss:.4f}, {calls} evaluations"),
+    sc, values, losses = fit(rows)
+    fams = Counter(family_of(m) for m, _, _ in rows)
+    out = {"constants": yaml_constants(values),
+           "fitted_on": (f"{len(rows)} serving rows of data/measurements/dev.csv and dev-2026-12.csv "
+                         f"({', '.join(f'{k} {n}' for k, n in sorted(fams.items()))}), "
+                         f"{datetime.date.today().isoformat()}; mean |log error| by family {losses}"),
            "score": score(rows, sc)}
     if not args.no_holdout:
         a, b, ga, gb = halves(rows)
         folds = []
         for train, test, gtrain, gtest in ((a, b, ga, gb), (b, a, gb, ga)):
-            pt = params_for(train)
-            sct, _, _, _ = fit(train, pt, verbose=False)
+            sct, _, _ = fit(train, verbose=False)
             folds.append({"fitted_on": [f"{e}/{g}" for e, g in gtrain], "scored_on": [f"{e}/{g}" for e, g in gtest],
                           "score": score(test, sct)})
         out["holdout"] = folds

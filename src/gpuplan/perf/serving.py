@@ -27,7 +27,19 @@ from .serving_step import StepCost
 
 KMAX = 4096  # longest chunk of identical steps costed at once
 RUNNING = ("rid", "ctx", "gen", "left", "blocks", "last", "rout")  # per running sequence
+ALL = slice(None)  # every running sequence decodes
+NONE = np.zeros(0, dtype=np.int64)
 PERCENTILES = (50, 90, 99)
+
+
+@dataclass(frozen=True)
+class StopRule:
+    """End a run early once it is sure to miss a TTFT target: more than `share` of the requests
+    numbered `first` and later waited longer than `ttft_s` before their first token."""
+
+    ttft_s: float
+    share: float = 0.1
+    first: int = 0
 
 
 @dataclass(frozen=True)
@@ -86,6 +98,7 @@ class SimResult:
     seq_limited: bool  # requests waited because max_seqs sequences were running
     steady_output_throughput: float  # generated tokens/s while the load was full (after warm-up)
     notes: list[str] = field(default_factory=list)
+    aborted: bool = False  # ended early by a StopRule: the figures cover only part of the load
     # per-request arrays (seconds), for callers that want more than the summary
     index: np.ndarray | None = None  # request numbers of the completed requests
     arrival: np.ndarray | None = None
@@ -99,8 +112,12 @@ class _Sim:
     generated, prompt tokens still to process, KV blocks held, time of the last token), in
     admission order, so the newest is the last one (the one preemption picks)."""
 
-    def __init__(self, cost: StepCost, sched: Scheduler, load: Load, kv_tokens: int):
+    def __init__(self, cost: StepCost, sched: Scheduler, load: Load, kv_tokens: int,
+                 stop: StopRule | None = None):
         self.cost, self.sched, self.load = cost, sched, load
+        self.stop = stop
+        self.late = 0
+        self.aborted = False
         self.bs = max(sched.block_tokens, 1)
         self.free = int(kv_tokens // self.bs)
         self.pool = max(self.free, 1)
@@ -218,6 +235,8 @@ class _Sim:
             guard += 1
             if guard > 2_000_000:
                 raise RuntimeError("serving simulation did not finish")
+            if self.aborted:
+                return
             self.release()
             if len(self.rid) == 0 and not self.waiting:
                 na = self.next_arrival()
@@ -228,29 +247,37 @@ class _Sim:
                     return
                 self.t = max(self.t, na)
                 continue
-            dec = self._dec()
-            # every decoding sequence needs room for the token it writes this step
-            need = int((self._blocks_for(self.ctx[dec] + 1) - self.blocks[dec]).sum())
+            pmask = self.left > 0
+            prefilling = bool(pmask.any())
+            dec = np.flatnonzero(~pmask) if prefilling else ALL
+            n_dec = len(self.rid) - int(pmask.sum()) if prefilling else len(self.rid)
+            # every decoding sequence needs room for the token it writes this step (at most one
+            # new block each: count exactly only when the pool is nearly full)
+            need = n_dec
+            if self.free < 2 * n_dec:
+                need = int((self._blocks_for(self.ctx[dec] + 1) - self.blocks[dec]).sum())
             while need > self.free and len(self.rid) > 1:
                 self._preempt_last()
-                dec = self._dec()
+                pmask = self.left > 0
+                prefilling = bool(pmask.any())
+                dec = np.flatnonzero(~pmask)
+                n_dec = len(dec)
                 need = int((self._blocks_for(self.ctx[dec] + 1) - self.blocks[dec]).sum())
             if need > self.free:
                 raise InputError("one sequence needs more KV cache than the engine's whole pool")
-            pf = self._plan_prefill(len(dec), need)
-            prefilling = bool((self.left > 0).any())
+            pf = self._plan_prefill(n_dec, need)
             if (s.policy == "prefill-first" and pf) or (s.policy == "static" and prefilling):
-                dec = dec[:0]
-            if not pf and len(dec) == 0:
+                dec, n_dec = NONE, 0
+            if not pf and n_dec == 0:
                 na = self.next_arrival()
                 if na is None or na <= self.t:
                     raise RuntimeError("serving simulation stalled")
                 self.t = na
                 continue
-            if not pf and self._admission_blocked(len(dec), prefilling):
-                self._chunk(dec)
+            if not pf and self._admission_blocked(n_dec, prefilling):
+                self._chunk(dec, n_dec)
             else:
-                self._step(dec, pf)
+                self._step(dec, n_dec, pf)
 
     def _admission_blocked(self, n_dec: int, prefilling: bool) -> bool:
         """True when no new prompt work can start before a running sequence finishes."""
@@ -340,6 +367,13 @@ class _Sim:
         for i in ids:
             self.waiting.remove(i)
         self.last_admit = self.t
+        st = self.stop
+        if st is not None:
+            for i in ids:
+                if i >= st.first and self.t - self.start[i] > st.ttft_s and np.isnan(self.first[i]):
+                    self.late += 1
+            if self.late > st.share * (self.n - st.first):
+                self.aborted = True
         k = len(ids)
         ids_a = np.array(ids, dtype=np.int64)
         self.rid = np.concatenate([self.rid, ids_a])
@@ -350,10 +384,12 @@ class _Sim:
         self.last = np.concatenate([self.last, np.full(k, self.t)])
         self.rout = np.concatenate([self.rout, self.out[ids_a]])
 
-    def _step(self, dec: np.ndarray, pf: list[tuple[int, int, bool]]):
+    def _step(self, dec, n_dec: int, pf: list[tuple[int, int, bool]]):
         new = [-1 - j for j, _, admit in pf if admit]
         base = len(self.rid)
         if new:
+            if isinstance(dec, slice):  # the admitted ones prefill: name the decoders explicitly
+                dec = np.arange(base)
             self._admit(new)
         pj, pc = [], []
         q = 0
@@ -363,57 +399,63 @@ class _Sim:
                 q += 1
             pj.append(j)
             pc.append(chunk)
-        pj_a = np.array(pj, dtype=np.int64)
-        pc_a = np.array(pc, dtype=np.int64)
         ctx = self.ctx
-        dec_kv = float(ctx[dec].sum())
         w = self.cost.window
-        dec_swa = float(np.minimum(ctx[dec], w).sum()) if w else 0.0
-        pf_tokens = int(pc_a.sum())
-        pctx = ctx[pj_a].astype(float)
-        pf_kv = float(pctx.sum())
-        pf_attn = float((pc_a * pctx + pc_a * (pc_a + 1) / 2).sum())
-        dt = self.cost.mixed(len(dec), dec_kv, dec_swa, pf_tokens, pf_kv, pf_attn, len(pj))
+        if n_dec:
+            dctx = ctx[dec]
+            dec_kv = float(dctx.sum())
+            dec_swa = float(np.minimum(dctx, w).sum()) if w else 0.0
+        else:
+            dec_kv = dec_swa = 0.0
+        pf_tokens = sum(pc)
+        pf_kv = pf_attn = 0.0
+        for j, c in zip(pj, pc):
+            x = float(ctx[j])
+            pf_kv += x
+            pf_attn += c * x + c * (c + 1) / 2
+        dt = self.cost.mixed(n_dec, dec_kv, dec_swa, pf_tokens, pf_kv, pf_attn, len(pj))
         t_end = self.t + dt
         self.steps += 1
-        if self.ratio is not None and len(dec):
+        if self.ratio is not None and n_dec:
             self.ratio = max(self.ratio - self.ratio_step, self.ratio_min)
         self.busy += dt
-        self.batch_time += dt * len(dec)
-        gaps = [t_end - self.last[dec]]
-        self.ctx[dec] += 1
-        self.gen[dec] += 1
-        self.last[dec] = t_end
-        produced = len(dec)
-        if len(pj):
-            self.ctx[pj_a] += pc_a
-            self.left[pj_a] -= pc_a
-            fin = pj_a[self.left[pj_a] == 0]
-            if len(fin):
-                ids = self.rid[fin]
-                fresh = np.isnan(self.first[ids])
-                self.first[ids[fresh]] = t_end
-                gaps.append(t_end - self.last[fin[~fresh]])
-                self.gen[fin] += 1
-                self.last[fin] = t_end
-                produced += len(fin)
-        touched = np.concatenate([dec, pj_a]) if len(pj) else dec
-        nb = self._blocks_for(self.ctx[touched])
-        self.free -= int((nb - self.blocks[touched]).sum())
-        self.blocks[touched] = nb
-        g = np.concatenate(gaps)
-        if len(g):
-            self.itl_v.append(g)
-            self.itl_w.append(np.ones(len(g)))
+        self.batch_time += dt * n_dec
+        if n_dec:
+            self.itl_v.append(t_end - self.last[dec])
+            self.itl_w.append(1.0)
+            ctx[dec] += 1
+            self.gen[dec] += 1
+            self.last[dec] = t_end
+        produced = n_dec
+        for j, c in zip(pj, pc):
+            ctx[j] += c
+            self.left[j] -= c
+            if self.left[j] == 0:
+                i = self.rid[j]
+                if self.first[i] != self.first[i]:  # NaN: the first token
+                    self.first[i] = t_end
+                else:
+                    self.itl_v.append(np.array([t_end - self.last[j]]))
+                    self.itl_w.append(1.0)
+                self.gen[j] += 1
+                self.last[j] = t_end
+                produced += 1
+        if n_dec:
+            nb = self._blocks_for(ctx[dec])
+            self.free -= int((nb - self.blocks[dec]).sum())
+            self.blocks[dec] = nb
+        for j in pj:
+            b = int(self._blocks_for(int(ctx[j])))
+            self.free -= b - int(self.blocks[j])
+            self.blocks[j] = b
         self.log_t.append(np.array([t_end]))
         self.log_out.append(np.array([produced]))
         self.peak_used = max(self.peak_used, self.pool - self.free)
         self.t = t_end
         self._finish_done()
 
-    def _chunk(self, dec: np.ndarray):
+    def _chunk(self, dec, n: int):
         """k identical decode steps (same sequences; only their contexts grow)."""
-        n = len(dec)
         ctx = self.ctx[dec]
         outs = self.rout[dec]
         held = self.blocks[dec]
@@ -449,10 +491,10 @@ class _Sim:
         ends = self.t + np.cumsum(d)
         t_end = float(ends[-1])
         self.itl_v.append(ends[0] - self.last[dec])
-        self.itl_w.append(np.ones(n))
+        self.itl_w.append(1.0)
         if k > 1:
             self.itl_v.append(d[1:])
-            self.itl_w.append(np.full(k - 1, float(n)))
+            self.itl_w.append(float(n))
         self.log_t.append(ends)
         self.log_out.append(np.full(k, n))
         self.steps += k
@@ -486,12 +528,13 @@ class _Sim:
 
 
 def simulate(cost: StepCost, sched: Scheduler, load: Load, kv_tokens: int,
-             targets: Targets | None = None) -> SimResult:
+             targets: Targets | None = None, stop: StopRule | None = None) -> SimResult:
     """Run `load` through an engine with `sched`'s rules, a KV pool of `kv_tokens` tokens, and
-    step times from `cost`."""
+    step times from `cost`. With `stop`, a run sure to miss its TTFT target ends early
+    (result.aborted)."""
     if kv_tokens < 1:
         raise InputError("the engine has no room for a KV cache on this hardware")
-    sim = _Sim(cost, sched, load, kv_tokens)
+    sim = _Sim(cost, sched, load, kv_tokens, stop)
     sim.run()
     done = ~np.isnan(sim.finish)
     rejected = int(sim.too_long.sum())
@@ -506,7 +549,7 @@ def simulate(cost: StepCost, sched: Scheduler, load: Load, kv_tokens: int,
     t0 = float(start.min()) if len(start) else 0.0
     duration = float(fin.max() - t0) if len(fin) else 0.0
     itl_v = np.concatenate(sim.itl_v) if sim.itl_v else np.zeros(0)
-    itl_w = np.concatenate(sim.itl_w) if sim.itl_w else None
+    itl_w = np.concatenate([np.full(len(v), w) for v, w in zip(sim.itl_v, sim.itl_w)]) if sim.itl_v else None
     good = None
     if targets is not None and duration > 0:
         good = float(targets.met(ttft, tpot, e2el).sum() / duration)
@@ -526,7 +569,8 @@ def simulate(cost: StepCost, sched: Scheduler, load: Load, kv_tokens: int,
         mean_batch=sim.batch_time / sim.busy if sim.busy else 0.0,
         peak_kv_fraction=sim.peak_used / sim.pool if sim.pool else 0.0,
         kv_limited=sim.kv_wait, seq_limited=sim.seq_wait, steady_output_throughput=steady,
-        notes=notes, index=np.flatnonzero(done), arrival=start, ttft=ttft, e2el=e2el, tpot=tpot)
+        notes=notes, index=np.flatnonzero(done), arrival=start, ttft=ttft, e2el=e2el, tpot=tpot,
+        aborted=sim.aborted)
 
 
 def _steady(sim: _Sim, log_t, log_out, duration: float, total_out: float) -> float:

@@ -1,7 +1,8 @@
 """Fitted constants of the serving simulator, kept apart from the speed model's (constants.py).
 
-Each is per engine (never per GPU), with a "default" used for an engine that has no value of
-its own. `scripts/fit_serving.py` fits them on the serving rows of data/measurements/ and writes
+Each is per engine kernel family (never per GPU): an engine, or an engine on a backend whose
+kernels differ (`vllm_rocm`: vLLM's ROCm attention and GEMM kernels), with a "default" used for
+an engine that has no value of its own. `scripts/fit_serving.py` fits them on the serving rows of data/measurements/ and writes
 `fitted_serving.yaml` beside this file, which overrides the priors below; the YAML says what it
 was fitted on. What they stand for:
 
@@ -38,9 +39,13 @@ class ServingConstants:
     allreduce_eff: float = 0.7
     fitted_on: str = "priors"
 
-    def get(self, table: str, engine: str):
+    def get(self, table: str, engine: str, backend: str | None = None):
+        """The value for `engine` on `backend` (cuda is every engine's own), else the engine's,
+        else the default."""
         t = getattr(self, table)
-        key = engine.replace(".", "_").replace("-", "_")
+        key = family_key(engine)
+        if backend and backend != "cuda" and f"{key}_{backend}" in t:
+            return t[f"{key}_{backend}"]
         return t.get(key, t.get("default"))
 
     def with_overrides(self, data: dict) -> "ServingConstants":
@@ -53,6 +58,10 @@ class ServingConstants:
             cur = getattr(self, k)
             merged[k] = {**cur, **v} if isinstance(cur, dict) and isinstance(v, dict) else v
         return replace(self, **merged)
+
+
+def family_key(engine: str) -> str:
+    return engine.replace(".", "_").replace("-", "_")
 
 
 SHIPPED = Path(__file__).with_name("fitted_serving.yaml")

@@ -173,10 +173,12 @@ def _simulate_row(m, model, hw, plan, date, c, sc) -> tuple[float, float]:
         kv_tokens = h.kv_blocks * sched.block_tokens
     else:
         kv_tokens, _ = kv_pool_tokens(model, hw, plan, sched)
-    if h.multi_step > 1:
-        sc = sc.with_overrides({"step_s": {plan.engine.value.replace(".", "_").replace("-", "_"):
-                                           (sc.get("step_s", sched.engine) or 0.0) / h.multi_step},
-                                "seq_s": {plan.engine.value.replace(".", "_").replace("-", "_"):
-                                          (sc.get("seq_s", sched.engine) or 0.0) / h.multi_step}})
+    if h.multi_step > 1:  # vLLM multi-step scheduling: host work once per N decode steps
+        from .serving_constants import family_key
+
+        be = dev.backend
+        key = family_key(plan.engine.value) + (f"_{be}" if be != "cuda" else "")
+        sc = sc.with_overrides({t: {key: (sc.get(t, sched.engine, be) or 0.0) / h.multi_step}
+                                for t in ("step_s", "seq_s")})
     cost = StepCost(model, hw, plan, sched, c=c, sc=sc, date=date)
     return run_long(cost, sched, h.load, kv_tokens)

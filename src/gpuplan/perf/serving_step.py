@@ -75,7 +75,7 @@ def _mesh(link) -> bool:
     """Links that join every GPU to every other directly (AMD Infinity Fabric / xGMI)."""
     if link is None:
         return False
-    return "xgmi" in (link.id or "").lower() or "infinity" in (link.name or "").lower()
+    return link.kind == "infinity-fabric" or "xgmi" in (link.id or "").lower()
 
 
 def allreduce_s(nbytes, n: int, link, consumer: bool, c: Constants, sc: ServingConstants):
@@ -134,9 +134,10 @@ class StepCost:
         total = max(model.weights.total_bytes, 1.0)
         lin_flops = 2.0 * speed._active_params(x)
         attn_flops = 4.0 * spec.n_heads * spec.head_dim  # QK^T and PV per token per context token per layer
-        gemm = sc.get("gemm_eff", eng)
-        kv_eff = sc.get("kv_eff", eng) or c.kv_read_eff
-        attn_eff = sc.get("attn_eff", eng) or c.attn_eff
+        backend = x.hw_backend
+        gemm = sc.get("gemm_eff", eng, backend)
+        kv_eff = sc.get("kv_eff", eng, backend) or c.kv_read_eff
+        attn_eff = sc.get("attn_eff", eng, backend) or c.attn_eff
         stages: dict[int, Stage] = {}
         for p in x.parts:
             bw = x.bw(p)
@@ -174,8 +175,8 @@ class StepCost:
         self.tp = plan.tp if plan.split == Split.TENSOR else 1
         self.consumer = any(d.segment == "consumer" for d in hw.devices)
         self.link = hw.link
-        self.step_s = sc.get("step_s", eng) or 0.0
-        self.seq_s = sc.get("seq_s", eng) or 0.0
+        self.step_s = sc.get("step_s", eng, backend) or 0.0
+        self.seq_s = sc.get("seq_s", eng, backend) or 0.0
         self.ubatch = sched.ubatch
         self.is_llama = plan.engine in (Engine.LLAMA_CPP, Engine.OLLAMA)
 

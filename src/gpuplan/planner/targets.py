@@ -12,14 +12,14 @@ from dataclasses import dataclass, replace
 from pydantic import BaseModel
 
 from ..errors import InputError
-from ..perf.serving import SimResult, simulate, stats_ms
+from ..perf.serving import SimResult, StopRule, simulate, stats_ms
 from ..perf.serving_engines import Scheduler, kv_pool_tokens, scheduler_for
 from ..perf.serving_load import Load
 from ..perf.serving_step import StepCost
 from ..types import Engine, Hardware, LoadedModel, Plan
 
-ROUNDS = 2  # requests per user in a planning run: the first round warms up, the second is measured
-COHORTS = 4  # users start in this many groups, spread over one request's time
+ROUNDS = 3  # requests per user in a planning run: the first round warms up, the rest are measured
+COHORTS = 0  # 0: every user starts on its own, spread over one request's time (groups bias TTFT up)
 MAX_USERS = 65536
 
 
@@ -196,13 +196,18 @@ def _step_time_guess(s: Setup, users: int, prompt: int, output: int) -> float:
     return pf + output * dec
 
 
-def run_users(s: Setup, users: int, prompt: int, output: int, spread: float = 0.0) -> tuple[SimResult, int]:
-    """Closed loop: `users` users over all replicas, each sending ROUNDS requests back to back."""
+def run_users(s: Setup, users: int, prompt: int, output: int, spread: float = 0.0,
+              slo: Slo | None = None) -> tuple[SimResult, int]:
+    """Closed loop: `users` users over all replicas, each sending ROUNDS requests back to back.
+    With a TTFT target, a run sure to miss it stops early."""
     per = max(1, math.ceil(users / s.replicas))
     stagger = _step_time_guess(s, per, prompt, output)
     load = Load("users", prompt, output, users=per, requests=ROUNDS * per, spread=spread,
-                stagger_s=stagger, cohorts=min(COHORTS, per))
-    return simulate(s.cost, s.sched, load, s.kv_tokens), per
+                stagger_s=stagger, cohorts=min(COHORTS, per) if COHORTS else 0)
+    stop = None
+    if slo is not None and slo.ttft_s is not None:
+        stop = StopRule(slo.ttft_s, share=(100.0 - slo.percentile) / 100.0, first=per)
+    return simulate(s.cost, s.sched, load, s.kv_tokens, stop=stop), per
 
 
 def run_rate(s: Setup, rate: float, prompt: int, output: int, requests: int = 240, spread: float = 0.0,
@@ -228,6 +233,8 @@ def _measured(res: SimResult, per_users: int | None):
 
 
 def meets(res: SimResult, slo: Slo, per_users: int | None) -> bool:
+    if res.aborted:
+        return False
     t, p, e = _measured(res, per_users)
     ok = True
     if slo.ttft_s is not None:
@@ -347,7 +354,9 @@ class _Runs:
     """Simulations of one plan per replica, by users per replica (replicas split the load
     round-robin, so one replica's run stands for all)."""
 
-    def __init__(self, model, hw, plan: Plan, context: int, prompt: int, output: int, date: str | None):
+    def __init__(self, model, hw, plan: Plan, context: int, prompt: int, output: int, date: str | None,
+                 slo: Slo | None = None):
+        self.slo = slo
         self.model, self.hw, self.plan, self.context, self.prompt, self.output, self.date = \
             model, hw, plan, context, prompt, output, date
         self.base = replace(plan, replicas=1)
@@ -359,7 +368,7 @@ class _Runs:
         if per not in self.runs:
             s = setup_for(self.model, self.hw, self.base, self.context, per, self.date) if self.fixed_kv \
                 else self.setup
-            res, _ = run_users(s, per, self.prompt, self.output)
+            res, _ = run_users(s, per, self.prompt, self.output, slo=self.slo)
             self.runs[per] = (s, res)
         return self.runs[per]
 
@@ -367,13 +376,13 @@ class _Runs:
 _RUNS: dict = {}
 
 
-def _runs_for(model, hw, plan, context, prompt, output, date) -> _Runs:
-    key = (id(model), id(hw), replace(plan, replicas=1), context, prompt, output, date)
+def _runs_for(model, hw, plan, context, prompt, output, date, slo: Slo | None = None) -> _Runs:
+    key = (id(model), id(hw), replace(plan, replicas=1), context, prompt, output, date, slo)
     r = _RUNS.get(key)
     if r is None or r.model is not model or r.hw is not hw:
         if len(_RUNS) > 256:
             _RUNS.clear()
-        r = _RUNS[key] = _Runs(model, hw, plan, context, prompt, output, date)
+        r = _RUNS[key] = _Runs(model, hw, plan, context, prompt, output, date, slo)
     return r
 
 
@@ -382,7 +391,7 @@ def capacity_users(model, hw, plan: Plan, slo: Slo, prompt: int, output: int, co
                    with_curve: bool = True) -> ServingCapacity:
     """Most concurrent users the plan holds under `slo` (all replicas together); without targets,
     the users where throughput stops growing (the knee)."""
-    runs = _runs_for(model, hw, plan, context, prompt, output, date)
+    runs = _runs_for(model, hw, plan, context, prompt, output, date, slo if slo.any else None)
     reps = max(plan.replicas, 1)
     base = runs.setup
     common = dict(strategy=plan.strategy, engine=plan.engine.value, replicas=reps, tp=plan.tp, pp=plan.pp,
@@ -426,7 +435,7 @@ def capacity_users(model, hw, plan: Plan, slo: Slo, prompt: int, output: int, co
 
 def users_curve(model, hw, plan: Plan, slo: Slo, prompt: int, output: int, context: int, cap: int,
                 upto: int | None = None, date: str | None = None, levels: list[int] | None = None) -> list[ServingPoint]:
-    """Throughput and latency percentiles against concurrent users (all replicas)."""
+    """Throughput and latency percentiles against concurrent users (all replicas): whole runs."""
     runs = _runs_for(model, hw, plan, context, prompt, output, date)
     reps = max(plan.replicas, 1)
     out = []
@@ -568,3 +577,63 @@ def _explain(ans: ServingAnswer) -> list[str]:
                      f"communication {s.communication_ms:.1f} + fixed {s.fixed_ms:.1f} + engine "
                      f"{s.engine_overhead_ms:.1f} ms (bound by {s.bound})")
     return lines
+
+
+# ---------------------------------------------------------------- the plan command's serving answer
+
+SERVING_ENGINES = (Engine.VLLM, Engine.SGLANG, Engine.TRT_LLM, Engine.LMDEPLOY)
+
+
+def serving_plans(model: LoadedModel, hw: Hardware, plans: list[Plan], context: int, prompt: int,
+                  output: int) -> list[Plan]:
+    """The candidates a serving question compares: fitting plans that use every device (replicas x
+    TP x PP fill the box; a plan on part of it only holds less), each with every engine that can run
+    it and whose KV pool holds one request."""
+    from .. import engines as eng_mod
+    from ..types import Workload
+
+    full = [p for p in plans if len(p.device_ids) * max(p.replicas, 1) == hw.n] or plans
+    out: list[Plan] = []
+    seen = set()
+    wl = Workload(context=context, prompt_tokens=prompt, output_tokens=output)
+    for p in full:
+        variants = [p]
+        if p.engine not in (Engine.LLAMA_CPP, Engine.OLLAMA):
+            variants += [replace(p, engine=e) for e in SERVING_ENGINES if e != p.engine]
+        for v in variants:
+            key = (v.engine, v.split, v.tp, v.pp, v.replicas, len(v.device_ids), v.kv_type)
+            if key in seen:
+                continue
+            if v is not p and _unsupported(eng_mod, v, model, hw, wl):
+                continue
+            seen.add(key)
+            out.append(v)
+    return out
+
+
+def _unsupported(eng_mod, plan, model, hw, wl) -> bool:
+    entry = getattr(eng_mod, "ENGINES", {}).get(plan.engine.value)
+    if entry is None:
+        return True
+    try:
+        return bool(entry.supports(plan, model, hw, wl))
+    except TypeError:  # engine modules of the older two-argument interface
+        return bool(entry.supports(plan, model))
+
+
+def at_users(model, hw, plan: Plan, users: int, prompt: int, output: int, context: int,
+             date: str | None = None) -> ServingCapacity:
+    """One plan at `users` concurrent users (no targets): throughput, latency percentiles, the step
+    at that load and its breakdown, and the curve up to twice the users."""
+    runs = _runs_for(model, hw, plan, context, prompt, output, date)
+    reps = max(plan.replicas, 1)
+    per = max(1, math.ceil(users / reps))
+    s, res = runs.get(per)
+    step = step_breakdown(s, round(res.mean_batch), prompt + output // 2)
+    binding = ("KV cache blocks: requests wait for room" if res.kv_limited else
+               f"engine's sequence limit ({s.sched.max_seqs} running)" if res.seq_limited else
+               f"decode steps bound by {step.bound}")
+    return ServingCapacity(strategy=plan.strategy, engine=plan.engine.value, replicas=reps, tp=plan.tp, pp=plan.pp,
+                           kv_pool_tokens_per_replica=s.kv_tokens, max_seqs_per_replica=s.sched.max_seqs,
+                           at_capacity=point(res, reps, per, users=per * reps), binding=binding, step=step,
+                           curve=users_curve(model, hw, plan, Slo(), prompt, output, context, users, users, date))
