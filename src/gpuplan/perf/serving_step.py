@@ -200,14 +200,21 @@ class StepCost:
     def _pass(self, tokens, kv_tokens, swa_tokens, attn_tokens, passes):
         """GPU time of `passes` forward passes carrying `tokens` tokens in all, that read
         `kv_tokens` (and `swa_tokens` of sliding windows) of cached context and attend over
-        `attn_tokens` (token x context pairs)."""
+        `attn_tokens` (token x context pairs). The matrix multiplies stream the weights while they
+        compute (the slower of the two), attention is a kernel of its own that streams the KV
+        cache while it computes; on a CPU every part adds."""
         per_pass = tokens / passes
         touched = 1.0 - (1.0 - self.expert_frac) ** np.maximum(per_pass, 1.0) if self.expert_frac < 1 else 1.0
         total = 0.0
         for s in self.stages:
-            mem = passes * (s.weights_s + s.experts_s * touched) + s.kv_s * (kv_tokens + tokens) + s.swa_s * swa_tokens
-            comp = s.linear_s * tokens + s.attn_s * attn_tokens
-            t = mem + comp if s.cpu else np.maximum(mem, comp)
+            w = passes * (s.weights_s + s.experts_s * touched)
+            lin = s.linear_s * tokens
+            kv = s.kv_s * (kv_tokens + tokens) + s.swa_s * swa_tokens
+            att = s.attn_s * attn_tokens
+            if s.cpu:
+                t = w + lin + kv + att
+            else:
+                t = np.maximum(w, lin) + np.maximum(kv, att)
             total = total + t + passes * s.fixed_s
         return total
 
@@ -257,13 +264,16 @@ class StepCost:
         touched = 1.0 - (1.0 - self.expert_frac) ** max(tokens / passes, 1.0) if self.expert_frac < 1 else 1.0
         for s in self.stages:
             w = passes * (s.weights_s + s.experts_s * touched)
+            lin = s.linear_s * tokens
             k = s.kv_s * (kv + tokens) + s.swa_s * swa
-            comp = s.linear_s * tokens + s.attn_s * kv
-            if s.cpu or comp > w + k:
-                out["compute"] += comp
-            if s.cpu or comp <= w + k:
+            att = s.attn_s * kv
+            if s.cpu:
                 out["weights"] += w
                 out["kv_cache"] += k
+                out["compute"] += lin + att
+            else:  # each kernel is bound by its slower side
+                out["weights" if w >= lin else "compute"] += max(w, lin)
+                out["kv_cache" if k >= att else "compute"] += max(k, att)
             out["fixed"] += passes * s.fixed_s
         out["communication"] = float(self._comm(tokens))
         out["fixed"] += self.token_fixed * passes
