@@ -585,8 +585,8 @@ def _steady(sim: _Sim, log_t, log_out, duration: float, total_out: float) -> flo
         return whole
     k = min(sim.load.users, len(fin)) if sim.closed else 1
     t_a, t_b = fin[k - 1], sim.last_admit
-    if sim.load.kind in ("rate", "trace"):
-        t_a, t_b = fin[0], fin[-1]
+    if sim.load.kind in ("rate", "trace"):  # while requests keep arriving
+        t_a, t_b = fin[0], float(np.nanmax(sim.arr))
     if t_b <= t_a:
         return whole
     sel = (log_t > t_a) & (log_t <= t_b)

@@ -210,10 +210,15 @@ def run_users(s: Setup, users: int, prompt: int, output: int, spread: float = 0.
     return simulate(s.cost, s.sched, load, s.kv_tokens, stop=stop), per
 
 
-def run_rate(s: Setup, rate: float, prompt: int, output: int, requests: int = 240, spread: float = 0.0,
+def run_rate(s: Setup, rate: float, prompt: int, output: int, requests: int | None = None, spread: float = 0.0,
              seed: int = 0) -> SimResult:
-    """Open loop: Poisson arrivals at `rate` requests/s over all replicas (each gets its share)."""
-    load = Load("rate", prompt, output, rate=rate / s.replicas, requests=requests, spread=spread, seed=seed)
+    """Open loop: Poisson arrivals at `rate` requests/s over all replicas (each gets its share),
+    for long enough that the arrivals span several request lifetimes (a steady window)."""
+    per_rate = rate / s.replicas
+    if requests is None:
+        life = _step_time_guess(s, max(1, min(s.sched.max_seqs, int(per_rate * 10) + 1)), prompt, output)
+        requests = int(min(max(240, per_rate * 4 * life), 1200))
+    load = Load("rate", prompt, output, rate=per_rate, requests=requests, spread=spread, seed=seed)
     return simulate(s.cost, s.sched, load, s.kv_tokens)
 
 
@@ -249,7 +254,7 @@ def meets(res: SimResult, slo: Slo, per_users: int | None) -> bool:
 def point(res: SimResult, replicas: int, per_users: int | None = None, users: int | None = None,
           rate: float | None = None, slo: Slo | None = None) -> ServingPoint:
     t, p, e = _measured(res, per_users)
-    thr = res.steady_output_throughput if per_users else res.output_throughput
+    thr = res.steady_output_throughput  # while the load was full (open loop: while requests arrive)
     scale = thr / res.output_throughput if res.output_throughput else 1.0
     return ServingPoint(
         users=users, rate_rps=rate,
@@ -281,7 +286,8 @@ def step_breakdown(s: Setup, batch: int, context: int) -> StepBreakdown:
 def _binding(s: Setup, res: SimResult, slo: Slo, per_users: int | None, prompt: int, output: int) -> str:
     """What stops the plan from holding more load, read from the first level that fails."""
     t, p, e = _measured(res, per_users)
-    ttft_bad = slo.ttft_s is not None and _pct(t, slo.percentile) > slo.ttft_s
+    # a run stopped early stopped because requests waited past the TTFT target
+    ttft_bad = slo.ttft_s is not None and (res.aborted or _pct(t, slo.percentile) > slo.ttft_s)
     tpot_bad = slo.tpot_s is not None and _pct(p, slo.percentile) > slo.tpot_s
     step = step_breakdown(s, round(res.mean_batch), prompt + output // 2)
     if ttft_bad and res.kv_limited:
@@ -447,7 +453,7 @@ def users_curve(model, hw, plan: Plan, slo: Slo, prompt: int, output: int, conte
 
 
 def capacity_rate(model, hw, plan: Plan, slo: Slo, prompt: int, output: int, context: int,
-                  date: str | None = None, requests: int = 240) -> ServingCapacity:
+                  date: str | None = None, requests: int | None = None) -> ServingCapacity:
     """Highest Poisson request rate the plan holds under `slo` (and without a growing queue)."""
     s = setup_for(model, hw, plan, context, 64, date)
     cache: dict[float, SimResult] = {}
@@ -459,12 +465,17 @@ def capacity_rate(model, hw, plan: Plan, slo: Slo, prompt: int, output: int, con
         return cache[key]
 
     def stable(res: SimResult) -> bool:
-        """The queue does not grow: requests complete about as fast as they arrive."""
-        if res.completed == 0:
+        """The queue does not grow: the last quarter of the requests wait no longer for their
+        first token than the first quarter (beyond a step or two)."""
+        import numpy as np
+
+        if res.completed < 8:
             return False
-        span = float(res.arrival.max() - res.arrival.min())
-        expected = res.completed / (span + float(res.e2el.mean())) if span > 0 else 0.0
-        return res.request_throughput >= 0.9 * expected
+        order = np.argsort(res.arrival, kind="stable")
+        t = res.ttft[order]
+        q = max(len(t) // 4, 1)
+        first, last = float(np.median(t[:q])), float(np.median(t[-q:]))
+        return last <= 1.5 * first + 0.05
 
     def ok(r: float) -> bool:
         res = sim(r)
@@ -637,3 +648,33 @@ def at_users(model, hw, plan: Plan, users: int, prompt: int, output: int, contex
                            kv_pool_tokens_per_replica=s.kv_tokens, max_seqs_per_replica=s.sched.max_seqs,
                            at_capacity=point(res, reps, per, users=per * reps), binding=binding, step=step,
                            curve=users_curve(model, hw, plan, Slo(), prompt, output, context, users, users, date))
+
+
+def serving_answer(model: LoadedModel, hw: Hardware, plans: list[Plan], context: int, prompt: int, output: int,
+                   users: int = 1, rate: float | None = None, slo: Slo | None = None,
+                   date: str | None = None) -> ServingAnswer | None:
+    """The plan command's serving section. With latency targets or a request rate: the most load
+    every candidate (replicas x TP x PP x engine, on all the devices) holds under them. Without
+    targets but with several users: the recommended plan (plans[0]) at those users, its step and the
+    curve. Nothing for one user and no targets."""
+    slo = slo or Slo()
+    if not plans:
+        return None
+    if slo.any or rate is not None:
+        cands = serving_plans(model, hw, plans, context, prompt, output)
+        return plan_for_targets(model, hw, cands, slo, prompt, output, context, users=users, rate=rate, date=date)
+    if users <= 1:
+        return None
+    c = at_users(model, hw, plans[0], users, prompt, output, context, date)
+    ans = ServingAnswer(mode="users", targets={"ttft_s": None, "tpot_s": None, "e2el_s": None, "percentile": 90.0},
+                        prompt_tokens=prompt, output_tokens=output, requested=users, candidates=[c], best=0)
+    p = c.at_capacity
+    lines = [f"{users} users on {c.strategy} ({c.engine}): {p.output_throughput:,.0f} tok/s in all, TTFT p50 "
+             f"{p.ttft_ms.median:,.0f} / p90 {p.ttft_ms.p90:,.0f} / p99 {p.ttft_ms.p99:,.0f} ms, TPOT p50 "
+             f"{p.tpot_ms.median:,.1f} / p90 {p.tpot_ms.p90:,.1f} / p99 {p.tpot_ms.p99:,.1f} ms; {c.binding}."]
+    s = c.step
+    lines.append(f"a decode step of {s.batch} sequences at {s.context} tokens takes {s.step_ms:.1f} ms: "
+                 f"weights {s.weights_ms:.1f} + KV {s.kv_cache_ms:.1f} + compute {s.compute_ms:.1f} + "
+                 f"communication {s.communication_ms:.1f} + fixed {s.fixed_ms:.1f} + engine {s.engine_overhead_ms:.1f} ms")
+    ans.explanation = lines
+    return ans
