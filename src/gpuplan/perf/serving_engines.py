@@ -154,43 +154,33 @@ def scheduler_for(engine: Engine, device=None, date: str | None = None, tp: int 
 def kv_pool_tokens(model, hw, plan, sched: Scheduler) -> tuple[int, dict]:
     """Tokens of KV cache the engine's pool holds on one replica, and how it was sized.
 
-    kv_rule: "utilization" (vLLM: gpu_memory_utilization of the card for everything, minus
-    weights, activations of a profile step, CUDA graphs and the non-torch context), "static"
-    (SGLang: mem_fraction_static of the card for weights + KV), "total" (TurboMind < v0.2.1:
-    a share of the card), "free" (TurboMind >= v0.2.1, TensorRT-LLM: a share of what the weights
-    leave), "fixed" (llama.cpp / MLX: the context the server was started with)."""
+    The reservation is the memory model's (perf/memory.py over the engine's memory profile in
+    perf/engine_memory.yaml: vLLM's gpu_memory_utilization of the card less weights, activation
+    peak, context and CUDA graphs; SGLang's mem_fraction_static; TensorRT-LLM's and TurboMind's share
+    of what the weights leave); the pool is what that leaves for KV, divided by the KV bytes one token
+    takes on the fullest device. llama.cpp and MLX: the context the server was started with."""
+    from dataclasses import replace
+
     from ..types import Workload
     from .layout import parts
-    from .memory import ENGINE_MEMORY, GIB, device_memory
+    from .memory import device_memory
 
     if sched.kv_rule == "fixed":
         return int(sched.kv_fraction), {"rule": "fixed", "tokens": int(sched.kv_fraction)}
+    if sched.engine == "sglang" and getattr(plan, "gpu_memory_utilization", None) is None:
+        plan = replace(plan, gpu_memory_utilization=sched.kv_fraction)  # mem_fraction_static by TP size
     mem = [m for m in device_memory(model, hw, plan, Workload(context=1, users=1)) if m.name != "host RAM"]
     kv_per_tok: dict[int, float] = {}
     gpu_parts = [p for p in parts(model, hw, plan) if not p.on_host and p.device is not None]
-    ids = list(plan.device_ids)
     for k, p in enumerate(gpu_parts):
-        d = k if k < len(ids) else len(ids) - 1
+        d = min(k, len(mem) - 1)
         kv_per_tok[d] = kv_per_tok.get(d, 0.0) + p.kv_bytes_per_ctx + p.swa_kv_bytes
-    em = ENGINE_MEMORY.get(plan.engine)
-    ctx_b = (em.context_gib if em else 0.5) * GIB
-    graphs_b = (em.graphs_gib if em else 0.5) * GIB
     best = None
     for d, m in enumerate(mem):
-        cap = m.capacity
-        if sched.kv_rule == "utilization":
-            pool = m.free + m.kv_cache  # device_memory already holds back (1 - utilization)
-        elif sched.kv_rule == "static":
-            pool = sched.kv_fraction * cap - m.weights
-        elif sched.kv_rule == "total":
-            pool = sched.kv_fraction * cap
-            pool = min(pool, cap - m.weights - ctx_b)
-        else:  # "free"
-            pool = sched.kv_fraction * (cap - m.weights - ctx_b - graphs_b)
         per = kv_per_tok.get(d, 0.0)
         if per <= 0:
             continue
-        tokens = max(pool, 0.0) / per
+        tokens = max(m.free + m.kv_cache, 0.0) / per
         best = tokens if best is None else min(best, tokens)
     tokens = int(best or 0)
-    return tokens, {"rule": sched.kv_rule, "fraction": sched.kv_fraction, "tokens": tokens}
+    return tokens, {"rule": sched.kv_rule, "tokens": tokens}
