@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from gpuplan.perf import serving  # noqa: E402
 from gpuplan.planner import targets  # noqa: E402
-from gpuplan.planner.search import enumerate_plans, engines_for  # noqa: E402
+from gpuplan.planner.search import candidates  # noqa: E402
 from gpuplan.sources.resolve import resolve_model  # noqa: E402
 from gpuplan.types import Workload  # noqa: E402
 
@@ -42,7 +42,8 @@ def main() -> int:
     hw = parse_hardware(args.gpus)
     slo = targets.parse_slo(None, args.ttft, args.tpot)
     wl = Workload(context=args.context, prompt_tokens=args.prompt, output_tokens=args.output, users=64)
-    plans = enumerate_plans(model, hw, wl, engines_for(model, hw, None))
+    fitting = [c.plan for c in candidates(model, hw, wl) if c.fits]
+    plans = targets.serving_plans(model, hw, fitting, args.context, args.prompt, args.output)
 
     steps = [0]
     sims = [0]
@@ -55,19 +56,23 @@ def main() -> int:
         return r
 
     targets.simulate = counted
-    times = []
+    times, cpu = [], []
     for _ in range(args.repeat):
         targets._RUNS.clear()
         steps[0] = sims[0] = 0
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         ans = targets.plan_for_targets(model, hw, plans, slo, args.prompt, args.output, args.context, users=64)
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     best = ans.candidates[ans.best]
     t = min(times)
-    print(f"{args.model} {args.quant} on {args.gpus}: {len(plans)} candidate plans, {sims[0]} simulations")
-    print(f"plan search: {t:.3f} s (best of {args.repeat}; target < 1 s)")
+    print(f"{args.model} {args.quant} on {args.gpus}: {len(fitting)} fitting plans, {len(plans)} serving candidates "
+          f"(replicas x TP x PP x engine on all the GPUs), {sims[0]} simulations")
+    print(f"plan search: {t:.3f} s wall, {min(cpu):.3f} s CPU (best of {args.repeat}; target < 1 s)")
     print(f"simulated engine steps: {steps[0]:,} -> {steps[0] / t:,.0f} steps/s")
-    print(f"best: {best.strategy} holds {best.max_users} users ({best.binding})")
+    print(f"best: {best.strategy} ({best.engine}) holds {best.max_users} users ({best.binding})")
+    for c in ans.candidates:
+        print(f"  {c.strategy:40s} {c.engine:14s} {c.max_users or 0:6d} users  {c.binding}")
     return 0
 
 

@@ -7,8 +7,8 @@ measurement sets, and check them on held-out engines and GPUs.
 
 The fit minimises a robust (soft L1) loss of log(predicted / measured) over every serving row
 (metrics throughput, throughput_total, throughput_per_gpu) of data/measurements/dev.csv and
-dev-2026-12.csv. Constants are per engine only where an engine has enough rows (>= MIN_ROWS);
-the others share the "default" value, which is what an engine without data gets.
+dev-2026-12.csv. Constants are per kernel family (an engine, with the backend when it is not CUDA) where a
+family has MIN_ROWS rows; every other engine shares the "default", the geometric mean of those.
 
 Two-fold hold-out: the (engine, GPU) groups are split in two halves; constants fitted on one half
 score the other, and the other way round. Both scores are written into the YAML (`holdout`) for
@@ -140,8 +140,10 @@ def fit_family(rows, key: str, fixed: dict, verbose: bool = True) -> tuple[dict,
 
 
 def fit(rows, verbose=True) -> tuple[ServingConstants, dict, dict]:
-    """Families with MIN_ROWS rows get their own constants; the default is fitted on the rows of
-    the other families (or, when there are none, is the geometric mean of the fitted ones)."""
+    """Families with MIN_ROWS rows get constants of their own; `default` (what every other engine
+    gets, and every engine of a held-out half) is the geometric mean of theirs: a middle of the
+    kernel families measured, not a fit to the few rows of the rest. With no family that large,
+    the default is fitted on all the rows."""
     by: dict[str, list] = {}
     for r in rows:
         by.setdefault(family_of(r[0]), []).append(r)
@@ -152,14 +154,13 @@ def fit(rows, verbose=True) -> tuple[ServingConstants, dict, dict]:
         v, loss = fit_family(by[key], key, {}, verbose)
         values.update(v)
         losses[key] = round(loss, 4)
-    rest = [r for k, v in by.items() if k not in own for r in v]
-    if len(rest) >= 3:
-        v, loss = fit_family(rest, "default", values, verbose)
-        values.update({k: x for k, x in v.items() if k[1] == "default"})
-        losses["default"] = round(loss, 4)
-    elif own:
+    if own:
         for name, *_ in PARAMS:
             values[(name, "default")] = float(np.exp(np.mean([np.log(values[(name, k)]) for k in own])))
+    else:
+        v, loss = fit_family(rows, "default", {}, verbose)
+        values.update(v)
+        losses["default"] = round(loss, 4)
     return constants(values), values, losses
 
 

@@ -34,12 +34,15 @@ PERCENTILES = (50, 90, 99)
 
 @dataclass(frozen=True)
 class StopRule:
-    """End a run early once it is sure to miss a TTFT target: more than `share` of the requests
-    numbered `first` and later waited longer than `ttft_s` before their first token."""
+    """End a run early once it is sure to miss its targets: more than `share` of the requests
+    numbered `first` and later waited longer than `ttft_s` before their first token, or, once those
+    requests run, 64 decode steps in a row each took over tpot_margin x `tpot_s`."""
 
-    ttft_s: float
+    ttft_s: float | None = None
     share: float = 0.1
     first: int = 0
+    tpot_s: float | None = None  # also stop when decode steps run this much slower for a while
+    tpot_margin: float = 1.3
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,7 @@ class SimResult:
     steady_output_throughput: float  # generated tokens/s while the load was full (after warm-up)
     notes: list[str] = field(default_factory=list)
     aborted: bool = False  # ended early by a StopRule: the figures cover only part of the load
+    slow_stop: bool = False  # ... because its decode steps were too slow for the TPOT target
     # per-request arrays (seconds), for callers that want more than the summary
     index: np.ndarray | None = None  # request numbers of the completed requests
     arrival: np.ndarray | None = None
@@ -117,6 +121,7 @@ class _Sim:
         self.cost, self.sched, self.load = cost, sched, load
         self.stop = stop
         self.late = 0
+        self.slow_steps = 0  # decode steps in a row slower than the StopRule's TPOT bound
         self.aborted = False
         self.bs = max(sched.block_tokens, 1)
         self.free = int(kv_tokens // self.bs)
@@ -235,7 +240,7 @@ class _Sim:
             guard += 1
             if guard > 2_000_000:
                 raise RuntimeError("serving simulation did not finish")
-            if self.aborted:
+            if self.aborted or (self.stop is not None and self._hopeless()):
                 return
             self.release()
             if len(self.rid) == 0 and not self.waiting:
@@ -299,10 +304,15 @@ class _Sim:
             self.kv_wait = True
             return True
         if self.ratio is not None:
-            future = min(int(self.out[head]) - int(self.gen_done[head]), 4096) * self.ratio
-            if chunk + future > self.free * self.bs - self._reserved():
-                # the reserve shrinks as the ratio decays: look again after a few steps
-                self.chunk_cap = 25
+            f_new = min(int(self.out[head]) - int(self.gen_done[head]), 4096)
+            room = self.free * self.bs - chunk
+            rem = self._reserved() / self.ratio if self.ratio > 0 else 0.0
+            if chunk + f_new * self.ratio > self.free * self.bs - self._reserved():
+                # admitted once the decaying ratio falls to room / (reserved + new): that many steps on
+                need = room / (rem + f_new) if rem + f_new > 0 else self.ratio
+                if need < self.ratio_min or self.ratio_step <= 0:
+                    return True  # only a finishing request makes room
+                self.chunk_cap = max(1, math.ceil((self.ratio - need) / self.ratio_step))
                 return True
         return False
 
@@ -363,12 +373,31 @@ class _Sim:
             running += 1
         return out
 
+    def _hopeless(self) -> bool:
+        """StopRule: requests still waiting past the TTFT target count as late too."""
+        st = self.stop
+        if st.tpot_s is not None and self.slow_steps >= 64:
+            self.aborted = True
+            return True
+        if st.ttft_s is None:
+            return False
+        waiting_late = 0
+        limit = self.t - st.ttft_s
+        for i in self.waiting:
+            if self.start[i] > limit:
+                break
+            if i >= st.first:
+                waiting_late += 1
+        if self.late + waiting_late > st.share * (self.n - st.first):
+            self.aborted = True
+        return self.aborted
+
     def _admit(self, ids: list[int]):
         for i in ids:
             self.waiting.remove(i)
         self.last_admit = self.t
         st = self.stop
-        if st is not None:
+        if st is not None and st.ttft_s is not None:
             for i in ids:
                 if i >= st.first and self.t - self.start[i] > st.ttft_s and np.isnan(self.first[i]):
                     self.late += 1
@@ -416,6 +445,9 @@ class _Sim:
         dt = self.cost.mixed(n_dec, dec_kv, dec_swa, pf_tokens, pf_kv, pf_attn, len(pj))
         t_end = self.t + dt
         self.steps += 1
+        if self.stop is not None and self.stop.tpot_s is not None and n_dec:
+            slow = dt > self.stop.tpot_margin * self.stop.tpot_s and self.nxt > self.stop.first
+            self.slow_steps = self.slow_steps + 1 if slow else 0
         if self.ratio is not None and n_dec:
             self.ratio = max(self.ratio - self.ratio_step, self.ratio_min)
         self.busy += dt
@@ -498,6 +530,11 @@ class _Sim:
         self.log_t.append(ends)
         self.log_out.append(np.full(k, n))
         self.steps += k
+        if self.stop is not None and self.stop.tpot_s is not None:
+            if self.nxt > self.stop.first and float(d.min()) > self.stop.tpot_margin * self.stop.tpot_s:
+                self.slow_steps += k
+            else:
+                self.slow_steps = 0
         if self.ratio is not None:
             self.ratio = max(self.ratio - k * self.ratio_step, self.ratio_min)
         self.busy += float(d.sum())
@@ -570,7 +607,7 @@ def simulate(cost: StepCost, sched: Scheduler, load: Load, kv_tokens: int,
         peak_kv_fraction=sim.peak_used / sim.pool if sim.pool else 0.0,
         kv_limited=sim.kv_wait, seq_limited=sim.seq_wait, steady_output_throughput=steady,
         notes=notes, index=np.flatnonzero(done), arrival=start, ttft=ttft, e2el=e2el, tpot=tpot,
-        aborted=sim.aborted)
+        aborted=sim.aborted, slow_stop=sim.aborted and sim.slow_steps >= 64)
 
 
 def _steady(sim: _Sim, log_t, log_out, duration: float, total_out: float) -> float:

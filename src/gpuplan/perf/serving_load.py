@@ -30,6 +30,7 @@ class Load:
     seed: int = 0
     stagger_s: float = 0.0  # users: their first requests spread over this many seconds
     cohorts: int = 0  # users: first requests start in this many groups (0: each user on its own)
+    quantum: int = 1  # lengths drawn with `spread` are rounded to multiples of this many tokens
     trace: tuple = ()  # ((arrival_s, prompt, output), ...)
 
     def __post_init__(self):
@@ -59,8 +60,9 @@ def requests_of(load: Load) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(load.seed)
     if load.spread > 0:  # lognormal with the given means
         s = load.spread
-        p = np.maximum(1, np.round(load.prompt * rng.lognormal(-s * s / 2, s, n))).astype(np.int64)
-        o = np.maximum(1, np.round(load.output * rng.lognormal(-s * s / 2, s, n))).astype(np.int64)
+        q = max(int(load.quantum), 1)
+        p = np.maximum(q, np.round(load.prompt * rng.lognormal(-s * s / 2, s, n) / q) * q).astype(np.int64)
+        o = np.maximum(q, np.round(load.output * rng.lognormal(-s * s / 2, s, n) / q) * q).astype(np.int64)
     else:
         p = np.full(n, load.prompt, dtype=np.int64)
         o = np.full(n, load.output, dtype=np.int64)

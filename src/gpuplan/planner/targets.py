@@ -19,7 +19,13 @@ from ..perf.serving_step import StepCost
 from ..types import Engine, Hardware, LoadedModel, Plan
 
 ROUNDS = 3  # requests per user in a planning run: the first round warms up, the rest are measured
-COHORTS = 0  # 0: every user starts on its own, spread over one request's time (groups bias TTFT up)
+COHORTS = 32  # the first round's users start in this many groups, spread over one request's time
+# Users' requests differ in length (lognormal, sigma): identical requests would march in lockstep
+# through prefill-first schedulers, which real traffic does not do
+SPREAD = 0.3
+# ... rounded to 1/QUANTA of their mean: requests then finish in a few dozen groups per round, which
+# bounds a run's events whatever the number of users (the percentiles move by less than a step)
+QUANTA = 24
 MAX_USERS = 65536
 
 
@@ -196,21 +202,22 @@ def _step_time_guess(s: Setup, users: int, prompt: int, output: int) -> float:
     return pf + output * dec
 
 
-def run_users(s: Setup, users: int, prompt: int, output: int, spread: float = 0.0,
+def run_users(s: Setup, users: int, prompt: int, output: int, spread: float = SPREAD,
               slo: Slo | None = None) -> tuple[SimResult, int]:
     """Closed loop: `users` users over all replicas, each sending ROUNDS requests back to back.
     With a TTFT target, a run sure to miss it stops early."""
     per = max(1, math.ceil(users / s.replicas))
     stagger = _step_time_guess(s, per, prompt, output)
     load = Load("users", prompt, output, users=per, requests=ROUNDS * per, spread=spread,
-                stagger_s=stagger, cohorts=min(COHORTS, per) if COHORTS else 0)
+                stagger_s=stagger, cohorts=min(COHORTS, per) if COHORTS else 0,
+                quantum=max(1, round(output / QUANTA)))
     stop = None
-    if slo is not None and slo.ttft_s is not None:
-        stop = StopRule(slo.ttft_s, share=(100.0 - slo.percentile) / 100.0, first=per)
+    if slo is not None and (slo.ttft_s is not None or slo.tpot_s is not None):
+        stop = StopRule(slo.ttft_s, share=(100.0 - slo.percentile) / 100.0, first=per, tpot_s=slo.tpot_s)
     return simulate(s.cost, s.sched, load, s.kv_tokens, stop=stop), per
 
 
-def run_rate(s: Setup, rate: float, prompt: int, output: int, requests: int | None = None, spread: float = 0.0,
+def run_rate(s: Setup, rate: float, prompt: int, output: int, requests: int | None = None, spread: float = SPREAD,
              seed: int = 0) -> SimResult:
     """Open loop: Poisson arrivals at `rate` requests/s over all replicas (each gets its share),
     for long enough that the arrivals span several request lifetimes (a steady window)."""
@@ -218,7 +225,8 @@ def run_rate(s: Setup, rate: float, prompt: int, output: int, requests: int | No
     if requests is None:
         life = _step_time_guess(s, max(1, min(s.sched.max_seqs, int(per_rate * 10) + 1)), prompt, output)
         requests = int(min(max(240, per_rate * 4 * life), 1200))
-    load = Load("rate", prompt, output, rate=per_rate, requests=requests, spread=spread, seed=seed)
+    load = Load("rate", prompt, output, rate=per_rate, requests=requests, spread=spread, seed=seed,
+                quantum=max(1, round(output / QUANTA)))
     return simulate(s.cost, s.sched, load, s.kv_tokens)
 
 
@@ -286,9 +294,10 @@ def step_breakdown(s: Setup, batch: int, context: int) -> StepBreakdown:
 def _binding(s: Setup, res: SimResult, slo: Slo, per_users: int | None, prompt: int, output: int) -> str:
     """What stops the plan from holding more load, read from the first level that fails."""
     t, p, e = _measured(res, per_users)
-    # a run stopped early stopped because requests waited past the TTFT target
-    ttft_bad = slo.ttft_s is not None and (res.aborted or _pct(t, slo.percentile) > slo.ttft_s)
-    tpot_bad = slo.tpot_s is not None and _pct(p, slo.percentile) > slo.tpot_s
+    # a run stopped early missed the TTFT target (requests waited) or the TPOT one (slow steps)
+    slow = res.aborted and res.slow_stop
+    ttft_bad = slo.ttft_s is not None and ((res.aborted and not slow) or _pct(t, slo.percentile) > slo.ttft_s)
+    tpot_bad = slo.tpot_s is not None and (slow or _pct(p, slo.percentile) > slo.tpot_s)
     step = step_breakdown(s, round(res.mean_batch), prompt + output // 2)
     if ttft_bad and res.kv_limited:
         return "KV cache blocks (requests wait for room, TTFT target missed)"
@@ -326,13 +335,57 @@ def _search_int(ok, guess: int, hi_cap: int) -> int:
                 hi = n
         if lo == 0:
             return 0
-    while hi - lo > max(1, lo // 16):
+    while hi - lo > max(1, lo // 8):
         mid = (lo + hi) // 2
         if ok(mid):
             lo = mid
         else:
             hi = mid
     return lo
+
+
+def _excess(res: SimResult, slo: Slo, per_users: int | None) -> float:
+    """How far a run is from its targets: the largest measured/target ratio (<= 1 meets them)."""
+    if res.aborted:
+        return 2.0
+    t, p, e = _measured(res, per_users)
+    r = 0.0
+    for lim, v in ((slo.ttft_s, t), (slo.tpot_s, p), (slo.e2el_s, e)):
+        if lim is not None:
+            r = max(r, _pct(v, slo.percentile) / lim)
+    return r
+
+
+def _search_excess(f, guess: int, hi_cap: int) -> tuple[int, int | None]:
+    """Largest n in [1, hi_cap] with f(n) <= 1, for f growing with n: a bracket from `guess`, then
+    interpolation on f inside it (a few runs), to 1/8 of the answer. Returns (n, the smallest n
+    seen that misses, or None)."""
+    lo, hi = 0, None
+    n = max(1, min(guess, hi_cap))
+    fl = fh = None
+    for _ in range(12):
+        v = f(n)
+        if v <= 1.0:
+            lo, fl = n, v
+        else:
+            hi, fh = n, v
+        if hi is not None and hi - lo <= max(1, lo // 8):
+            break
+        if hi is None:
+            if n >= hi_cap:
+                break
+            n = min(hi_cap, max(n + 1, int(n * (1.0 / max(v, 0.3)) if v > 0 else n * 2)))
+            continue
+        if lo == 0:
+            if hi == 1:
+                break
+            n = max(1, int(hi / max(fh, 1.2) ** 1.5))  # latency grows faster than load near the limit
+            continue
+        # interpolate the crossing of f = 1 between the bracket ends, kept off the ends
+        x = lo + (1.0 - fl) * (hi - lo) / max(fh - fl, 1e-9)
+        n = int(min(max(x, lo + (hi - lo) / 8), hi - (hi - lo) / 8))
+        n = min(max(n, lo + 1), hi - 1)
+    return lo, hi
 
 
 def _guess_users(s: Setup, slo: Slo, prompt: int, output: int) -> int:
@@ -344,11 +397,12 @@ def _guess_users(s: Setup, slo: Slo, prompt: int, output: int) -> int:
         def step(b):
             return float(s.cost.decode(b, prompt + output / 2.0))
         lo, hi = 1, n
-        if step(1) > slo.tpot_s:
+        goal = 0.8 * slo.tpot_s  # prompt work between decode steps stretches TPOT past one step
+        if step(1) > goal:
             return 1
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            if step(mid) <= slo.tpot_s:
+            if step(mid) <= goal:
                 lo = mid
             else:
                 hi = mid
@@ -407,12 +461,12 @@ def capacity_users(model, hw, plan: Plan, slo: Slo, prompt: int, output: int, co
     notes = []
     guess = _guess_users(base, slo, prompt, output)
     if slo.any:
-        def ok(per):
-            return meets(runs.get(per)[1], slo, per)
+        def f(per):
+            return _excess(runs.get(per)[1], slo, per)
 
-        per_cap = _search_int(ok, guess, MAX_USERS)
-        fail = per_cap + max(1, per_cap // 16)
-        s, res = runs.get(min(fail, MAX_USERS))
+        per_cap, fail = _search_excess(f, guess, MAX_USERS)
+        fail = fail or min(per_cap + max(1, per_cap // 8), MAX_USERS)
+        s, res = runs.get(fail)
         binding = _binding(s, res, slo, fail, prompt, output)
     else:
         def grows(per):  # 1.5x the users still adds at least 5% throughput
