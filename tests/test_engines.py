@@ -193,7 +193,8 @@ def test_engine_support_by_quant():
     h, w = hw(A100), Workload()
     assert set(engines.commands_for(plan, loaded(L3_8B, Q4KM, 4.9), h, w)) == {
         "llama.cpp", "llama-cpp-python", "ollama"}
-    assert set(engines.commands_for(plan, loaded(L3_8B, AWQ, 5.7), h, w)) == {"vllm", "sglang", "tgi"}
+    assert set(engines.commands_for(plan, loaded(L3_8B, AWQ, 5.7), h, w)) == {
+        "vllm", "sglang", "tgi", "lmdeploy", "tensorrt-llm"}
     assert set(engines.commands_for(plan, loaded(L3_8B, EXL2, 4.6), h, w)) == {"exllamav2"}
     reasons = engines.explain_unsupported(plan, loaded(L3_8B, Q4KM, 4.9))
     assert "experimental" in reasons["vllm"] and "tensorrt-llm" in reasons
@@ -348,15 +349,17 @@ def test_every_engine_binds_loopback():
     for name in CASES:
         for eng, cmd in launch(name).items():
             for p in cmd.processes:
-                host = next((p.argv[i + 1] for i, a in enumerate(p.argv) if a in ("--host", "--hostname")), None)
+                host = next((p.argv[i + 1] for i, a in enumerate(p.argv)
+                             if a in ("--host", "--hostname", "--server-name")), None)
                 if p.argv[:2] in (["ollama", "serve"], ["ollama", "create"]):
                     host = p.env["OLLAMA_HOST"].split(":")[0]
                 elif p.argv[0] in ("ray", "git") or p.argv[:2] == ["python", "main.py"]:
                     continue
                 assert host == "127.0.0.1", (name, eng, p.argv)
             for body in cmd.files.values():
-                if "network" in (cfg := yaml.safe_load(body) or {}):
-                    assert cfg["network"]["host"] == "127.0.0.1"
+                for cfg in yaml.safe_load_all(body):  # a Kubernetes manifest has several documents
+                    if "network" in (cfg or {}):
+                        assert cfg["network"]["host"] == "127.0.0.1"
 
 
 def test_llama_cpp_tensor_split_mode_is_not_called_missing():

@@ -58,3 +58,35 @@ def test_yaml_round_trips():
     text = lws.to_yaml(docs)
     assert list(yaml.safe_load_all(text)) == docs
     assert docs[0]["spec"]["replicas"] == 2 and docs[0]["spec"]["leaderWorkerTemplate"]["size"] == 4
+
+
+def test_multinode_vllm_plan_follows_vllms_documented_steps_and_ships_the_manifest():
+    """vLLM's multi-node serving (docs: examples/online_serving/multi-node-serving.sh and the
+    distributed serving guide): a Ray head on one node, `ray start --address` on the others, then
+    `vllm serve` with TP = GPUs per node and PP = nodes; on Kubernetes the LeaderWorkerSet."""
+    from gpuplan import catalog, engines
+    from gpuplan.sources.resolve import resolve_model
+    from gpuplan.types import Engine, Hardware, Plan, Split, Workload
+
+    h100 = catalog.device("h100-sxm-80gb")
+    hw = Hardware(devices=(h100,) * 16, memory_gib=(80.0,) * 16, link=catalog.link("nvlink4"), nodes=2,
+                  node_link=catalog.link("ib-ndr-400") if "ib-ndr-400" in catalog.links() else None)
+    plan = Plan(Split.TENSOR, Engine.VLLM, tuple(range(16)), tp=8, pp=2, kv_type="fp8")
+    model = resolve_model("meta-llama/Llama-3.1-405B-Instruct", "FP8")
+    cmd = engines.launch_for(plan, model, hw, Workload(context=8192, users=64))["vllm"]
+    argvs = [p.argv for p in cmd.processes]
+    assert argvs[0] == ["ray", "start", "--head", "--port=6379"]
+    assert argvs[1] == ["ray", "start", "--address=HEAD_IP:6379"]
+    serve = argvs[-1]
+    assert serve[:2] == ["vllm", "serve"] and cmd.processes[-1].host == cmd.processes[0].host
+    assert serve[serve.index("--tensor-parallel-size") + 1] == "8"
+    assert serve[serve.index("--pipeline-parallel-size") + 1] == "2"
+    assert serve[serve.index("--distributed-executor-backend") + 1] == "ray"
+    docs = list(yaml.safe_load_all(cmd.files["lws.yaml"]))
+    tpl = docs[0]["spec"]["leaderWorkerTemplate"]
+    assert tpl["size"] == 2
+    leader = _model(tpl["leaderTemplate"], "V1PodTemplateSpec")
+    _model(tpl["workerTemplate"], "V1PodTemplateSpec")
+    _model(docs[1], "V1Service")
+    assert leader.spec.containers[0].resources.limits["nvidia.com/gpu"] == "8"
+    assert "lws.yaml" in cmd.text and any("kubectl apply -f lws.yaml" in n for n in cmd.notes)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Callable, NamedTuple
 
 from ..types import Hardware, LoadedModel, Plan, Workload
-from . import exllamav2, llama_cpp, ollama, sglang, tgi, vllm
+from . import exllamav2, llama_cpp, lmdeploy, mlx, ollama, sglang, tgi, trtllm, vllm
 from .base import LaunchCommand, Process
 
 
@@ -28,10 +28,11 @@ ENGINES: dict[str, _Entry] = {
     sglang.NAME: _Entry(sglang.supports, sglang.launch, sglang.MULTI_NODE),
     tgi.NAME: _Entry(tgi.supports, tgi.launch),
     exllamav2.NAME: _Entry(exllamav2.supports, exllamav2.launch),
+    lmdeploy.NAME: _Entry(lmdeploy.supports, lmdeploy.launch),
+    trtllm.NAME: _Entry(trtllm.supports, trtllm.launch),
+    mlx.NAME: _Entry(mlx.supports, mlx.launch),
 }
-NOT_RENDERED = {"tensorrt-llm": "gpuplan does not render TensorRT-LLM commands yet "
-                                "(it needs an engine build step per model and GPU)",
-                "mlx": "gpuplan does not render mlx_lm.server commands yet (its memory is modelled)"}
+NOT_RENDERED: dict[str, str] = {}
 
 
 def explain_unsupported(plan: Plan, model: LoadedModel, hw: Hardware | None = None,

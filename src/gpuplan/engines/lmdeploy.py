@@ -19,8 +19,10 @@ FLAGS = {
     "cache": "--cache-max-entry-count", "kv": "--quant-policy", "fmt": "--model-format",
     "host": "--server-name", "port": "--server-port",
 }
-# --quant-policy: 0 keeps the KV cache in 16 bits, 8 stores it as int8, 4 as int4 (docs/en/quantization/kv_quant.md)
-KV = {"f16": None, "bf16": None, "q8_0": 8, "q4_0": 4}
+# --quant-policy (lmdeploy.messages.QuantPolicy): 0 keeps the KV cache in 16 bits, 8 stores it as
+# int8, 4 as int4, 16 as FP8 e4m3 (docs/en/quantization/kv_quant.md)
+KV = {"f16": None, "bf16": None, "q8_0": 8, "q4_0": 4, "fp8": 16}
+QUANT_POLICIES = (0, 4, 8, 16, 17, 42)
 # --model-format for each weight family TurboMind loads
 FORMAT = {"float": "hf", "awq": "awq", "gptq": "gptq", "fp8": "fp8"}
 CACHE_FRACTION = 0.8  # cache_max_entry_count: share of the memory the weights leave, for KV blocks
@@ -37,7 +39,10 @@ def supports(plan: Plan, model: LoadedModel, hw: Hardware | None = None, wl: Wor
     if plan.gpu_layers is not None or plan.experts_on_host:
         return "TurboMind keeps the whole model on the GPUs (no RAM offload)"
     if plan.kv_type not in KV:
-        return f"TurboMind's KV cache is 16-bit, int8 or int4 (--quant-policy 0/8/4), not {plan.kv_type}"
+        return f"TurboMind's KV cache is 16-bit, int8, int4 or FP8 (--quant-policy 0/8/4/16), not {plan.kv_type}"
+    if wl is not None and model.spec.max_context and wl.context > model.spec.max_context:
+        return (f"context {wl.context} is above {model.spec.name}'s maximum of {model.spec.max_context} tokens; "
+                f"gpuplan emits no RoPE override for LMDeploy")
     if hw is not None and hw.nodes > 1:
         return "TurboMind serves from one machine"
     return None

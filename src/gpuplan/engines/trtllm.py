@@ -51,6 +51,9 @@ def supports(plan: Plan, model: LoadedModel, hw: Hardware | None = None, wl: Wor
         return "TensorRT-LLM's pipeline stages hold equal numbers of layers"
     if plan.kv_type not in KV_DTYPE:
         return f"TensorRT-LLM's KV cache is 16-bit or FP8, not {plan.kv_type}"
+    if wl is not None and model.spec.max_context and wl.context > model.spec.max_context:
+        return (f"context {wl.context} is above {model.spec.name}'s maximum of {model.spec.max_context} tokens; "
+                f"gpuplan emits no RoPE override for TensorRT-LLM")
     if hw is not None and hw.nodes > 1:
         return "gpuplan renders TensorRT-LLM for one machine (several nodes need its MPI/Slurm launcher)"
     return None

@@ -110,4 +110,11 @@ def launch(plan: Plan, model: LoadedModel, hw: Hardware, wl: Workload,
     procs += [base.Process(argv=["ray", "start", "--address=HEAD_IP:6379"], host=f"node {r}")
               for r in range(1, hw.nodes)]
     procs.append(base.Process(argv=argv, env=env, host="node 0 (HEAD_IP)"))
-    return base.LaunchCommand(engine=NAME, processes=procs, notes=notes)
+    # on Kubernetes, vLLM's documented multi-node deployment: a LeaderWorkerSet of one pod per node
+    from . import lws
+
+    per_node = len(plan.device_ids) // hw.nodes
+    manifest = lws.to_yaml(lws.manifest("vllm", argv, nodes=hw.nodes, gpus_per_node=per_node))
+    notes.append("on Kubernetes instead of the Ray steps: kubectl apply -f lws.yaml (a LeaderWorkerSet, "
+                 "https://lws.sigs.k8s.io/docs/installation/), then kubectl port-forward svc/vllm-leader 8080:8080")
+    return base.LaunchCommand(engine=NAME, processes=procs, notes=notes, files={"lws.yaml": manifest})
