@@ -151,6 +151,19 @@ def scheduler_for(engine: Engine, device=None, date: str | None = None, tp: int 
     return llama_server(parallel or 1, n_ctx or 4096)
 
 
+PAGED_ENGINES = ("vllm", "sglang", "tensorrt-llm", "lmdeploy", "tgi")
+
+
+def kv_tokens_held(engine: Engine, context: int, prompt: int, output: int) -> int:
+    """KV tokens one sequence holds at most: paged engines (vLLM, SGLang, TensorRT-LLM, LMDeploy,
+    TGI) allocate blocks as a sequence grows, so its prompt and output (capped by the context);
+    llama.cpp slots, ExLlamaV2 and MLX reserve or grow to the whole context."""
+    e = engine.value if isinstance(engine, Engine) else str(engine)
+    if e in PAGED_ENGINES:
+        return max(1, min(context, prompt + output))
+    return context
+
+
 def kv_pool_tokens(model, hw, plan, sched: Scheduler) -> tuple[int, dict]:
     """Tokens of KV cache the engine's pool holds on one replica, and how it was sized.
 

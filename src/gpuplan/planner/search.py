@@ -159,12 +159,20 @@ def evaluate(model: LoadedModel, hw: Hardware, plan: Plan, wl: Workload, date=No
     that queue, as in any serving engine); then speed for one user and for the whole load."""
     from ..perf.predict import max_batch_for
 
+    from ..perf.serving_engines import kv_tokens_held
+
     reps = max(plan.replicas, 1)
     per_rep = -(-wl.users // reps)
-    room = max_batch_for(model, hw, plan, wl.context)
+    # paged engines (vLLM, SGLang, TensorRT-LLM, LMDeploy) hold what each sequence has so far, at
+    # most its prompt and output, and need room for one full-context sequence; llama.cpp slots
+    # reserve the whole context each
+    held = kv_tokens_held(plan.engine, wl.context, wl.prompt_tokens, wl.output_tokens)
+    room = max_batch_for(model, hw, plan, held)
+    if held < wl.context and max_batch_for(model, hw, plan, wl.context, limit=1) < 1:
+        room = 0
     conc = max(1, min(per_rep, room))
     plan = replace(plan, slots=conc)  # the commands size their KV cache by it
-    mem = device_memory(model, hw, plan, replace(wl, users=conc * reps))
+    mem = device_memory(model, hw, plan, replace(wl, users=conc * reps, context=held))
     ok = fits(mem)
     cand = Candidate(plan=plan, memory=mem, fits=ok, reason=None if ok else _reason(model, hw, plan, mem))
     if plan.split == Split.TENSOR and plan.tp > 1:
@@ -177,7 +185,7 @@ def evaluate(model: LoadedModel, hw: Hardware, plan: Plan, wl: Workload, date=No
         return cand
     if conc < per_rep:
         cand.notes.append(f"{per_rep} users per copy of the model, KV cache room for {conc} at"
-                          f" {wl.context} tokens: the rest queue")
+                          f" {held} tokens each: the rest queue")
     cand.decode = speed.decode(model, hw, plan, depth=wl.prompt_tokens, n_gen=wl.output_tokens, date=date)
     cand.prefill = speed.prefill(model, hw, plan, prompt=wl.prompt_tokens, date=date)
     cand.throughput = speed.throughput(model, hw, plan, wl.users, wl.prompt_tokens, wl.output_tokens,
