@@ -312,6 +312,9 @@ def main():
         d, p = stats(ratios(rows, pr, "decode")), stats(ratios(rows, pr, "prefill"))
         L.append(f"| {name} | {d['n']} | {d['median']:.1%} | {d['p90']:.1%} | {p['n']} | {p['median']:.1%} |"
                  f" {p['p90']:.1%} |".replace("nan%", "-"))
+    from gpuplan.bench.serving_accuracy import section  # the serving simulator's rows (its own constants)
+
+    L += [""] + section()
     (ROOT / "docs/accuracy.md").write_text("\n".join(L) + "\n")
     print("wrote docs/accuracy.md", file=sys.stderr)
 

@@ -266,3 +266,15 @@ def test_bad_loads_are_refused():
         Load("burst", 100, 10)
     with pytest.raises(InputError):
         Load("users", 0, 10, users=2)
+
+
+def test_fp8_checkpoints_use_the_fp8_tensor_rate_where_the_chip_has_one():
+    bf = resolve_model("meta-llama/Llama-3.1-8B-Instruct", "BF16")
+    f8 = resolve_model("meta-llama/Llama-3.1-8B-Instruct", "FP8")
+    for dev, ratio in (("h100-sxm-80gb", 2.0), ("mi300x", 2.0), ("a100-sxm-80gb", 1.0)):
+        hw = one(dev)
+        a = engine(bf, hw)[3].stages[0]
+        b = engine(f8, hw)[3].stages[0]
+        # GEMM seconds per token: FP8 runs at the FP8 rate on Hopper and CDNA 3, at the FP16 rate on Ampere
+        assert a.linear_s / b.linear_s == pytest.approx(ratio, rel=0.15), dev  # the head stays 16-bit
+        assert b.weights_s < 0.6 * a.weights_s  # and streams about half the bytes (the head stays 16-bit)

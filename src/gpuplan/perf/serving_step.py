@@ -32,7 +32,7 @@ from .serving_engines import Scheduler
 # Hopper, Blackwell (whitepapers), AMD CDNA 3 (MI300 ISA guide).
 TORCH_ENGINES = {"vllm", "sglang", "tensorrt-llm", "lmdeploy", "tgi"}
 FP8_ARCHS = ("ada", "hopper", "blackwell", "cdna 3", "cdna 4", "cdna3", "cdna4")
-FP4_QUANTS = {"NVFP4", "MXFP4", "FP4"}
+FP4_ARCHS = ("blackwell", "cdna 4", "cdna4")  # FP4 matrix units
 
 
 @dataclass(frozen=True)
@@ -50,16 +50,20 @@ class Stage:
 
 
 def _peak_ratio(model: LoadedModel, dev, engine: str) -> float:
-    """How much faster than FP16 the engine's GEMMs run for this weight format on this chip."""
+    """How much faster than FP16 the engine's GEMMs run for this weight format on this chip: FP8
+    checkpoints on chips with FP8 matrix units (W8A8), FP4 (MXFP4/NVFP4) on chips with FP4 units
+    at twice their FP8 rate (NVIDIA Blackwell datasheets: B200 9 PFLOPS FP4 vs 4.5 FP8 dense; AMD
+    CDNA 4: MI355X 10 PFLOPS MXFP4 vs 5 FP8), unless the catalog gives fp4_tflops."""
     if dev is None or engine not in TORCH_ENGINES:
         return 1.0
     arch = (dev.architecture or "").lower()
     base = max(dev.fp16_tflops, dev.fp32_tflops)
-    qid = model.quant.id.upper()
-    fp4 = getattr(dev, "fp4_tflops", None)
-    if qid in FP4_QUANTS and fp4 and "blackwell" in arch:
-        return fp4 / base
-    if model.quant.kind == "fp8" and dev.fp8_tflops and any(a in arch for a in FP8_ARCHS):
+    kind = model.quant.kind
+    if kind in ("mxfp4", "nvfp4") and any(a in arch for a in FP4_ARCHS):
+        fp4 = getattr(dev, "fp4_tflops", None) or (2.0 * dev.fp8_tflops if dev.fp8_tflops else None)
+        if fp4:
+            return fp4 / base
+    if kind == "fp8" and dev.fp8_tflops and any(a in arch for a in FP8_ARCHS):
         return dev.fp8_tflops / base
     return 1.0
 
