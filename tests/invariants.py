@@ -20,6 +20,7 @@ import shlex
 
 from gpuplan.perf.engine_profiles import settings
 from gpuplan.perf.memory import engine_kv_bytes
+from gpuplan.perf.serving_engines import kv_tokens_held
 from gpuplan.types import Engine, Plan, Split
 from gpuplan.sources.tensors import tensor_list
 
@@ -154,10 +155,15 @@ def commands_agree(r: dict, model) -> list[str]:
     # pads n_ctx to 256 cells and keeps window + n_ubatch cells on sliding-window layers)
     engine_plan = Plan(split=Split.NONE, engine=Engine(p["engine"]), device_ids=(0,), kv_type=p["kv_type"],
                        flash_attention=p["flash_attention"])
-    want_kv = sum(engine_kv_bytes(model.spec, engine_plan, settings(engine_plan), ctx, slots)) / 1e9
+    # paged engines (vLLM, SGLang, ...) hold what each sequence has (prompt + output), and at least
+    # one full-context sequence; llama.cpp slots reserve the whole context each
+    held = kv_tokens_held(Engine(p["engine"]), ctx, wl["prompt_tokens"], wl["output_tokens"])
+    per_seq = held if held >= ctx else max(held, -(-ctx // slots))
+    want_kv = sum(engine_kv_bytes(model.spec, engine_plan, settings(engine_plan), per_seq, slots)) / 1e9
     rounding = 0.005 * len(r["memory"])  # each row of the table is rounded to 0.01 GB
     if p["split"] != "row" and abs(kv_gb - want_kv) > rounding + 0.01 * want_kv:
-        bad.append(f"memory table holds {kv_gb:.2f} GB of KV cache, {slots} slots x {ctx} tokens need {want_kv:.2f}")
+        bad.append(f"memory table holds {kv_gb:.2f} GB of KV cache, {slots} slots x {per_seq} tokens need"
+                   f" {want_kv:.2f}")
     text = r["commands"].get("llama.cpp")
     if text:
         for argv in _command_lines(text):

@@ -132,7 +132,14 @@ def test_chunked_prefill_stays_within_the_token_budget(llama7, monkeypatch):
         seen.append(n_dec + pf_tokens)
         return orig(n_dec, dec_kv, dec_swa, pf_tokens, pf_kv, pf_attn, n_pf)
 
+    orig_array = cost.mixed_array
+
+    def spy_array(n_dec, dec_kv, dec_swa, pf_tokens, pf_kv, pf_attn):  # repeated chunks of one long prompt
+        seen.extend([n_dec + pf_tokens] * len(np.atleast_1d(pf_kv)))
+        return orig_array(n_dec, dec_kv, dec_swa, pf_tokens, pf_kv, pf_attn)
+
     monkeypatch.setattr(cost, "mixed", spy)
+    monkeypatch.setattr(cost, "mixed_array", spy_array)
     r = simulate(cost, sched, Load("offline", 2000, 50, users=8), kv)
     assert r.completed == 8 and max(seen) <= 512 and len(seen) >= 8 * 2000 // 512
 

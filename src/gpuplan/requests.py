@@ -111,6 +111,46 @@ class PlanRequest(FitRequest):
                                   description="with goal throughput: the slowest a user may be served")
     prompt_tokens: Tokens = 512
     output_tokens: Tokens = 256
+    # serving targets (planner/targets.py): with any of them, or a rate, the plan says how much load
+    # each candidate holds under them
+    rate: Optional[float] = Field(None, gt=0, le=1e6, allow_inf_nan=False,
+                                  description="requests per second (Poisson arrivals) to plan for, instead of users")
+    ttft: OptText = Field(None, description="time-to-first-token target, e.g. 2s or 500ms")
+    tpot: OptText = Field(None, description="time-per-output-token target, e.g. 100ms")
+    e2el: OptText = Field(None, description="end-to-end latency target per request, e.g. 30s")
+    slo: OptText = Field(None, description="targets in one: 'ttft=2s,tpot=100ms,p=90' (p: the percentile)")
+
+    @field_validator("ttft", "tpot", "e2el")
+    @classmethod
+    def _duration(cls, v, info):
+        if v is None:
+            return v
+        from .perf.serving_slo import parse_seconds
+
+        try:
+            parse_seconds(v, info.field_name)
+        except InputError as e:
+            raise InputError(str(e), input=info.field_name, value=v, accepted="a duration, e.g. 2s, 100ms, 0.5") from None
+        return v.strip()
+
+    @field_validator("slo")
+    @classmethod
+    def _slo(cls, v):
+        if v is None:
+            return v
+        from .perf.serving_slo import parse_slo
+
+        try:
+            parse_slo(v)
+        except InputError as e:
+            raise InputError(str(e), input="slo", value=v, accepted="ttft=2s,tpot=100ms,e2el=30s,p=90") from None
+        return v.strip()
+
+    def targets(self):
+        """The latency targets as planner/targets.py's Slo."""
+        from .perf.serving_slo import parse_slo
+
+        return parse_slo(self.slo, self.ttft, self.tpot, self.e2el)
 
 
 class ScalingRequest(PlanRequest):

@@ -17,6 +17,7 @@ from typing import Generic, Literal, Optional, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from .engines.base import LaunchCommand
+from .results_serving import ServingAnswer
 
 T = TypeVar("T")
 SpeedMetric = Literal["decode_tok_s", "per_user_tok_s", "throughput_tok_s", "score"]
@@ -176,6 +177,9 @@ class PlanResult(Candidate):
     engine_settings: dict[str, object] = Field(default_factory=dict,
                                                description="the engine settings the memory was computed with")
     engine_defaults: dict[str, str] = Field(default_factory=dict, description="which of them are the engine's defaults")
+    serving: Optional[ServingAnswer] = Field(None, description="serving simulator: with several users, the plan at"
+                                                               " that load; with latency targets or a rate, how much"
+                                                               " load each candidate holds under them")
 
 
 # ---------------------------------------------------------------- fit

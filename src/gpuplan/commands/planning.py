@@ -60,14 +60,22 @@ def register(app: typer.Typer) -> None:
                  ubatch: Optional[int] = typer.Option(None, "--ubatch", help="llama.cpp physical batch -ub (default 512)"),
                  gpu_memory_utilization: Optional[float] = typer.Option(None, "--gpu-memory-utilization",
                                                                                             help="vLLM/SGLang share of each GPU (default 0.9)"),
+                 rate: Optional[float] = typer.Option(None, "--rate", help="requests/s to plan for (Poisson), instead of --users"),
+                 ttft: Optional[str] = typer.Option(None, "--ttft", help="time-to-first-token target, e.g. 2s"),
+                 tpot: Optional[str] = typer.Option(None, "--tpot", help="time-per-output-token target, e.g. 100ms"),
+                 e2el: Optional[str] = typer.Option(None, "--e2el", help="end-to-end latency target, e.g. 30s"),
+                 slo: Optional[str] = typer.Option(None, "--slo", help="targets in one: 'ttft=2s,tpot=100ms,p=90'"),
                  as_json: bool = typer.Option(False, "--json"),
                  plot: Optional[str] = typer.Option(None, "--plot", help="write a PNG")):
-        """Best plan for MODEL on your hardware, the alternatives, why, and launch commands."""
+        """Best plan for MODEL on your hardware, the alternatives, why, and launch commands. With
+        several users, a request rate or latency targets: the serving simulator's answer (TTFT,
+        TPOT, throughput against load, and how much load each candidate holds under the targets)."""
         plan_command_core(as_json, plot, model=model, quant=quant, gpus=gpus, hardware=hardware, context=context,
                           users=users, goal=goal, min_user_tok_s=min_user_tok_s, engine=engine, kv=kv, link=link,
                           ram=ram, ram_gib=ram_gib, nodes=nodes, prompt_tokens=prompt_tokens,
                           output_tokens=output_tokens, flash_attn=flash_attn, swa_full=swa_full, ubatch=ubatch,
-                          gpu_memory_utilization=gpu_memory_utilization)
+                          gpu_memory_utilization=gpu_memory_utilization, rate=rate, ttft=ttft, tpot=tpot,
+                          e2el=e2el, slo=slo)
 
     @app.command("compare")
     def compare_cmd(model: Optional[str] = typer.Argument(None),

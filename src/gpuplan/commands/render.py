@@ -70,9 +70,45 @@ def render_plan(res, brief: bool = False) -> None:
             a.add_row(alt.plan.strategy, alt.plan.hardware, _f(alt.decode_tok_s), _f(alt.per_user_tok_s),
                       _f(alt.throughput_tok_s), alt.verdict)
         con.print(a)
+    if res.serving is not None:
+        render_serving(con, res.serving)
     for eng, cmd in res.commands.items():
         con.print(f"[bold]{eng}[/bold]")
         con.print(cmd, markup=False, highlight=False)
+
+
+def render_serving(con, sv) -> None:
+    """The serving simulator's section: capacity per candidate under the targets, and the curve of
+    throughput and latency percentiles against load for the best."""
+    from rich.table import Table
+
+    for line in sv.explanation:
+        con.print(f"  • {line}", markup=False, highlight=False)
+    if sv.targets.get("ttft_s") or sv.targets.get("tpot_s") or sv.targets.get("e2el_s") or sv.mode == "rate":
+        t = Table(title="load each candidate holds under the targets (serving simulator)")
+        for c in ("strategy", "engine", "max users" if sv.mode == "users" else "max requests/s", "tok/s there",
+                  "limit"):
+            t.add_column(c)
+        for i, c in enumerate(sv.candidates):
+            top = c.max_users if sv.mode == "users" else c.max_rate_rps
+            t.add_row(c.strategy + (" *" if i == sv.best else ""), c.engine, _f(top, 0 if sv.mode == "users" else 2),
+                      _f(c.at_capacity.output_throughput if c.at_capacity else None, 0), c.binding)
+        con.print(t)
+    best = sv.candidates[sv.best] if sv.best is not None else None
+    if best is not None and best.curve:
+        key = "users" if sv.mode == "users" else "rate_rps"
+        t = Table(title=f"{best.strategy} ({best.engine}): throughput and latency against load")
+        for c in ("users" if sv.mode == "users" else "requests/s", "output tok/s", "req/s", "TTFT p50/p90/p99 ms",
+                  "TPOT p50/p90/p99 ms", "E2E p50 s", "batch", "KV used"):
+            t.add_column(c, justify="right")
+        for p in best.curve:
+            t.add_row(_f(getattr(p, key), 0 if key == "users" else 2), _f(p.output_throughput, 0),
+                      _f(p.request_throughput, 2),
+                      "/".join(_f(x, 0) for x in (p.ttft_ms.median, p.ttft_ms.p90, p.ttft_ms.p99)),
+                      "/".join(_f(x, 1) for x in (p.tpot_ms.median, p.tpot_ms.p90, p.tpot_ms.p99)),
+                      _f(p.e2el_ms.median / 1e3 if p.e2el_ms.median is not None else None, 1), _f(p.mean_batch, 0),
+                      f"{p.kv_peak_fraction:.0%}")
+        con.print(t)
 
 
 def render_compare(res) -> None:

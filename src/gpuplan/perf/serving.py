@@ -25,7 +25,7 @@ from .serving_engines import Scheduler
 from .serving_load import Load, requests_of
 from .serving_step import StepCost
 
-KMAX = 4096  # longest chunk of identical steps costed at once
+KMAX = 1 << 16  # longest chunk of identical steps costed at once
 RUNNING = ("rid", "ctx", "gen", "left", "blocks", "last", "rout")  # per running sequence
 ALL = slice(None)  # every running sequence decodes
 NONE = np.zeros(0, dtype=np.int64)
@@ -281,7 +281,7 @@ class _Sim:
                 continue
             if not pf and self._admission_blocked(n_dec, prefilling):
                 self._chunk(dec, n_dec)
-            else:
+            elif not self._long_prompt(dec, n_dec, pf):
                 self._step(dec, n_dec, pf)
 
     def _admission_blocked(self, n_dec: int, prefilling: bool) -> bool:
@@ -412,6 +412,83 @@ class _Sim:
         self.blocks = np.concatenate([self.blocks, np.zeros(k, dtype=np.int64)])
         self.last = np.concatenate([self.last, np.full(k, self.t)])
         self.rout = np.concatenate([self.rout, self.out[ids_a]])
+
+    def _long_prompt(self, dec, n_dec: int, pf) -> bool:
+        """Steps that repeat while one long prompt is processed in budget-sized chunks (nothing else
+        can be admitted: the chunk takes the whole budget): costed together like decode chunks.
+        Returns False when this step is not such a run."""
+        s = self.sched
+        if len(pf) != 1 or pf[0][2] or s.policy == "static":
+            return False
+        j, c, _ = pf[0]
+        left = int(self.left[j])
+        budget = s.budget_tokens - (n_dec if s.policy == "mixed" else 0)
+        if c != budget or left < 3 * c:
+            return False
+        if s.policy == "prefill-first":
+            dec, n_dec = NONE, 0
+        if isinstance(dec, slice):
+            dec = np.flatnonzero(self.left == 0)
+        k = left // c - 1  # the last chunk, which ends the prompt, runs as an ordinary step
+        if n_dec:
+            k = min(k, int((self.rout[dec] - self.gen[dec]).min()))
+        k = min(k, KMAX)
+        if k < 2:
+            return False
+        ctx = self.ctx[dec]
+        p0 = int(self.ctx[j])
+
+        def blocks_needed(kk: int) -> int:
+            nb = int((self._blocks_for(ctx + kk) - self.blocks[dec]).sum()) if n_dec else 0
+            return nb + int(self._blocks_for(p0 + c * kk) - self.blocks[j])
+
+        if blocks_needed(k) > self.free:
+            lo, hi = 0, k
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if blocks_needed(mid) <= self.free:
+                    lo = mid
+                else:
+                    hi = mid
+            k = lo
+            if k < 2:
+                return False
+        i = np.arange(k, dtype=float)
+        w = self.cost.window
+        dec_kv = float(ctx.sum()) + n_dec * i
+        dec_swa = (np.minimum(ctx.mean() + i, w) * n_dec if w and n_dec else 0.0)
+        pos = p0 + c * i
+        d = np.asarray(self.cost.mixed_array(n_dec, dec_kv, dec_swa, c, pos, c * pos + c * (c + 1) / 2), dtype=float)
+        d = np.broadcast_to(d, (k,)).copy() if d.ndim == 0 else d
+        ends = self.t + np.cumsum(d)
+        if n_dec:
+            self.itl_v.append(ends[0] - self.last[dec])
+            self.itl_w.append(1.0)
+            if k > 1:
+                self.itl_v.append(d[1:])
+                self.itl_w.append(float(n_dec))
+            self.ctx[dec] += k
+            self.gen[dec] += k
+            self.last[dec] = float(ends[-1])
+            nb = self._blocks_for(self.ctx[dec])
+            self.free -= int((nb - self.blocks[dec]).sum())
+            self.blocks[dec] = nb
+        self.ctx[j] += c * k
+        self.left[j] -= c * k
+        b = int(self._blocks_for(int(self.ctx[j])))
+        self.free -= b - int(self.blocks[j])
+        self.blocks[j] = b
+        self.log_t.append(ends)
+        self.log_out.append(np.full(k, n_dec))
+        self.steps += k
+        self.busy += float(d.sum())
+        self.batch_time += float(d.sum()) * n_dec
+        if self.ratio is not None and n_dec:
+            self.ratio = max(self.ratio - k * self.ratio_step, self.ratio_min)
+        self.peak_used = max(self.peak_used, self.pool - self.free)
+        self.t = float(ends[-1])
+        self._finish_done()
+        return True
 
     def _step(self, dec, n_dec: int, pf: list[tuple[int, int, bool]]):
         new = [-1 - j for j, _, admit in pf if admit]

@@ -253,6 +253,13 @@ class StepCost:
         # prompt (context) work, then a decode step of the running sequences, in one iteration
         return float(self.time(pf_tokens, n_pf, pf_kv, 0.0, pf_attn) + self.time(n_dec, n_dec, dec_kv, dec_swa))
 
+    def mixed_array(self, n_dec, dec_kv, dec_swa, pf_tokens, pf_kv, pf_attn):
+        """mixed() for steps that each carry one prompt chunk of `pf_tokens`, with arrays of the
+        decode context, the chunk's cached tokens and its attention pairs."""
+        if self.sched.fused or n_dec == 0:
+            return self.time(n_dec + pf_tokens, n_dec + 1, dec_kv + pf_kv, dec_swa, dec_kv + pf_attn)
+        return self.time(pf_tokens, 1, pf_kv, 0.0, pf_attn) + self.time(n_dec, n_dec, dec_kv, dec_swa)
+
     def breakdown(self, batch: int, ctx: float) -> dict[str, float]:
         """Seconds of one decode step of `batch` sequences at context `ctx`, by component
         (the components of the slowest side of each stage; they add up to the step)."""

@@ -280,6 +280,8 @@ def plan_result(sol: Solution) -> PlanResult:
     ttft = round(wl.prompt_tokens / best.prefill.value, 3) if best.fits and best.prefill else None
     from ..perf.engine_profiles import described
 
+    serving = serving_section(sol) if best.fits else None
+
     eng = described(best.plan)
     return candidate_result(
         best, hw, n, cls=PlanResult, meets_constraints=met, model=model.spec.id, model_label=model.label, quant=model.quant.id,
@@ -287,7 +289,21 @@ def plan_result(sol: Solution) -> PlanResult:
                                               output_tokens=wl.output_tokens, min_user_tok_s=wl.min_user_tok_s),
         assumptions=plan_assumptions(sol), commands=commands, launch=launch, unsupported_engines=unsupported,
         alternatives=alternatives, explanation=lines, time_to_first_token_s=ttft,
-        engine_settings=eng["settings"], engine_defaults=eng["defaults_assumed"])
+        engine_settings=eng["settings"], engine_defaults=eng["defaults_assumed"], serving=serving)
+
+
+def serving_section(sol: Solution):
+    """The serving simulator's answer (planner/targets.py): the recommended plan at the users asked
+    for, or with latency targets / a request rate the load every candidate holds under them."""
+    from .targets import serving_answer
+
+    req, wl = sol.req, sol.wl
+    slo = req.targets()
+    if wl.users <= 1 and not slo.any and req.rate is None:
+        return None
+    plans = [c.plan for c in sol.ranked if c.fits]
+    return serving_answer(sol.model, sol.hw, plans, wl.context, wl.prompt_tokens, wl.output_tokens,
+                          users=wl.users, rate=req.rate, slo=slo)
 
 
 def plan(req: PlanRequest) -> PlanResult:

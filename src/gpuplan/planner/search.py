@@ -172,7 +172,10 @@ def evaluate(model: LoadedModel, hw: Hardware, plan: Plan, wl: Workload, date=No
         room = 0
     conc = max(1, min(per_rep, room))
     plan = replace(plan, slots=conc)  # the commands size their KV cache by it
-    mem = device_memory(model, hw, plan, replace(wl, users=conc * reps, context=held))
+    # the table holds what the sequences hold, and at least one full-context sequence (paged
+    # engines check that one max_model_len sequence fits at start-up)
+    per_seq = held if held >= wl.context else max(held, -(-wl.context // conc))
+    mem = device_memory(model, hw, plan, replace(wl, users=conc * reps, context=per_seq))
     ok = fits(mem)
     cand = Candidate(plan=plan, memory=mem, fits=ok, reason=None if ok else _reason(model, hw, plan, mem))
     if plan.split == Split.TENSOR and plan.tp > 1:
@@ -188,8 +191,14 @@ def evaluate(model: LoadedModel, hw: Hardware, plan: Plan, wl: Workload, date=No
                           f" {held} tokens each: the rest queue")
     cand.decode = speed.decode(model, hw, plan, depth=wl.prompt_tokens, n_gen=wl.output_tokens, date=date)
     cand.prefill = speed.prefill(model, hw, plan, prompt=wl.prompt_tokens, date=date)
-    cand.throughput = speed.throughput(model, hw, plan, wl.users, wl.prompt_tokens, wl.output_tokens,
-                                       max_batch=conc, date=date)
+    if wl.users > 1:  # several users: the serving simulator runs the engine's scheduler on the plan
+        from .targets import plan_throughput
+
+        cand.throughput = plan_throughput(model, hw, plan, wl.users, wl.prompt_tokens, wl.output_tokens,
+                                          wl.context, date)
+    else:
+        cand.throughput = speed.throughput(model, hw, plan, wl.users, wl.prompt_tokens, wl.output_tokens,
+                                           max_batch=conc, date=date)
     # users beyond what fits wait their turn, so each user's share counts everyone
     cand.per_user_tok_s = min(cand.decode.value, cand.throughput.value / max(wl.users, 1))
     return cand

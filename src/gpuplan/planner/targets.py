@@ -6,13 +6,12 @@ simulator (perf/serving.py) running the engine's own scheduler rules on the plan
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, replace
-
-from pydantic import BaseModel
 
 from ..errors import InputError
 from ..perf.serving import SimResult, StopRule, simulate, stats_ms
+from ..perf.serving_slo import Slo, parse_seconds, parse_slo  # noqa: F401 (re-exported)
+from ..results_serving import LatencyStats, ServingAnswer, ServingCapacity, ServingPoint, StepBreakdown
 from ..perf.serving_engines import Scheduler, kv_pool_tokens, scheduler_for
 from ..perf.serving_load import Load
 from ..perf.serving_step import StepCost
@@ -27,141 +26,6 @@ SPREAD = 0.3
 # bounds a run's events whatever the number of users (the percentiles move by less than a step)
 QUANTA = 24
 MAX_USERS = 65536
-
-
-# ---------------------------------------------------------------- parsing targets
-
-_UNITS = {"ms": 1e-3, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0}
-
-
-def parse_seconds(text: str | float | None, name: str) -> float | None:
-    """'2s', '100ms', '0.5' (seconds) -> seconds; None stays None."""
-    if text is None or text == "":
-        return None
-    if isinstance(text, (int, float)):
-        v = float(text)
-    else:
-        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(ms|s|sec|m|min)?\s*", str(text).lower())
-        if not m:
-            raise InputError(f"--{name} '{text}' is not a duration; accepted: e.g. 2s, 100ms, 0.5")
-        v = float(m.group(1)) * _UNITS[m.group(2) or "s"]
-    if not (v > 0 and math.isfinite(v)):
-        raise InputError(f"--{name} must be a positive duration, e.g. 2s or 100ms")
-    return v
-
-
-@dataclass(frozen=True)
-class Slo:
-    """Latency targets: `percentile` of requests must have TTFT, TPOT (and E2E) within them."""
-
-    ttft_s: float | None = None
-    tpot_s: float | None = None
-    e2el_s: float | None = None
-    percentile: float = 90.0
-
-    @property
-    def any(self) -> bool:
-        return any(v is not None for v in (self.ttft_s, self.tpot_s, self.e2el_s))
-
-
-def parse_slo(text: str | None, ttft=None, tpot=None, e2el=None, percentile: float = 90.0) -> Slo:
-    """--slo 'ttft=2s,tpot=100ms,p=99' and/or --ttft/--tpot/--e2el; the separate options win."""
-    vals: dict = {}
-    p = percentile
-    for part in (text or "").replace(";", ",").split(","):
-        if not part.strip():
-            continue
-        if "=" not in part:
-            raise InputError(f"--slo part '{part}' is not key=value; accepted keys: ttft, tpot, e2el, p")
-        k, v = (x.strip().lower() for x in part.split("=", 1))
-        if k in ("p", "percentile"):
-            try:
-                p = float(v.lstrip("p"))
-            except ValueError:
-                raise InputError(f"--slo percentile '{v}' is not a number; accepted: 50 to 100") from None
-        elif k in ("ttft", "tpot", "e2el", "e2e"):
-            vals["e2el" if k == "e2e" else k] = parse_seconds(v, k)
-        else:
-            raise InputError(f"--slo key '{k}' is not accepted; accepted: ttft, tpot, e2el, p")
-    for k, v in (("ttft", ttft), ("tpot", tpot), ("e2el", e2el)):
-        if v is not None:
-            vals[k] = parse_seconds(v, k)
-    if not (50.0 <= p <= 100.0):
-        raise InputError(f"SLO percentile {p:g} is out of range; accepted: 50 to 100")
-    return Slo(vals.get("ttft"), vals.get("tpot"), vals.get("e2el"), p)
-
-
-# ---------------------------------------------------------------- result models
-
-
-class LatencyStats(BaseModel):
-    mean: float | None = None
-    median: float | None = None
-    p90: float | None = None
-    p99: float | None = None
-
-
-class ServingPoint(BaseModel):
-    """One load level of a plan, as vLLM's serving benchmark reports it (all replicas together)."""
-
-    users: int | None = None
-    rate_rps: float | None = None
-    request_throughput: float
-    output_throughput: float
-    total_token_throughput: float
-    ttft_ms: LatencyStats
-    tpot_ms: LatencyStats
-    itl_ms: LatencyStats
-    e2el_ms: LatencyStats
-    mean_batch: float
-    kv_peak_fraction: float
-    preemptions: int
-    meets_targets: bool | None = None
-
-
-class StepBreakdown(BaseModel):
-    """One decode step at the plan's operating point: its time and what it is made of (ms)."""
-
-    batch: int
-    context: int
-    step_ms: float
-    weights_ms: float
-    kv_cache_ms: float
-    compute_ms: float
-    communication_ms: float
-    fixed_ms: float
-    engine_overhead_ms: float
-    bound: str
-
-
-class ServingCapacity(BaseModel):
-    """The most load one candidate holds under the targets, and what stops it there."""
-
-    strategy: str
-    engine: str
-    replicas: int
-    tp: int
-    pp: int
-    kv_pool_tokens_per_replica: int
-    max_seqs_per_replica: int
-    max_users: int | None = None
-    max_rate_rps: float | None = None
-    at_capacity: ServingPoint | None = None
-    binding: str
-    step: StepBreakdown | None = None
-    curve: list[ServingPoint] = []
-    notes: list[str] = []
-
-
-class ServingAnswer(BaseModel):
-    mode: str  # users | rate
-    targets: dict
-    prompt_tokens: int
-    output_tokens: int
-    requested: float | None = None  # the --users or --rate asked about
-    candidates: list[ServingCapacity]
-    best: int | None = None  # index into candidates
-    explanation: list[str] = []
 
 
 # ---------------------------------------------------------------- one plan's engine
@@ -732,3 +596,35 @@ def serving_answer(model: LoadedModel, hw: Hardware, plans: list[Plan], context:
                  f"communication {s.communication_ms:.1f} + fixed {s.fixed_ms:.1f} + engine {s.engine_overhead_ms:.1f} ms")
     ans.explanation = lines
     return ans
+
+
+def plan_throughput(model: LoadedModel, hw: Hardware, plan: Plan, users: int, prompt: int, output: int,
+                    context: int, date: str | None = None):
+    """The plan's total output tokens/s for `users` concurrent users, from the serving simulator
+    (the engine's scheduler and KV pool, replicas splitting the users), as a speed Estimate with the
+    decode step at that load as its breakdown."""
+    from ..types import Estimate, Metric
+
+    runs = _runs_for(model, hw, plan, context, prompt, output, date)
+    reps = max(plan.replicas, 1)
+    per = max(1, math.ceil(users / reps))
+    # past what the engine can run at once (its sequence limit or its KV pool), more users only
+    # queue: throughput is that of a few times the limit, so the run stops there
+    base = runs.setup
+    held = max(1, base.kv_tokens // max(prompt + output, 1))
+    per_sim = per if runs.fixed_kv else min(per, max(64, 3 * min(base.sched.max_seqs, held)))
+    s, res = runs.get(per_sim)
+    b = s.cost.breakdown(max(1, round(res.mean_batch)), float(prompt + output // 2))
+    step = step_breakdown(s, round(res.mean_batch), prompt + output // 2)
+    roof = s.cost.roofline_step(max(1, round(res.mean_batch)), float(prompt + output // 2))
+    value = res.steady_output_throughput * reps
+    limit = reps * max(1, round(res.mean_batch)) / roof if roof > 0 else 0.0
+    if res.completed == 0:
+        notes = ("serving simulator: no request fits the engine's KV cache",)
+    else:
+        notes = (f"serving simulator: {per} users per replica"
+                 + (f" (simulated at {per_sim}: the rest queue)" if per_sim < per else "")
+                 + f", {res.mean_batch:.0f} decoding at once on average, "
+                 f"TTFT p50 {res.ttft_ms['median'] or 0:.0f} ms, TPOT p50 {res.tpot_ms['median'] or 0:.1f} ms",)
+    return Estimate(value=value, metric=Metric.THROUGHPUT, seconds=b, bound=step.bound,
+                    roofline_fraction=min(value / limit, 1.0) if limit else 0.0, notes=notes)

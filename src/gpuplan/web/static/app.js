@@ -15,7 +15,7 @@ const PRESETS = {
   "Mac Studio M2 Ultra 192GB": {gpus: "apple-m2-ultra-76c:192gb"},
   "8x H100 SXM": {gpus: "8x h100-sxm-80gb"},
 };
-const FIELDS = ["model", "quant", "link", "ram", "ram_gib", "context", "users", "goal"];
+const FIELDS = ["model", "quant", "link", "ram", "ram_gib", "context", "users", "goal", "ttft", "tpot"];
 let GPUS = [];  // catalog devices
 let LINKS = [];  // catalog links
 

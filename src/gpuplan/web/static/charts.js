@@ -68,3 +68,23 @@ function drawBuilds(b) {
     xaxis: {title: {text: "price (USD)"}, type: "log"}, margin: {l: 60, r: 60, t: 40, b: 50},
     yaxis: {title: {text: "tok/s per user"}, range: [0, 1.15 * Math.max(1, ...ok.map((r) => r.decode_tok_s))]}}, note);
 }
+
+// The best candidate's curve from the plan's serving answer: output tok/s (left axis) and the p90 of
+// TTFT and TPOT (right axis, ms) against users or requests/s.
+function drawServing(sv) {
+  const best = sv.best !== null && sv.best !== undefined ? sv.candidates[sv.best] : null;
+  const pts = best ? best.curve || [] : [];
+  const key = sv.mode === "rate" ? "rate_rps" : "users";
+  const x = pts.map((p) => p[key]);
+  const data = pts.length ? [
+    {name: "output tok/s", x, y: pts.map((p) => p.output_throughput), type: "scatter", mode: "lines+markers"},
+    {name: "TTFT p90 (ms)", x, y: pts.map((p) => p.ttft_ms.p90), yaxis: "y2", type: "scatter", mode: "lines+markers",
+     line: {dash: "dot"}},
+    {name: "TPOT p90 (ms)", x, y: pts.map((p) => p.tpot_ms.p90), yaxis: "y2", type: "scatter", mode: "lines+markers",
+     line: {dash: "dash"}}] : [];
+  const note = best ? `${best.strategy} (${best.engine}), ${sv.prompt_tokens} prompt + ${sv.output_tokens} output tokens per request; serving simulator` : "";
+  draw("chart-serving", data, {title: {text: "Throughput and latency against load"},
+    xaxis: {title: {text: sv.mode === "rate" ? "requests/s" : "concurrent users"}, type: "log"},
+    yaxis: {title: {text: "output tok/s"}, rangemode: "tozero"},
+    yaxis2: {title: {text: "ms (p90)"}, overlaying: "y", side: "right", type: "log"}}, note);
+}

@@ -41,6 +41,29 @@ function renderPlan(r) {
   renderAssumptions(r.assumptions);
   renderAlternatives(r.alternatives || []);
   renderCommands(r.commands || {}, r.unsupported_engines || {});
+  renderServing(r.serving);
+}
+
+// The serving simulator's answer: capacity per candidate under the targets, and the best plan's
+// throughput and latency percentiles against load (the chart is drawn in charts.js).
+function renderServing(sv) {
+  const box = document.getElementById("serving");
+  box.hidden = !sv;
+  if (!sv) return;
+  document.getElementById("serving-explanation").replaceChildren(...(sv.explanation || []).map((s) => el("li", {}, s)));
+  const t = document.getElementById("serving-candidates");
+  const targets = sv.targets && (sv.targets.ttft_s || sv.targets.tpot_s || sv.targets.e2el_s);
+  if (targets || sv.mode === "rate") {
+    const top = sv.mode === "rate" ? "max requests/s" : "max users";
+    t.replaceChildren(el("tr", {}, ...["plan", "engine", top, "tok/s there", "limit"].map((h) => el("th", {}, h))),
+      ...sv.candidates.map((c, i) => el("tr", {class: i === sv.best ? "best" : ""},
+        el("td", {}, c.strategy), el("td", {}, c.engine),
+        el("td", {class: "n"}, fmt(sv.mode === "rate" ? c.max_rate_rps : c.max_users, sv.mode === "rate" ? 2 : 0)),
+        el("td", {class: "n"}, fmt(c.at_capacity ? c.at_capacity.output_throughput : null, 0)), el("td", {}, c.binding))));
+  } else {
+    t.replaceChildren();
+  }
+  if (typeof drawServing === "function") drawServing(sv);
 }
 
 // A plan that does not fit cannot start: it has no speeds, and the page shows none.
