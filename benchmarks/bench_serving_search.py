@@ -21,7 +21,7 @@ from gpuplan.perf import serving  # noqa: E402
 from gpuplan.planner import targets  # noqa: E402
 from gpuplan.planner.search import candidates  # noqa: E402
 from gpuplan.sources.resolve import resolve_model  # noqa: E402
-from gpuplan.types import Workload  # noqa: E402
+from gpuplan.types import Engine, Workload  # noqa: E402
 
 
 def main() -> int:
@@ -42,7 +42,7 @@ def main() -> int:
     hw = parse_hardware(args.gpus)
     slo = targets.parse_slo(None, args.ttft, args.tpot)
     wl = Workload(context=args.context, prompt_tokens=args.prompt, output_tokens=args.output, users=64)
-    fitting = [c.plan for c in candidates(model, hw, wl) if c.fits]
+    fitting = [c.plan for c in candidates(model, hw, wl, [Engine.VLLM]) if c.fits]
     plans = targets.serving_plans(model, hw, fitting, args.context, args.prompt, args.output)
 
     steps = [0]

@@ -221,7 +221,10 @@ def test_more_kv_memory_never_lowers_goodput(rate, prompt, output, kv_seqs, ttft
     tgt = Targets(ttft_s=ttft)
     a = simulate(cost, sched, load, small, tgt)
     b = simulate(cost, sched, load, 2 * small, tgt)
-    assert b.goodput * b.duration_s >= a.goodput * a.duration_s - 1e-9  # requests within the target
+    # requests within the target. One request may cross it the other way: a bigger pool runs more
+    # sequences at once, so a prompt right at the target can finish a few percent later (found by
+    # hypothesis: rate 10/s, 1102/16 tokens, 22 sequences' pool: TTFT 0.959 s vs 1.01 s, one request)
+    assert b.goodput * b.duration_s >= a.goodput * a.duration_s - 1.0 - 1e-9
 
 
 def test_a_trace_replays_exactly(tmp_path, llama7):
@@ -285,3 +288,41 @@ def test_fp8_checkpoints_use_the_fp8_tensor_rate_where_the_chip_has_one():
         # GEMM seconds per token: FP8 runs at the FP8 rate on Hopper and CDNA 3, at the FP16 rate on Ampere
         assert a.linear_s / b.linear_s == pytest.approx(ratio, rel=0.15), dev  # the head stays 16-bit
         assert b.weights_s < 0.6 * a.weights_s  # and streams about half the bytes (the head stays 16-bit)
+
+
+# ---------------------------------------------------------------- grouped runs (planning speed-up)
+
+
+@pytest.mark.parametrize("eng", [Engine.VLLM, Engine.SGLANG, Engine.TRT_LLM, Engine.LMDEPLOY])
+def test_groups_of_identical_requests_reproduce_the_ungrouped_run(eng):
+    """64 identical users in 8 cohorts simulated as 16 groups of 4: while nobody is preempted the
+    groups move exactly as their members would, so every figure agrees."""
+    m = resolve_model("meta-llama/Llama-2-7b-hf", "FP8")
+    plan, sched, kv, cost = engine(m, one("h100-sxm-80gb"), eng)
+    full = simulate(cost, sched, Load("users", 512, 256, users=64, requests=192, stagger_s=2.0, cohorts=8), kv)
+    grp = simulate(cost, sched, Load("users", 512, 256, users=16, requests=48, stagger_s=2.0, cohorts=8), kv, group=4)
+    assert full.preemptions == 0 and grp.completed == full.completed == 192
+    assert grp.output_throughput == pytest.approx(full.output_throughput, rel=1e-6)
+    assert grp.steady_output_throughput == pytest.approx(full.steady_output_throughput, rel=1e-6)
+    assert grp.mean_batch == pytest.approx(full.mean_batch, rel=1e-6)
+    for a, b in ((grp.ttft_ms, full.ttft_ms), (grp.tpot_ms, full.tpot_ms), (grp.e2el_ms, full.e2el_ms)):
+        for k in ("mean", "median", "p90", "p99"):
+            assert a[k] == pytest.approx(b[k], rel=1e-4)
+    assert sorted(grp.index) == list(range(0, 192, 4))
+
+
+def test_the_scalar_step_cost_is_the_array_one():
+    """StepCost's plain-float path (single steps) gives what the numpy path gives."""
+    m = resolve_model("mistralai/Mixtral-8x7B-v0.1", "FP8")
+    hw = one("h100-sxm-80gb", 2, "nvlink4")
+    for pp_plan in (Plan(split=Split.TENSOR, engine=Engine.VLLM, device_ids=(0, 1), tp=2),
+                    Plan(split=Split.TENSOR, engine=Engine.VLLM, device_ids=(0, 1), tp=1, pp=2)):
+        sched = scheduler_for(Engine.VLLM, hw.devices[0], None, tp=pp_plan.tp)
+        cost = StepCost(m, hw, pp_plan, sched)
+        rng = np.random.default_rng(1)
+        tok = rng.integers(1, 4096, 50).astype(float)
+        kv = rng.uniform(0, 2e5, 50)
+        att = rng.uniform(0, 1e7, 50)
+        arr = cost.time(tok, tok, kv, 0.0, att)
+        one_by_one = [cost.time(float(t), float(t), float(k), 0.0, float(a)) for t, k, a in zip(tok, kv, att)]
+        assert np.allclose(arr, one_by_one, rtol=1e-12)

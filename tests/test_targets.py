@@ -93,3 +93,23 @@ def test_bad_rate_is_refused(h100_7b):
     m, hw = h100_7b
     with pytest.raises(InputError, match="--rate"):
         T.plan_for_targets(m, hw, [ONE], T.Slo(2.0), 512, 256, 8192, rate=-3.0)
+
+
+@pytest.mark.parametrize("eng", [Engine.VLLM, Engine.SGLANG, Engine.TRT_LLM, Engine.LMDEPLOY])
+@pytest.mark.parametrize("users", [256, 512])
+def test_planning_runs_in_groups_agree_with_every_user_simulated(h100_7b, eng, users, monkeypatch):
+    """Past SIM_USERS a planning run simulates users in identical groups (2 and 4 users each here);
+    its figures stay close to the run that simulates every user (lengths are drawn per simulated
+    user, and preemption frees a whole group, so they are not identical)."""
+    m, hw = h100_7b
+    s = T.setup_for(m, hw, replace(ONE, engine=eng), 8192)
+    assert T.group_for(s, users, 512, 256) == users / T.SIM_USERS
+    grouped = T.point(T.run_users(s, users, 512, 256)[0], 1, users, users=users)
+    monkeypatch.setattr(T, "SIM_USERS", 10**6)
+    assert T.group_for(s, users, 512, 256) == 1.0
+    full = T.point(T.run_users(s, users, 512, 256)[0], 1, users, users=users)
+    assert grouped.output_throughput == pytest.approx(full.output_throughput, rel=0.05)
+    assert grouped.mean_batch == pytest.approx(full.mean_batch, rel=0.05)
+    for a, b in ((grouped.ttft_ms, full.ttft_ms), (grouped.tpot_ms, full.tpot_ms)):
+        assert a.median == pytest.approx(b.median, rel=0.15)
+        assert a.p90 == pytest.approx(b.p90, rel=0.15)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -641,13 +641,57 @@ class _Sim:
                 self._next_closed(self.t)
 
 
+class _Grouped:
+    """Step costs of a run in which every simulated request stands for `w` identical requests
+    moving in lockstep: each step carries w times the tokens, sequences and cached context."""
+
+    def __init__(self, cost: StepCost, w: float):
+        self.c, self.w = cost, w
+        self.window = cost.window
+        self.kv_swa_frac = getattr(cost, "kv_swa_frac", 0.0)
+
+    def time(self, tokens, n_seqs, kv_tokens, swa_tokens=0.0, attn_tokens=None):
+        w = self.w
+        return self.c.time(np.multiply(tokens, w), np.multiply(n_seqs, w), np.multiply(kv_tokens, w),
+                           np.multiply(swa_tokens, w), None if attn_tokens is None else np.multiply(attn_tokens, w))
+
+    def mixed(self, n_dec, dec_kv, dec_swa, pf_tokens, pf_kv, pf_attn, n_pf):
+        w = self.w
+        return self.c.mixed(n_dec * w, dec_kv * w, dec_swa * w, pf_tokens * w, pf_kv * w, pf_attn * w, n_pf * w)
+
+    def mixed_array(self, n_dec, dec_kv, dec_swa, pf_tokens, pf_kv, pf_attn):
+        w = self.w
+        return self.c.mixed_array(n_dec * w, np.multiply(dec_kv, w), np.multiply(dec_swa, w), pf_tokens * w,
+                                  np.multiply(pf_kv, w), np.multiply(pf_attn, w))
+
+
 def simulate(cost: StepCost, sched: Scheduler, load: Load, kv_tokens: int,
-             targets: Targets | None = None, stop: StopRule | None = None) -> SimResult:
+             targets: Targets | None = None, stop: StopRule | None = None, group: float = 1.0) -> SimResult:
     """Run `load` through an engine with `sched`'s rules, a KV pool of `kv_tokens` tokens, and
     step times from `cost`. With `stop`, a run sure to miss its TTFT target ends early
-    (result.aborted)."""
+    (result.aborted).
+
+    `group` > 1 (planning runs of many users): every request of `load` stands for `group`
+    identical requests that arrive, run and finish together. The pool, the sequence limit and the
+    token budget are shared out per group, each step costs what its `group` times larger batch
+    costs, and the result counts every request (per-request arrays stay per group; `index` is
+    scaled so that request numbers keep their meaning). Exact when the groups' requests are
+    identical, which the planning loads' cohorts and quantized lengths make them nearly."""
     if kv_tokens < 1:
         raise InputError("the engine has no room for a KV cache on this hardware")
+    if group > 1.0:
+        res = simulate(_Grouped(cost, group), replace(sched, max_seqs=sched.max_seqs / group,
+                                                      budget_tokens=max(1, int(sched.budget_tokens / group))),
+                       load, max(1, int(kv_tokens / group)), targets, stop)
+        g = group
+        return replace(res, completed=round(res.completed * g), rejected=round(res.rejected * g),
+                       request_throughput=res.request_throughput * g, output_throughput=res.output_throughput * g,
+                       total_token_throughput=res.total_token_throughput * g,
+                       goodput=None if res.goodput is None else res.goodput * g,
+                       preemptions=round(res.preemptions * g), mean_batch=res.mean_batch * g,
+                       steady_output_throughput=res.steady_output_throughput * g,
+                       index=np.round(res.index * g).astype(np.int64),
+                       notes=res.notes + [f"simulated in groups of {g:.1f} identical requests"])
     sim = _Sim(cost, sched, load, kv_tokens, stop)
     sim.run()
     done = ~np.isnan(sim.finish)

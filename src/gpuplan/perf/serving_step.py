@@ -208,6 +208,10 @@ class StepCost:
         compute (the slower of the two), attention is a kernel of its own that streams the KV
         cache while it computes; on a CPU every part adds."""
         per_pass = tokens / passes
+        if np.ndim(tokens) == 0 and np.ndim(kv_tokens) == 0 and np.ndim(swa_tokens) == 0 \
+                and np.ndim(attn_tokens) == 0 and np.ndim(passes) == 0:
+            return self._pass_scalar(float(tokens), float(kv_tokens), float(swa_tokens), float(attn_tokens),
+                                     float(passes))
         touched = 1.0 - (1.0 - self.expert_frac) ** np.maximum(per_pass, 1.0) if self.expert_frac < 1 else 1.0
         total = 0.0
         for s in self.stages:
@@ -220,6 +224,20 @@ class StepCost:
             else:
                 t = np.maximum(w, lin) + np.maximum(kv, att)
             total = total + t + passes * s.fixed_s
+        return total
+
+    def _pass_scalar(self, tokens: float, kv_tokens: float, swa_tokens: float, attn_tokens: float,
+                     passes: float) -> float:
+        """_pass for one step (plain floats: the simulator's single steps)."""
+        touched = 1.0 - (1.0 - self.expert_frac) ** max(tokens / passes, 1.0) if self.expert_frac < 1 else 1.0
+        total = 0.0
+        for s in self.stages:
+            w = passes * (s.weights_s + s.experts_s * touched)
+            lin = s.linear_s * tokens
+            kv = s.kv_s * (kv_tokens + tokens) + s.swa_s * swa_tokens
+            att = s.attn_s * attn_tokens
+            t = w + lin + kv + att if s.cpu else max(w, lin) + max(kv, att)
+            total += t + passes * s.fixed_s
         return total
 
     def time(self, tokens, n_seqs, kv_tokens, swa_tokens=0.0, attn_tokens=None):

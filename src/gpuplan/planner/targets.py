@@ -26,6 +26,8 @@ SPREAD = 0.3
 # bounds a run's events whatever the number of users (the percentiles move by less than a step)
 QUANTA = 24
 MAX_USERS = 65536
+# planning runs of more users than this simulate them in identical groups (group_for)
+SIM_USERS = 128
 
 
 # ---------------------------------------------------------------- one plan's engine
@@ -72,13 +74,26 @@ def run_users(s: Setup, users: int, prompt: int, output: int, spread: float = SP
     With a TTFT target, a run sure to miss it stops early."""
     per = max(1, math.ceil(users / s.replicas))
     stagger = _step_time_guess(s, per, prompt, output)
-    load = Load("users", prompt, output, users=per, requests=ROUNDS * per, spread=spread,
-                stagger_s=stagger, cohorts=min(COHORTS, per) if COHORTS else 0,
+    g = group_for(s, per, prompt, output)
+    n = max(1, round(per / g))
+    g = per / n if g > 1 else 1.0
+    load = Load("users", prompt, output, users=n, requests=ROUNDS * n, spread=spread,
+                stagger_s=stagger, cohorts=min(COHORTS, n) if COHORTS else 0,
                 quantum=max(1, round(output / QUANTA)))
     stop = None
     if slo is not None and (slo.ttft_s is not None or slo.tpot_s is not None):
-        stop = StopRule(slo.ttft_s, share=(100.0 - slo.percentile) / 100.0, first=per, tpot_s=slo.tpot_s)
-    return simulate(s.cost, s.sched, load, s.kv_tokens, stop=stop), per
+        stop = StopRule(slo.ttft_s, share=(100.0 - slo.percentile) / 100.0, first=n, tpot_s=slo.tpot_s)
+    return simulate(s.cost, s.sched, load, s.kv_tokens, stop=stop, group=g), per
+
+
+def group_for(s: Setup, per: int, prompt: int, output: int) -> float:
+    """Users per simulated user in a planning run of `per` users: past SIM_USERS, users go in
+    identical groups (perf/serving.py simulate(group=...)), as long as the KV pool still holds 8
+    groups' requests and the engine's sequence limit 8 groups."""
+    if per <= SIM_USERS or s.sched.kv_rule == "fixed":
+        return 1.0
+    g = min(per / SIM_USERS, s.kv_tokens / (8.0 * 2 * (prompt + output)), s.sched.max_seqs / 8.0)
+    return g if g >= 1.5 else 1.0
 
 
 def run_rate(s: Setup, rate: float, prompt: int, output: int, requests: int | None = None, spread: float = SPREAD,
