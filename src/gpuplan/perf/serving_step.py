@@ -24,6 +24,7 @@ import numpy as np
 from ..types import Engine, Hardware, LoadedModel, Plan, Split
 from . import speed
 from .constants import DEFAULT, Constants
+from .context import Ctx
 from .serving_constants import SERVING, ServingConstants
 from .serving_engines import Scheduler
 
@@ -99,30 +100,15 @@ def allreduce_s(nbytes, n: int, link, consumer: bool, c: Constants, sc: ServingC
     return np.minimum(one_shot, ring)
 
 
-def _ctx(model, hw, plan, c, date):
-    return speed.Ctx(model, hw, plan, c, date)
+def _gemm_share(x: Ctx, p) -> float:
+    """The share of the matmul peak the speed model gives this part's prompt GEMMs (Ctx.flops)."""
+    return x.c.of("prefill_eff", x.part_family(p), 0.4) * x.era_pf
 
 
-def _layer_fixed(x, p, batch: int) -> float:
-    """The speed model's launch and wait costs of a part's layers for one step."""
-    if hasattr(x, "layer_fixed"):
-        return x.layer_fixed(p, batch)
-    return x.fixed(p)
-
-
-def _token_fixed(x) -> float:
-    """The speed model's per-step host cost (graph replay, sampling, synchronisation)."""
-    if hasattr(x, "token_fixed"):
-        return x.token_fixed()
-    return x.c.token_fixed_s.get(x.hw_backend, 5e-4) * getattr(x, "era_fixed", 1.0)
-
-
-def _gemm_share(x, p) -> float:
-    """The share of the matmul peak the speed model gives this part's prompt GEMMs."""
-    c = x.c
-    if hasattr(x, "part_family"):
-        return c.prefill_eff.get(x.part_family(p), 0.4) * x.era_pf
-    return c.prefill_eff.get(x.backend, 0.4) * x.era_pf
+def _params(x: Ctx, p) -> float:
+    """Matrix parameters a token multiplies through on this part: routed experts at their active
+    share, and the output head (every decode token computes logits)."""
+    return p.dense_params + p.head_params + p.expert_params * x.expert_frac
 
 
 class StepCost:
@@ -130,18 +116,16 @@ class StepCost:
 
     def __init__(self, model: LoadedModel, hw: Hardware, plan: Plan, sched: Scheduler,
                  c: Constants = DEFAULT, sc: ServingConstants = SERVING, date: str | None = None):
-        x = _ctx(model, hw, plan, c, date)
+        x = Ctx(model, hw, plan, c, date)
         self.x, self.c, self.sc, self.sched, self.plan = x, c, sc, sched, plan
         spec = model.spec
         eng = sched.engine
         self.engine = eng
-        total = max(model.weights.total_bytes, 1.0)
-        lin_flops = 2.0 * speed._active_params(x)
         attn_flops = 4.0 * spec.n_heads * spec.head_dim  # QK^T and PV per token per context token per layer
         backend = x.hw_backend
         gemm = sc.get("gemm_eff", eng, backend)
         kv_eff = sc.get("kv_eff", eng, backend) or c.kv_read_eff
-        attn_eff = sc.get("attn_eff", eng, backend) or c.attn_eff
+        attn_eff_sc = sc.get("attn_eff", eng, backend)
         stages: dict[int, Stage] = {}
         for p in x.parts:
             bw = x.bw(p)
@@ -150,13 +134,13 @@ class StepCost:
             if gemm is not None and not cpu:
                 f = f / max(_gemm_share(x, p), 1e-9) * gemm
             f_lin = f * _peak_ratio(model, p.device, eng)
-            share = (p.dense_bytes + p.expert_bytes) / total
+            attn_eff = attn_eff_sc or c.of("attn_eff", x.part_family(p), 0.5)
             s = Stage(weights_s=p.dense_bytes / bw, experts_s=p.expert_bytes / bw,
                       kv_s=p.kv_bytes_per_ctx / (bw * kv_eff),
                       swa_s=p.swa_kv_bytes / (bw * kv_eff),
-                      linear_s=lin_flops * share / f_lin,
+                      linear_s=2.0 * _params(x, p) / f_lin,
                       attn_s=attn_flops * p.layers / (f * attn_eff),
-                      fixed_s=_layer_fixed(x, p, 2) if (p.device is None or p is _first_of_stage(x, p)) else 0.0,
+                      fixed_s=x.layer_fixed(p, 2) if (p.device is None or p is _first_of_stage(x, p)) else 0.0,
                       cpu=cpu)
             key = p.stage if not p.on_host else -100 - len(stages)
             old = stages.get(key)
@@ -174,7 +158,7 @@ class StepCost:
         self.window = spec.sliding_window
         self.hidden = spec.hidden_size
         self.n_layers = spec.n_layers
-        self.token_fixed = _token_fixed(x)
+        self.token_fixed = x.token_fixed()
         self.pp = plan.pp if plan.split == Split.TENSOR else 1
         self.tp = plan.tp if plan.split == Split.TENSOR else 1
         self.consumer = any(d.segment == "consumer" for d in hw.devices)
@@ -315,8 +299,6 @@ class StepCost:
         peak bandwidth, or every FLOP at the peak rate of the number format the engine uses,
         whichever is larger; stages one after another (each micro-batch passes them all)."""
         x = self.x
-        total = max(x.model.weights.total_bytes, 1.0)
-        lin = 2.0 * speed._active_params(x)
         attn = 4.0 * x.spec.n_heads * x.spec.head_dim
         tokens = math.ceil(batch / self.pp) if self.pp > 1 else batch
         touched = 1.0 - (1.0 - self.expert_frac) ** max(tokens, 1) if self.expert_frac < 1 else 1.0
@@ -332,7 +314,7 @@ class StepCost:
                 peak *= max(_peak_ratio(x.model, dev, self.engine), 1.0)
             nbytes = p.dense_bytes + p.expert_bytes * touched + tokens * (
                 p.kv_bytes_per_ctx * ctx + p.swa_kv_bytes * (min(ctx, self.window) if self.window else 0.0))
-            flops = tokens * (lin * (p.dense_bytes + p.expert_bytes) / total + attn * p.layers * ctx)
+            flops = tokens * (2.0 * _params(x, p) + attn * p.layers * ctx)
             t = max(nbytes / bw, flops / peak)
             key = p.stage if not p.on_host else -100 - len(stages)
             stages[key] = max(stages.get(key, 0.0), t)
