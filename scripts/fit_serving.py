@@ -8,7 +8,10 @@ measurement sets, and check them on held-out engines and GPUs.
 The fit minimises a robust (soft L1) loss of log(predicted / measured) over every serving row
 (metrics throughput, throughput_total, throughput_per_gpu) of data/measurements/dev.csv and
 dev-2026-12.csv. Constants are per kernel family (an engine, with the backend when it is not CUDA) where a
-family has MIN_ROWS rows; every other engine shares the "default", the geometric mean of those.
+family has MIN_ROWS rows; every other engine shares the default of its backend (`default` for CUDA,
+`default_rocm`, ...), the geometric mean of that backend's fitted families, or the priors where no
+family of that backend was fitted (kernels differ across backends: ROCm's constants are no guide to
+CUDA's).
 
 Two-fold hold-out: the (engine, GPU) groups are split in two halves; constants fitted on one half
 score the other, and the other way round. Both scores are written into the YAML (`holdout`) for
@@ -155,15 +158,33 @@ def fit(rows, verbose=True) -> tuple[ServingConstants, dict, dict]:
         values.update(v)
         losses[key] = round(loss, 4)
     if own:
-        for name, *_ in PARAMS:
-            if name == "gemm_eff":
-                continue  # an unmeasured engine keeps the speed model's GEMM share for its kernel family
-            values[(name, "default")] = float(np.exp(np.mean([np.log(values[(name, k)]) for k in own])))
+        values.update(backend_defaults(values, own))
     else:
         v, loss = fit_family(rows, "default", {}, verbose)
         values.update(v)
         losses["default"] = round(loss, 4)
     return constants(values), values, losses
+
+
+def _backend(family: str) -> str:
+    return family.rsplit("_", 1)[1] if family.rsplit("_", 1)[-1] in BACKENDS else "cuda"
+
+
+BACKENDS = ("rocm", "metal", "vulkan", "sycl", "cpu")
+
+
+def backend_defaults(values: dict, own: list[str]) -> dict:
+    """Per backend, the geometric mean of its fitted families' constants: what an engine without
+    constants of its own gets there (`default` on CUDA, `default_rocm` on ROCm). gemm_eff stays
+    unset: an unmeasured engine keeps the speed model's GEMM share for its kernel family."""
+    out = {}
+    for b in sorted({_backend(k) for k in own}):
+        fams = [k for k in own if _backend(k) == b]
+        key = "default" if b == "cuda" else f"default_{b}"
+        for name, *_ in PARAMS:
+            if name != "gemm_eff":
+                out[(name, key)] = float(np.exp(np.mean([np.log(values[(name, k)]) for k in fams])))
+    return out
 
 
 def halves(rows):
@@ -200,6 +221,12 @@ def main() -> int:
         from gpuplan.perf.serving_constants import load_serving
 
         out = yaml.safe_load(SHIPPED.read_text())
+        # the backends' defaults from the shipped families' constants (the rule may have changed)
+        vals = {(n, k): v for n, t in out["constants"].items() for k, v in t.items() if not k.startswith("default")}
+        own = sorted({k for _, k in vals})
+        vals.update(backend_defaults(vals, own))
+        out["constants"] = yaml_constants(vals)
+        SHIPPED.write_text("# written by scripts/fit_serving.py; do not edit by hand\n" + yaml.safe_dump(out, sort_keys=False))
         out["score"] = score(rows, load_serving())
     else:
         out = None

@@ -53,7 +53,8 @@ def section(files=FILES) -> list[str]:
     from ..perf.serving_constants import SERVING as SC
     from ..perf.serving_constants import SHIPPED
 
-    res = serving_results(files)
+    by_file = {Path(f).name: serving_results((f,)) for f in files}
+    res = [r for rs in by_file.values() for r in rs]
     head = ["| rows | in file | predicted | median error | 90th pct | within 15% |", "|---|---|---|---|---|---|"]
     lines = ["## Serving throughput (the serving simulator)", "",
              "Every row of a serving metric in dev.csv and dev-2026-12.csv is predicted by simulating the "
@@ -62,6 +63,10 @@ def section(files=FILES) -> list[str]:
     lines += head + [_line("all serving rows", stats(res))]
     for m in SERVING:
         lines.append(_line(f"metric = {m.value}", stats(res, m)))
+    for name, rs in by_file.items():
+        if rs:
+            lines.append(_line(f"{name}: all serving rows", stats(rs)))
+            lines.append(_line(f"{name}: metric = throughput", stats(rs, Metric.THROUGHPUT)))
     groups = defaultdict(list)
     for r in res:
         groups[(r["_row"].engine, r["_row"].gpu)].append(r)

@@ -2,7 +2,8 @@
 
 Each is per engine kernel family (never per GPU): an engine, or an engine on a backend whose
 kernels differ (`vllm_rocm`: vLLM's ROCm attention and GEMM kernels), with a "default" used for
-an engine that has no value of its own. `scripts/fit_serving.py` fits them on the serving rows of data/measurements/ and writes
+an engine that has no value of its own (per backend: `default` on CUDA, `default_rocm` on ROCm; a
+backend with neither gets the priors below). `scripts/fit_serving.py` fits them on the serving rows of data/measurements/ and writes
 `fitted_serving.yaml` beside this file, which overrides the priors below; the YAML says what it
 was fitted on. What they stand for:
 
@@ -44,9 +45,17 @@ class ServingConstants:
         else the default."""
         t = getattr(self, table)
         key = family_key(engine)
-        if backend and backend != "cuda" and f"{key}_{backend}" in t:
+        if not backend or backend == "cuda":
+            return t.get(key, t.get("default"))
+        if f"{key}_{backend}" in t:
             return t[f"{key}_{backend}"]
-        return t.get(key, t.get("default"))
+        if key in t:
+            return t[key]
+        # an engine without constants of its own on this backend: the backend's default, else the
+        # prior (the fitted CUDA default says nothing about another backend's kernels)
+        if f"default_{backend}" in t:
+            return t[f"default_{backend}"]
+        return ServingConstants.__dataclass_fields__[table].default_factory().get("default")
 
     def with_overrides(self, data: dict) -> "ServingConstants":
         merged = {}
