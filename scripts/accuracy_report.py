@@ -4,12 +4,14 @@ how it does on device families it was not fitted on (leave one family out), whet
 ranges cover 80% of rows of families it never saw (split-half), and how the estimators people
 use today do on the same rows.
 
-    python scripts/accuracy_report.py            (all three published files; 20-40 minutes)
+    python scripts/accuracy_report.py            (all three published files; refits in --jobs processes,
+                                                  about 30 minutes on 2 cores)
     python scripts/accuracy_report.py --quick    (shipped constants only; no refits)
 """
 import argparse
 import json
 import math
+import os
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -151,38 +153,62 @@ def families_of(rows):
     return sorted({r.family for r in rows})
 
 
-def lofo(rows, fit_ok, maxiter):
+# Refits run in worker processes (--jobs): each worker loads the rows once and fits by family
+# names, so nothing but names and constants crosses a process boundary.
+_W: dict = {}
+
+
+def _worker_init(maxiter):
+    rows, _ = load()
+    _W.update(rows=rows, fit_ok=[r for r in rows if r.reason is None], maxiter=maxiter)
+
+
+def _fit_job(train_fams, test_fams, start=None):
+    """Constants for predicting `test_fams`' rows, fitted on `train_fams`' rows only."""
+    train = [r for r in _W["fit_ok"] if r.family in train_fams]
+    test = [r for r in _W["rows"] if r.family in test_fams]
+    return holdout_fit(as_rows(train), as_rows(test), start or DEFAULT, maxiter=_W["maxiter"])
+
+
+def _pool(jobs, maxiter):
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("fork"),
+                               initializer=_worker_init, initargs=(maxiter,))
+
+
+def lofo(rows, pool):
     """Each family predicted with constants that never saw it."""
+    fams = families_of(rows)
+    futs = {f: pool.submit(_fit_job, set(fams) - {f}, {f}) for f in fams}
     preds, per = {}, {}
-    for f in families_of(rows):
+    for f in fams:
         test = [r for r in rows if r.family == f]
-        train = [r for r in fit_ok if r.family != f]
-        print(f"  leave out {f}: {len(test)} rows", file=sys.stderr)
-        c = holdout_fit(as_rows(train), as_rows(test), DEFAULT, maxiter=maxiter)
-        p = predict(test, c)
+        p = predict(test, futs[f].result())
+        print(f"  left out {f}: {len(test)} rows", file=sys.stderr)
         preds.update(p)
         per[f] = p
     return preds, per
 
 
-def split_half(rows, fit_ok, maxiter):
+def split_half(rows, pool):
     """Fit on half the families, score the other half; ranges from out-of-family residuals of
     the fitting half alone (leave one family out within it, as the shipped table is built)."""
     fams = families_of(rows)
     halves = (fams[0::2], fams[1::2])
+    pairs = (halves, halves[::-1])
+    firsts = [pool.submit(_fit_job, set(a), set(b)) for a, b in pairs]
     out = []
-    for a, b in (halves, halves[::-1]):
-        train = [r for r in fit_ok if r.family in a]
+    for (a, b), fut in zip(pairs, firsts):
+        c = fut.result()
+        print(f"  fitted on {len(a)} families, scoring {len(b)}", file=sys.stderr)
         test = [r for r in rows if r.family in b]
-        print(f"  fit on {len(a)} families, score {len(b)}", file=sys.stderr)
-        c = holdout_fit(as_rows(train), as_rows(test), DEFAULT, maxiter=maxiter)
         p_test = predict(test, c)
+        inner = {f: pool.submit(_fit_job, set(a) - {f}, {f}, c) for f in a}
         resid = {}
         for f in a:
-            tr = [r for r in fit_ok if r.family in a and r.family != f]
-            te = [r for r in rows if r.family == f]
-            cx = holdout_fit(as_rows(tr), as_rows(te), c, maxiter=maxiter)
-            resid.update(predict(te, cx))
+            resid.update(predict([r for r in rows if r.family == f], inner[f].result()))
         table = residual_table([r for r in rows if r.family in a], resid)
         inside, total = covered(test, p_test, table)
         out.append((a, b, test, p_test, inside, total))
@@ -213,6 +239,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="shipped constants only (no refits)")
     ap.add_argument("--maxiter", type=int, default=600)
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="refits run in this many processes")
     a = ap.parse_args()
     rows, serving = load()
     fit_ok = [r for r in rows if r.reason is None]
@@ -257,7 +284,8 @@ def main():
                  f" Predicted / measured: median {pct(v, 0.5):.2f}.")
     if not a.quick:
         print("leave one family out", file=sys.stderr)
-        lp, per = lofo(rows, fit_ok, a.maxiter)
+        pool = _pool(a.jobs, a.maxiter)
+        lp, per = lofo(rows, pool)
         L += ["", "## Leave one device family out", "",
               "Each family is predicted with constants refitted without any of its rows: every constant"
               " that moves one of its rows is reset to its prior and fitted on the other families"
@@ -286,7 +314,7 @@ def main():
               "Ranges for the scored half come from the fitting half's own out-of-family residuals"
               " (leave one family out within it), as the shipped table comes from leave-one-family-out"
               " residuals of all families.", ""]
-        for fa, fb, test, p_test, inside, total in split_half(rows, fit_ok, a.maxiter):
+        for fa, fb, test, p_test, inside, total in split_half(rows, pool):
             d, p = stats(ratios(test, p_test, "decode")), stats(ratios(test, p_test, "prefill"))
             L += [f"Fitted on {', '.join(fa)}; scored on {', '.join(fb)}: decode median {d['median']:.1%}"
                   f" (p90 {d['p90']:.1%}, {d['n']} rows), prefill median {p['median']:.1%} ({p['n']} rows);"

@@ -60,6 +60,9 @@ def test_the_typed_model_id_is_kept_in_commands():
     r = ask("plan", "meta-llama/Llama-3.1-8B-Instruct", "--quant", "BF16", "--gpus", "1x h100-sxm-80gb")
     assert "vllm serve meta-llama/Llama-3.1-8B-Instruct " in r["commands"]["vllm"]
     assert r["model_label"] == "meta-llama/Llama-3.1-8B-Instruct" and r["model"] == "meta-llama/Llama-3.1-8B"
+    # every engine that pulls a Hugging Face repository names the one the user typed
+    for engine in ("sglang", "tgi", "lmdeploy", "tensorrt-llm"):
+        assert "meta-llama/Llama-3.1-8B-Instruct " in r["commands"][engine], (engine, r["commands"][engine])
 
 
 def test_ram_size_and_bandwidth_are_stated_when_not_given():

@@ -50,7 +50,7 @@ def supports(plan: Plan, model: LoadedModel, hw: Hardware | None = None, wl: Wor
 
 def launch(plan: Plan, model: LoadedModel, hw: Hardware, wl: Workload,
            model_ref: str | None = None) -> base.LaunchCommand:
-    ref = model_ref or model.spec.id
+    ref = model_ref or base.hf_name(model)
     groups = base.replica_devices(plan, hw)
     procs = []
     for r, ids in enumerate(groups):

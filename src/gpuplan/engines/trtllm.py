@@ -61,7 +61,7 @@ def supports(plan: Plan, model: LoadedModel, hw: Hardware | None = None, wl: Wor
 
 def launch(plan: Plan, model: LoadedModel, hw: Hardware, wl: Workload,
            model_ref: str | None = None) -> base.LaunchCommand:
-    ref = model_ref or model.spec.id
+    ref = model_ref or base.hf_name(model)
     pp = len(plan.device_ids) if plan.split == Split.LAYER else plan.pp
     tp = plan.tp if plan.split == Split.TENSOR else 1
     files = {}
