@@ -266,6 +266,10 @@ def _fuzz_strategies(with_junk: bool = True):
                               "IQ2_XS", "Q2_K"])
     ints = st.integers(min_value=1, max_value=2_000_000).map(str)
     small = st.integers(min_value=1, max_value=300).map(str)
+    # request lengths a planning run simulates token by token for every user (the request model
+    # caps an answer at 131,072 tokens and a request at its context; tests/test_web_api.py
+    # test_long_requests_are_bounded checks those limits)
+    lengths = st.integers(min_value=1, max_value=32_768).map(str)
     common = {"quant": mostly(quants), "context": mostly(ints), "users": mostly(small)}
     engines = st.sampled_from(["llama.cpp", "vllm", "exllamav2", "ollama", "sglang", "tgi"])
     fit_plan = {"link": mostly(st.sampled_from(["pcie4-x8", "pcie3-x4", "nvlink-bridge-3090", "nvlink4", "ib-ndr"])),
@@ -276,8 +280,8 @@ def _fuzz_strategies(with_junk: bool = True):
         "/api/plan": ({"model": mostly(models), "gpus": mostly(gpus)},
                       {**common, **fit_plan, "ram_gib": mostly(ints), "nodes": mostly(st.sampled_from(["1", "2", "4"])),
                        "goal": mostly(st.sampled_from(["latency", "throughput", "cost"])),
-                       "min_user_tok_s": mostly(st.floats(0, 500).map(str)), "prompt_tokens": mostly(ints),
-                       "output_tokens": mostly(ints)}),
+                       "min_user_tok_s": mostly(st.floats(0, 500).map(str)), "prompt_tokens": mostly(lengths),
+                       "output_tokens": mostly(lengths)}),
         "/api/builds": ({"model": mostly(models)}, {**common, "budget": mostly(st.floats(0, 1e6).map(str)),
                                                     "electricity": mostly(st.floats(0, 2).map(str))}),
         "/api/scaling": ({"model": mostly(models), "gpu": mostly(st.sampled_from(["rtx-4090", "rtx-3090", "h100-sxm-80gb",
@@ -382,3 +386,13 @@ def test_random_configs_give_4xx(client):
         assert r.status_code < 500, (changes, r.text)
 
     check()
+
+
+def test_long_requests_are_bounded(client):
+    """A request longer than its context, or an answer longer than 131,072 tokens, is a 422 that
+    names the input, not minutes of simulation."""
+    base = {"model": MODEL, "gpus": "rtx-4090", "users": "300"}
+    body = _error(client.get("/api/plan", params={**base, "prompt_tokens": "10000"}))
+    assert "exceed the context per sequence (8,192)" in body
+    body = _error(client.get("/api/plan", params={**base, "output_tokens": "2000000", "context": "2000000"}))
+    assert "131,072" in body

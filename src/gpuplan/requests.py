@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Optional
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import InputError
 from .types import Engine
@@ -20,6 +20,7 @@ from .types import Engine
 Context = Annotated[int, Field(ge=1, le=10_000_000, description="tokens the KV cache holds per sequence")]
 Users = Annotated[int, Field(ge=1, le=100_000, description="sequences served at once")]
 Tokens = Annotated[int, Field(ge=1, le=10_000_000)]
+MAX_OUTPUT_TOKENS = 131_072  # longer answers than any engine's default max_tokens allows
 Nodes = Annotated[int, Field(ge=1, le=1024, description="machines the GPUs are spread over")]
 RamGib = Annotated[float, Field(ge=1, le=65536, allow_inf_nan=False, description="system RAM, GiB")]
 Text = Annotated[str, Field(min_length=1, max_length=1000)]
@@ -110,7 +111,8 @@ class PlanRequest(FitRequest):
     min_user_tok_s: float = Field(0.0, ge=0, le=1e6, allow_inf_nan=False,
                                   description="with goal throughput: the slowest a user may be served")
     prompt_tokens: Tokens = 512
-    output_tokens: Tokens = 256
+    # a planning run for several users simulates every output token of every request
+    output_tokens: int = Field(256, ge=1, le=MAX_OUTPUT_TOKENS, description="answer length, tokens")
     # serving targets (planner/targets.py): with any of them, or a rate, the plan says how much load
     # each candidate holds under them
     rate: Optional[float] = Field(None, gt=0, le=1e6, allow_inf_nan=False,
@@ -119,6 +121,21 @@ class PlanRequest(FitRequest):
     tpot: OptText = Field(None, description="time-per-output-token target, e.g. 100ms")
     e2el: OptText = Field(None, description="end-to-end latency target per request, e.g. 30s")
     slo: OptText = Field(None, description="targets in one: 'ttft=2s,tpot=100ms,p=90' (p: the percentile)")
+
+    @model_validator(mode="after")
+    def _lengths_fit_the_context(self):
+        """A request longer than the context per sequence is refused by every engine (vLLM's
+        max_model_len, llama-server's slot size): when the user gave the lengths, say so."""
+        given = self.model_fields_set & {"prompt_tokens", "output_tokens"}
+        total = self.prompt_tokens + self.output_tokens
+        if given and total > self.context:
+            raise InputError(f"prompt + output = {total:,} tokens exceed the context per sequence"
+                             f" ({self.context:,}); give --context {total:,} or more, or shorter"
+                             " --prompt-tokens / --output-tokens",
+                             input="output_tokens" if "output_tokens" in given else "prompt_tokens",
+                             value=str(self.output_tokens if "output_tokens" in given else self.prompt_tokens),
+                             accepted=f"prompt_tokens + output_tokens <= context ({self.context:,})")
+        return self
 
     @field_validator("ttft", "tpot", "e2el")
     @classmethod

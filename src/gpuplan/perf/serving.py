@@ -276,7 +276,11 @@ class _Sim:
             if not pf and n_dec == 0:
                 na = self.next_arrival()
                 if na is None or na <= self.t:
-                    raise RuntimeError("serving simulation stalled")
+                    # nothing runs, nothing can be admitted and nothing else arrives: one request
+                    # needs more of the pool at once than the engine can give it
+                    raise InputError("the engine cannot schedule one request of this length on this plan's KV"
+                                     " cache (its prompt chunk and cache need more than the pool holds at once);"
+                                     " plan shorter prompts or more GPU memory")
                 self.t = na
                 continue
             if not pf and self._admission_blocked(n_dec, prefilling):
