@@ -19,6 +19,7 @@ import yaml
 
 from gpuplan import catalog, engines
 from gpuplan.engines import lmdeploy, mlx, trtllm
+from gpuplan.engines.base import hf_name
 from gpuplan.sources.resolve import resolve_model
 from gpuplan.types import Engine, Hardware, Plan, Split, Workload
 
@@ -124,7 +125,7 @@ def test_lmdeploy_commands_parse_with_lmdeploys_own_declarations(case, lmdeploy_
     for r, p in enumerate(cmd.processes):
         assert p.argv[:3] == ["lmdeploy", "serve", "api_server"]
         args = parser.parse_args(p.argv[3:])
-        assert args.positional == [m.spec.id]
+        assert args.positional == [hf_name(m)]  # the repository the user typed (Instruct kept)
         assert args.backend == "turbomind" and args.session_len == wl.context
         assert args.max_batch_size >= 1 and args.server_name == "127.0.0.1" and args.server_port == 23333 + r
         if plan.tp > 1:
@@ -151,7 +152,7 @@ def test_trtllm_commands_use_declared_options():
     assert trtllm.supports(plan, m, h, wl) is None
     cmd = trtllm.launch(plan, m, h, wl)
     argv = cmd.processes[0].argv
-    assert argv[:2] == ["trtllm-serve", m.spec.id]
+    assert argv[:2] == ["trtllm-serve", hf_name(m)]
     flags = [a for a in argv[2:] if a.startswith("--")]
     assert set(flags) <= set(trtllm.DECLARED)
     assert argv[argv.index("--tp_size") + 1] == "4" and argv[argv.index("--backend") + 1] in trtllm.BACKENDS
@@ -170,5 +171,5 @@ def test_mlx_command_parses_with_mlx_lms_own_parser():
     argv = mlx.launch(plan, m, mac, wl).processes[0].argv
     assert argv[0] == "mlx_lm.server"
     a = parser.parse_args(argv[1:])
-    assert a.model == m.spec.id and a.decode_concurrency == 4 and a.prompt_concurrency == 4 and a.max_tokens == 256
+    assert a.model == hf_name(m) and a.decode_concurrency == 4 and a.prompt_concurrency == 4 and a.max_tokens == 256
     assert "Apple" in mlx.supports(plan, m, hw("rtx-4090"), wl)
