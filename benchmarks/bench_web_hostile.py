@@ -26,6 +26,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.servers import rss_mb  # noqa: E402  (the hostile web tests measure memory the same way)
+
 ROOT = Path(__file__).resolve().parents[1]
 HEADER = ("source,engine,date,model,quant,gpu,n_gpus,split,interconnect,n_gpu_layers,host_mem,"
           "n_depth,n_prompt,n_gen,batch,metric,tok_s,note\n")
@@ -67,26 +70,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def rss_mb(pid: int, children: bool = False) -> float:
-    """Resident memory of a process, MB; with children, the proportional set size (PSS) of it and
-    every process it started (the web server's worker processes)."""
-    total, todo = 0.0, [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            # PSS: pages a forked worker shares with its parent count once, not once per process
-            with open(f"/proc/{p}/smaps_rollup" if children else f"/proc/{p}/status") as f:
-                key = "Pss:" if children else "VmRSS:"
-                total += next(int(ln.split()[1]) for ln in f if ln.startswith(key)) / 1024
-            if children:
-                for t in os.listdir(f"/proc/{p}/task"):
-                    with open(f"/proc/{p}/task/{t}/children") as f:
-                        todo.extend(int(c) for c in f.read().split())
-        except (OSError, StopIteration):
-            continue
-    return total
-
-
 def probe(base: str, stop, out) -> None:
     """One normal request every 0.25 s until told to stop; puts [(status, seconds)] on `out`."""
     import httpx
@@ -125,7 +108,7 @@ async def main(a) -> None:
                         break
                 except httpx.HTTPError:
                     await asyncio.sleep(0.1)
-            start_rss = rss_mb(proc.pid)
+            start_rss = rss_mb(proc.pid, children=False)
             bodies = hostile_bodies(a.mib)
             done = asyncio.Event()
 
@@ -142,7 +125,7 @@ async def main(a) -> None:
             async def watch() -> None:
                 nonlocal peak, peak_all
                 while not done.is_set():
-                    peak = max(peak, rss_mb(proc.pid))
+                    peak = max(peak, rss_mb(proc.pid, children=False))
                     peak_all = max(peak_all, rss_mb(proc.pid, children=True))
                     await asyncio.sleep(0.05)
 
@@ -164,7 +147,7 @@ async def main(a) -> None:
                 statuses[f"normal: {code}"] += 1
                 lat.append(dt)
             prober.join(timeout=10)
-            end_rss = rss_mb(proc.pid)
+            end_rss = rss_mb(proc.pid, children=False)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
