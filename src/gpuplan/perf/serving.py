@@ -447,14 +447,7 @@ class _Sim:
             return nb + int(self._blocks_for(p0 + c * kk) - self.blocks[j])
 
         if blocks_needed(k) > self.free:
-            lo, hi = 0, k
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                if blocks_needed(mid) <= self.free:
-                    lo = mid
-                else:
-                    hi = mid
-            k = lo
+            k = _last_fitting(0, k, lambda kk: blocks_needed(kk) <= self.free)
             if k < 2:
                 return False
         i = np.arange(k, dtype=float)
@@ -579,14 +572,7 @@ class _Sim:
             return int((self._blocks_for(ctx + kk) - held).sum())
 
         if blocks_needed(k) > self.free:  # the pool fills during the chunk: stop where it does
-            lo, hi = 1, k
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                if blocks_needed(mid) <= self.free:
-                    lo = mid
-                else:
-                    hi = mid
-            k = lo
+            k = _last_fitting(1, k, lambda kk: blocks_needed(kk) <= self.free)
         j = np.arange(k)
         kv = float(ctx.sum()) + n * j
         w = self.cost.window
@@ -643,6 +629,18 @@ class _Sim:
         if self.closed:
             for _ in range(len(ids)):
                 self._next_closed(self.t)
+
+
+def _last_fitting(lo: int, hi: int, fits) -> int:
+    """The largest k in [lo, hi) with fits(k), by bisection: fits(lo) is taken as true, fits(hi)
+    as false, and fits is monotone (more steps never need fewer KV blocks)."""
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo
 
 
 class _Grouped:
