@@ -53,8 +53,9 @@ def test_plan_at_128_users_reports_a_consistent_step_and_percentiles(h100_7b):
     assert p.users == 128 and p.output_throughput > 0
     for lat in (p.ttft_ms, p.tpot_ms, p.itl_ms, p.e2el_ms):
         assert 0 < lat.median <= lat.p90 <= lat.p99
-    # the step the answer prints is the one the simulator ran: TPOT ~ one step at that batch
-    assert p.tpot_ms.median == pytest.approx(s.step_ms, rel=0.35)
+    # the step the answer prints is the one the simulator ran: TPOT is one decode step at that
+    # batch plus the prompt chunks scheduled between a sequence's tokens (here ~30% more)
+    assert 0.9 * s.step_ms <= p.tpot_ms.median <= 1.45 * s.step_ms
     assert "takes" in ans.explanation[1] and f"{s.step_ms:.1f} ms" in ans.explanation[1]
     users = [q.users for q in c.curve]
     thr = [q.output_throughput for q in c.curve]
@@ -98,18 +99,20 @@ def test_bad_rate_is_refused(h100_7b):
 @pytest.mark.parametrize("eng", [Engine.VLLM, Engine.SGLANG, Engine.TRT_LLM, Engine.LMDEPLOY])
 @pytest.mark.parametrize("users", [256, 512])
 def test_planning_runs_in_groups_agree_with_every_user_simulated(h100_7b, eng, users, monkeypatch):
-    """Past SIM_USERS a planning run simulates users in identical groups (2 and 4 users each here);
-    its figures stay close to the run that simulates every user (lengths are drawn per simulated
-    user, and preemption frees a whole group, so they are not identical)."""
+    """Past SIM_USERS a planning run simulates users in identical groups (2.4-2.7 users each here:
+    the KV pool must still hold KV_GROUPS groups); its figures stay close to the run that
+    simulates every user (lengths are drawn per simulated user, and preemption frees a whole
+    group, so they are not identical: TTFT, which queueing for KV blocks sets, moves most)."""
     m, hw = h100_7b
     s = T.setup_for(m, hw, replace(ONE, engine=eng), 8192)
-    assert T.group_for(s, users, 512, 256) == users / T.SIM_USERS
+    g = T.group_for(s, users, 512, 256)
+    assert 2.0 < g == pytest.approx(min(users / T.SIM_USERS, s.kv_tokens / (T.KV_GROUPS * 2 * 768)))
     grouped = T.point(T.run_users(s, users, 512, 256)[0], 1, users, users=users)
     monkeypatch.setattr(T, "SIM_USERS", 10**6)
     assert T.group_for(s, users, 512, 256) == 1.0
     full = T.point(T.run_users(s, users, 512, 256)[0], 1, users, users=users)
     assert grouped.output_throughput == pytest.approx(full.output_throughput, rel=0.05)
     assert grouped.mean_batch == pytest.approx(full.mean_batch, rel=0.05)
-    for a, b in ((grouped.ttft_ms, full.ttft_ms), (grouped.tpot_ms, full.tpot_ms)):
-        assert a.median == pytest.approx(b.median, rel=0.15)
-        assert a.p90 == pytest.approx(b.p90, rel=0.15)
+    for a, b, tol in ((grouped.ttft_ms, full.ttft_ms, 0.2), (grouped.tpot_ms, full.tpot_ms, 0.1)):
+        assert a.median == pytest.approx(b.median, rel=tol)
+        assert a.p90 == pytest.approx(b.p90, rel=tol)

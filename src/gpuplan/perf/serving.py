@@ -153,7 +153,7 @@ class _Sim:
         self.steps = 0
         self.preempt = 0
         self.itl_v: list[np.ndarray] = []
-        self.itl_w: list[np.ndarray] = []
+        self.itl_w: list[float] = []  # the weight of every value of the matching itl_v array
         self.log_t: list[np.ndarray] = []
         self.log_out: list[np.ndarray] = []
         self.batch_time = 0.0
@@ -270,7 +270,7 @@ class _Sim:
                 need = int((self._blocks_for(self.ctx[dec] + 1) - self.blocks[dec]).sum())
             if need > self.free:
                 raise InputError("one sequence needs more KV cache than the engine's whole pool")
-            pf = self._plan_prefill(n_dec, need)
+            pf = self._plan_prefill(n_dec, need, prefilling)
             if (s.policy == "prefill-first" and pf) or (s.policy == "static" and prefilling):
                 dec, n_dec = NONE, 0
             if not pf and n_dec == 0:
@@ -320,14 +320,17 @@ class _Sim:
                 return True
         return False
 
-    def _plan_prefill(self, n_dec: int, dec_blocks: int = 0) -> list[tuple[int, int, bool]]:
+    def _plan_prefill(self, n_dec: int, dec_blocks: int = 0, prefilling: bool = True) -> list[tuple[int, int, bool]]:
         """Prompt chunks for this step: (running index, or -1 - request id to admit; tokens; admit).
-        `dec_blocks` blocks go to this step's decode tokens first."""
+        `dec_blocks` blocks go to this step's decode tokens first; `prefilling` False: no running
+        sequence has prompt left."""
         s = self.sched
         budget = s.budget_tokens - (n_dec if s.policy == "mixed" else 0)
         out: list[tuple[int, int, bool]] = []
         free = self.free - dec_blocks
-        for j in np.flatnonzero(self.left > 0):
+        if not prefilling and not self.waiting:
+            return out
+        for j in (np.flatnonzero(self.left > 0) if prefilling else ()):
             if budget <= 0:
                 break
             left = int(self.left[j])
@@ -709,7 +712,7 @@ def simulate(cost: StepCost, sched: Scheduler, load: Load, kv_tokens: int,
     t0 = float(start.min()) if len(start) else 0.0
     duration = float(fin.max() - t0) if len(fin) else 0.0
     itl_v = np.concatenate(sim.itl_v) if sim.itl_v else np.zeros(0)
-    itl_w = np.concatenate([np.full(len(v), w) for v, w in zip(sim.itl_v, sim.itl_w)]) if sim.itl_v else None
+    itl_w = np.repeat(np.asarray(sim.itl_w, dtype=float), [len(v) for v in sim.itl_v]) if sim.itl_v else None
     good = None
     if targets is not None and duration > 0:
         good = float(targets.met(ttft, tpot, e2el).sum() / duration)

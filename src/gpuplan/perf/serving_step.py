@@ -150,6 +150,15 @@ class StepCost:
                     max(s.swa_s, old.swa_s), max(s.linear_s, old.linear_s), max(s.attn_s, old.attn_s),
                     max(s.fixed_s, old.fixed_s), s.cpu or old.cpu)
         self.stages = list(stages.values())
+        # the stages as columns, so that one set of numpy operations costs every stage of a run
+        # of steps: GPU stages (memory and compute overlap) apart from CPU ones (they add)
+        gpu = [st for st in self.stages if not st.cpu]
+        cpu_st = [st for st in self.stages if st.cpu]
+        self._gpu_cols = ({f: np.array([getattr(st, f) for st in gpu]) for f in Stage.__dataclass_fields__
+                           if f != "cpu"} if gpu else None)
+        self._cpu_sums = ({f: sum(getattr(st, f) for st in cpu_st) for f in Stage.__dataclass_fields__
+                           if f != "cpu"} if cpu_st else None)
+        self._comm_memo: dict[float, float] = {}
         # how much of a token's KV sits in sliding-window layers (those keep only the window)
         full = sum(p.kv_bytes_per_ctx for p in x.parts)
         swa = sum(p.swa_kv_bytes for p in x.parts)
@@ -171,6 +180,17 @@ class StepCost:
     # -- pieces
     def _comm(self, tokens):
         """Synchronisation between devices for a pass of `tokens` tokens."""
+        if np.ndim(tokens) == 0:
+            key = float(tokens)
+            v = self._comm_memo.get(key)
+            if v is None:
+                if len(self._comm_memo) > 4096:
+                    self._comm_memo.clear()
+                v = self._comm_memo[key] = float(self._comm_of(tokens))
+            return v
+        return self._comm_of(tokens)
+
+    def _comm_of(self, tokens):
         x = self.x
         if self.tp > 1:
             nbytes = tokens * self.hidden * 2.0  # bf16 activations
@@ -198,16 +218,19 @@ class StepCost:
                                      float(passes))
         touched = 1.0 - (1.0 - self.expert_frac) ** np.maximum(per_pass, 1.0) if self.expert_frac < 1 else 1.0
         total = 0.0
-        for s in self.stages:
-            w = passes * (s.weights_s + s.experts_s * touched)
-            lin = s.linear_s * tokens
-            kv = s.kv_s * (kv_tokens + tokens) + s.swa_s * swa_tokens
-            att = s.attn_s * attn_tokens
-            if s.cpu:
-                t = w + lin + kv + att
-            else:
-                t = np.maximum(w, lin) + np.maximum(kv, att)
-            total = total + t + passes * s.fixed_s
+        c = self._cpu_sums
+        if c is not None:
+            total = (passes * (c["weights_s"] + c["experts_s"] * touched + c["fixed_s"]) + c["linear_s"] * tokens
+                     + c["kv_s"] * (kv_tokens + tokens) + c["swa_s"] * swa_tokens + c["attn_s"] * attn_tokens)
+        g = self._gpu_cols
+        if g is not None:  # the stage axis last: inputs of any shape broadcast against it
+            passes_, touched_ = np.asarray(passes)[..., None], np.asarray(touched)[..., None]
+            tokens_ = np.asarray(tokens)[..., None]
+            w = passes_ * (g["weights_s"] + g["experts_s"] * touched_)
+            kv = g["kv_s"] * (np.asarray(kv_tokens)[..., None] + tokens_) + g["swa_s"] * np.asarray(swa_tokens)[..., None]
+            t = (np.maximum(w, g["linear_s"] * tokens_) + np.maximum(kv, g["attn_s"] * np.asarray(attn_tokens)[..., None])
+                 + passes_ * g["fixed_s"])
+            total = total + t.sum(axis=-1)
         return total
 
     def _pass_scalar(self, tokens: float, kv_tokens: float, swa_tokens: float, attn_tokens: float,
@@ -228,15 +251,32 @@ class StepCost:
         """Seconds for steps carrying `tokens` new tokens for `n_seqs` sequences whose cached
         context adds up to `kv_tokens`. `attn_tokens` defaults to the decode case (each token
         attends over its sequence's context)."""
-        tokens = np.maximum(tokens, 1)
         if attn_tokens is None:
             attn_tokens = kv_tokens
+        if (np.ndim(tokens) == 0 and np.ndim(n_seqs) == 0 and np.ndim(kv_tokens) == 0 and np.ndim(swa_tokens) == 0
+                and np.ndim(attn_tokens) == 0):
+            return self._time_scalar(float(tokens), float(n_seqs), float(kv_tokens), float(swa_tokens),
+                                     float(attn_tokens))
+        tokens = np.maximum(tokens, 1)
         if self.pp > 1:  # pp micro-batches in flight: each token's pass is one stage's share of the batch
             tokens_m = np.ceil(tokens / self.pp)
             scale = tokens_m / tokens
             kv_tokens, swa_tokens, attn_tokens, tokens = kv_tokens * scale, swa_tokens * scale, attn_tokens * scale, tokens_m
         passes = np.ceil(tokens / self.ubatch) if self.ubatch else 1
         gpu = self._pass(tokens, kv_tokens, swa_tokens, attn_tokens, passes)
+        return gpu + self._comm(tokens) + self.token_fixed * passes + self.step_s + self.seq_s * n_seqs
+
+    def _time_scalar(self, tokens: float, n_seqs: float, kv_tokens: float, swa_tokens: float,
+                     attn_tokens: float) -> float:
+        """time() of one step (plain floats)."""
+        tokens = max(tokens, 1.0)
+        if self.pp > 1:
+            tokens_m = math.ceil(tokens / self.pp)
+            scale = tokens_m / tokens
+            kv_tokens, swa_tokens, attn_tokens, tokens = (kv_tokens * scale, swa_tokens * scale,
+                                                          attn_tokens * scale, float(tokens_m))
+        passes = float(math.ceil(tokens / self.ubatch)) if self.ubatch else 1.0
+        gpu = self._pass_scalar(tokens, kv_tokens, swa_tokens, attn_tokens, passes)
         return gpu + self._comm(tokens) + self.token_fixed * passes + self.step_s + self.seq_s * n_seqs
 
     def decode(self, batch, ctx):
