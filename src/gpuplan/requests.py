@@ -121,6 +121,15 @@ class PlanRequest(FitRequest):
     tpot: OptText = Field(None, description="time-per-output-token target, e.g. 100ms")
     e2el: OptText = Field(None, description="end-to-end latency target per request, e.g. 30s")
     slo: OptText = Field(None, description="targets in one: 'ttft=2s,tpot=100ms,p=90' (p: the percentile)")
+    trace: OptText = Field(None, description="request trace to replay on every serving candidate: CSV or JSON lines"
+                                             " with arrival_s, prompt_tokens, output_tokens (command line only)")
+
+    @model_validator(mode="after")
+    def _one_load(self):
+        if self.trace is not None and self.rate is not None:
+            raise InputError("--trace and --rate both say what arrives; give one", input="rate",
+                             value=str(self.rate), accepted="--rate or --trace, not both")
+        return self
 
     @model_validator(mode="after")
     def _lengths_fit_the_context(self):

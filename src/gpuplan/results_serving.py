@@ -77,11 +77,12 @@ class ServingAnswer(_R):
     candidate (replicas x TP x PP x engine on all the devices) holds and what binds it; without
     targets, the recommended plan at the users asked for. Figures from the serving simulator."""
 
-    mode: str = Field(description="users (closed loop of concurrent users) or rate (Poisson requests/s)")
+    mode: str = Field(description="users (closed loop of concurrent users), rate (Poisson requests/s) or trace"
+                                  " (a request trace replayed on every candidate)")
     targets: dict = Field(description="ttft_s, tpot_s, e2el_s (null: none) and the percentile they hold at")
     prompt_tokens: int
     output_tokens: int
-    requested: float | None = Field(None, description="the users or requests/s asked about")
+    requested: float | None = Field(None, description="the users or requests/s asked about (trace: its requests)")
     candidates: list[ServingCapacity]
     best: int | None = Field(None, description="index into candidates of the one that holds the most")
     explanation: list[str] = []

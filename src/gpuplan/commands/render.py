@@ -84,6 +84,8 @@ def render_serving(con, sv) -> None:
 
     for line in sv.explanation:
         con.print(f"  • {line}", markup=False, highlight=False)
+    if sv.mode == "trace":
+        return _render_trace(con, sv)
     if sv.targets.get("ttft_s") or sv.targets.get("tpot_s") or sv.targets.get("e2el_s") or sv.mode == "rate":
         t = Table(title="load each candidate holds under the targets (serving simulator)")
         for c in ("strategy", "engine", "max users" if sv.mode == "users" else "max requests/s", "tok/s there",
@@ -109,6 +111,27 @@ def render_serving(con, sv) -> None:
                       _f(p.e2el_ms.median / 1e3 if p.e2el_ms.median is not None else None, 1), _f(p.mean_batch, 0),
                       f"{p.kv_peak_fraction:.0%}")
         con.print(t)
+
+
+def _render_trace(con, sv) -> None:
+    """plan --trace: every candidate replaying the same requests."""
+    from rich.table import Table
+
+    t = Table(title=f"the trace's {int(sv.requested or 0):,} requests on each candidate (serving simulator)")
+    for c in ("strategy", "engine", "output tok/s", "TTFT p50/p90/p99 ms", "TPOT p50/p90 ms", "E2E p90 s",
+              "targets", "limit"):
+        t.add_column(c, justify="left" if c in ("strategy", "engine", "limit") else "right")
+    for i, c in enumerate(sv.candidates):
+        p = c.at_capacity
+        if p is None:
+            t.add_row(c.strategy, c.engine, "-", "-", "-", "-", "-", c.binding)
+            continue
+        ok = "-" if p.meets_targets is None else ("met" if p.meets_targets else "missed")
+        t.add_row(c.strategy + (" *" if i == sv.best else ""), c.engine, _f(p.output_throughput, 0),
+                  "/".join(_f(x, 0) for x in (p.ttft_ms.median, p.ttft_ms.p90, p.ttft_ms.p99)),
+                  "/".join(_f(x, 1) for x in (p.tpot_ms.median, p.tpot_ms.p90)),
+                  _f(p.e2el_ms.p90 / 1e3 if p.e2el_ms.p90 is not None else None, 1), ok, c.binding)
+    con.print(t)
 
 
 def render_compare(res) -> None:

@@ -86,32 +86,49 @@ def requests_of(load: Load) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return a, p, o
 
 
-def read_trace(path: str | Path) -> tuple:
+ACCEPTED = "CSV or JSON lines with arrival_s, prompt_tokens, output_tokens"
+MAX_TOKENS = 10_000_000  # prompt or output tokens of one request
+
+
+def read_trace(path: str | Path, max_requests: int = 100_000) -> tuple:
     """A trace file: CSV with columns arrival_s (or timestamp), prompt_tokens, output_tokens, or
-    JSON lines with the same keys; arrival times in seconds (any origin)."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"trace file {path} does not exist")
-    text = p.read_text(errors="replace")
+    JSON lines with the same keys; arrival times in seconds (any origin). Read with the size cap
+    and special-file refusal of every input file (inputs.read_text); at most `max_requests` rows."""
+    from ..inputs import load_json, read_text
+
+    try:
+        text = read_text(path, "trace file")
+    except InputError as e:
+        raise InputError(str(e), input="trace", value=str(path), accepted=ACCEPTED) from None
     rows = []
     try:
+        lines = [line for line in text.splitlines() if line.strip()]
+        if len(lines) > max_requests + 1:
+            raise ValueError(f"{len(lines):,} lines; at most {max_requests:,} requests are replayed")
         if text.lstrip().startswith("{"):
-            items = [json.loads(line) for line in text.splitlines() if line.strip()]
+            items = [load_json(line, "trace line") for line in lines]
         else:
-            items = list(csv.DictReader(text.splitlines()))
+            items = list(csv.DictReader(lines))
         for i, r in enumerate(items):
+            if not isinstance(r, dict):
+                raise ValueError(f"row {i}: not an object with arrival_s, prompt_tokens, output_tokens")
             a = r.get("arrival_s", r.get("timestamp", r.get("arrival")))
             pr = r.get("prompt_tokens", r.get("prompt", r.get("input_tokens")))
             out = r.get("output_tokens", r.get("output"))
             if a is None or pr is None or out is None:
                 raise ValueError(f"row {i}: needs arrival_s, prompt_tokens and output_tokens")
-            a, pr, out = float(a), int(float(pr)), int(float(out))
-            if not (math.isfinite(a) and pr >= 1 and out >= 1):
-                raise ValueError(f"row {i}: arrival must be a number, prompt and output at least 1")
-            rows.append((a, pr, out))
-    except (ValueError, json.JSONDecodeError) as e:
-        raise InputError(f"trace file {path}: {e}; accepted: CSV or JSON lines with arrival_s, "
-                         "prompt_tokens, output_tokens") from None
+            try:
+                a, pr_f, out_f = float(a), float(pr), float(out)
+            except (TypeError, ValueError):
+                raise ValueError(f"row {i}: arrival_s, prompt_tokens and output_tokens must be numbers") from None
+            if not (math.isfinite(a) and a >= 0 and math.isfinite(pr_f) and math.isfinite(out_f)
+                    and 1 <= pr_f <= MAX_TOKENS and 1 <= out_f <= MAX_TOKENS):
+                raise ValueError(f"row {i}: arrival_s must be a number >= 0, prompt_tokens and output_tokens"
+                                 f" 1..{MAX_TOKENS:,}")
+            rows.append((a, int(pr_f), int(out_f)))
+    except (ValueError, json.JSONDecodeError, InputError, csv.Error) as e:
+        raise InputError(f"trace file {path}: {e}; accepted: {ACCEPTED}", input="trace", value=str(path),
+                         accepted=ACCEPTED) from None
     if not rows:
-        raise InputError(f"trace file {path} has no requests")
+        raise InputError(f"trace file {path} has no requests", input="trace", value=str(path), accepted=ACCEPTED)
     return tuple(rows)

@@ -299,9 +299,19 @@ def serving_section(sol: Solution):
 
     req, wl = sol.req, sol.wl
     slo = req.targets()
+    plans = [c.plan for c in sol.ranked if c.fits]
+    if req.trace is not None:
+        from ..perf.serving_load import read_trace
+        from .serving_trace import MAX_TRACE_REQUESTS, replay
+        from .targets import serving_plans
+
+        trace = read_trace(req.trace, max_requests=MAX_TRACE_REQUESTS)
+        if not plans:
+            return None
+        cands = serving_plans(sol.model, sol.hw, plans, wl.context, wl.prompt_tokens, wl.output_tokens)
+        return replay(sol.model, sol.hw, cands, trace, slo, wl.context, users=wl.users)
     if wl.users <= 1 and not slo.any and req.rate is None:
         return None
-    plans = [c.plan for c in sol.ranked if c.fits]
     return serving_answer(sol.model, sol.hw, plans, wl.context, wl.prompt_tokens, wl.output_tokens,
                           users=wl.users, rate=req.rate, slo=slo)
 

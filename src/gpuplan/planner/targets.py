@@ -147,9 +147,11 @@ def meets(res: SimResult, slo: Slo, per_users: int | None) -> bool:
 
 
 def point(res: SimResult, replicas: int, per_users: int | None = None, users: int | None = None,
-          rate: float | None = None, slo: Slo | None = None) -> ServingPoint:
+          rate: float | None = None, slo: Slo | None = None, whole: bool = False) -> ServingPoint:
+    """One load level as the serving benchmark reports it. Throughput while the load was full
+    (open loop: while requests arrive), or with `whole` over the whole run (a replayed trace)."""
     t, p, e = _measured(res, per_users)
-    thr = res.steady_output_throughput  # while the load was full (open loop: while requests arrive)
+    thr = res.output_throughput if whole else res.steady_output_throughput
     scale = thr / res.output_throughput if res.output_throughput else 1.0
     return ServingPoint(
         users=users, rate_rps=rate,

@@ -66,10 +66,11 @@ def _err(status: int, msg: str, **facts) -> JSONResponse:
 
 
 def query_model(cls):
-    """The web edge's query for a request: the same fields and ranges, without the hardware file."""
+    """The web edge's query for a request: the same fields and ranges, without the fields that
+    name files on the server (the hardware file, a request trace)."""
     from pydantic import ConfigDict, create_model
 
-    fields = {k: (v.annotation, v) for k, v in cls.model_fields.items() if k != "hardware"}
+    fields = {k: (v.annotation, v) for k, v in cls.model_fields.items() if k not in ("hardware", "trace")}
     return create_model(cls.__name__.replace("Request", "Query"), __doc__=cls.__doc__,
                         __config__=ConfigDict(extra="forbid", frozen=True), **fields)
 
