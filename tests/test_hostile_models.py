@@ -27,7 +27,20 @@ CASES = [
     ("NaN hidden size", LLAMA, {"hidden_size": float("nan")}, "hidden_size"),
     ("string heads", LLAMA, {"num_attention_heads": "32"}, "num_attention_heads"),
     ("list vocabulary", LLAMA, {"vocab_size": [128256]}, "vocab_size"),
+    ("number as torch_dtype", LLAMA, {"torch_dtype": 5}, "torch_dtype = 5 is not a type name"),
+    ("list as torch_dtype", LLAMA, {"torch_dtype": ["bfloat16"]}, "torch_dtype"),
 ]
+
+
+def test_an_unknown_torch_dtype_is_taken_as_bf16_and_said(tmp_path):
+    """Not silently: the weight-format assumption says what was read and what was taken."""
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps({**LLAMA, "torch_dtype": "float77"}))
+    p = run_cli("plan", str(d / "config.json"), "--gpus", "h100-sxm-80gb", "--json")
+    assert p.returncode == 0, p.stderr
+    quant = json.loads(p.stdout)["assumptions"]["quant"]
+    assert quant["value"] == "BF16" and "torch_dtype 'float77'" in quant["why"]
 
 
 @pytest.mark.parametrize("name,base,change,words", CASES, ids=[c[0] for c in CASES])

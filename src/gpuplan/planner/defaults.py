@@ -79,9 +79,11 @@ def quant_assumption(model: LoadedModel, given: str | None) -> StrAssumption:
     if given:
         return StrAssumption(value=q, source="given", why="given (--quant)")
     native = model.spec.native_dtype
+    dtype_note = next((x for x in (model.spec.note or "").split("; ") if "dtype" in x), None)
     return StrAssumption(value=q, source="default",
                            why=f"no --quant: the format {model.spec.id} ships in ({native}"
                                + (f", as llama.cpp's {q} GGUF" if q != native else "")
+                               + (f"; {dtype_note}" if dtype_note else "")
                                + "); give --quant Q4_K_M for the usual 4-bit GGUF download")
 
 

@@ -177,8 +177,7 @@ def spec_from_config(cfg: dict, where: str, model_id: str, source: str) -> Model
         f["n_sliding_layers"] = n  # Mistral 7B v0.1: every layer slides
     family_fields(arch, r, f, n)
     qc = c.get("quantization_config") if isinstance(c.get("quantization_config"), dict) else {}
-    f["native_dtype"] = {"fp8": "FP8", "mxfp4": "MXFP4"}.get(qc.get("quant_method"),
-                                                             DTYPES.get(c.get("torch_dtype") or c.get("dtype"), "BF16"))
+    f["native_dtype"] = {"fp8": "FP8", "mxfp4": "MXFP4"}.get(qc.get("quant_method"), _dtype(c, where, f))
     compact(f, n)
     try:
         note = "; ".join(x for x in (note, f.pop("note", None)) if x) or None
@@ -188,6 +187,23 @@ def spec_from_config(cfg: dict, where: str, model_id: str, source: str) -> Model
         loc = ".".join(str(x) for x in err.get("loc", ()))
         msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")  # a check across fields
         raise InputError(f"{where}: not a usable model description ({loc + ': ' if loc else ''}{msg})") from None
+
+
+def _dtype(c: dict, where: str, f: dict) -> str:
+    """The format the weights ship in, from torch_dtype (or dtype, its newer name): BF16 when
+    absent; a name this tool does not know is taken as BF16 and said so in the model's note."""
+    key = "torch_dtype" if c.get("torch_dtype") is not None else "dtype"
+    v = c.get(key)
+    if v is None:
+        return "BF16"
+    if not isinstance(v, str):
+        raise InputError(f"{where}: {key} = {str(v)[:40]} is not a type name; accepted: "
+                         f"{', '.join(DTYPES)}", input=key, value=str(v)[:40], accepted=", ".join(DTYPES))
+    if v.strip().lower() not in DTYPES:
+        note = f"{key} '{v[:40]}' is not one of {', '.join(DTYPES)}: weights taken as BF16"
+        f["note"] = "; ".join(x for x in (f.get("note"), note) if x)
+        return "BF16"
+    return DTYPES[v.strip().lower()]
 
 
 def _width(r: _Reader, n: int, h: int, lists: dict) -> int:
