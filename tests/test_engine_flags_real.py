@@ -322,3 +322,43 @@ def test_commands_render_with_shlex():
         for cmd in cmds.values():
             for p in cmd.processes:
                 assert shlex.split(p.shell())[-len(p.argv):] == p.argv
+
+
+# --- the serving answer's own command (plan with latency targets) ----------------------------
+SEQ_FLAG = {"vllm": "--max-num-seqs", "sglang": "--max-running-requests", "lmdeploy": "--max-batch-size",
+            "tensorrt-llm": "--max_batch_size"}
+
+
+def _serving(gpus: str, **kw):
+    from gpuplan import api
+    from gpuplan.requests import PlanRequest
+
+    req = PlanRequest.parse("test", model="meta-llama/Llama-3.1-8B-Instruct", gpus=gpus, ttft="2s", tpot="50ms",
+                            context=8192, **kw)
+    return api.plan(req).serving
+
+
+@pytest.mark.parametrize("gpus,engine", [("2x a100-sxm-80gb", None), ("2x a100-sxm-80gb", "vllm"),
+                                         ("1x h100-sxm-80gb", "sglang"), ("4x l40s", "vllm"),
+                                         ("4x l40s", "tensorrt-llm")])
+def test_the_serving_answer_carries_a_command_that_admits_the_load_it_found(gpus, engine, vllm_parser, sglang_parse):
+    """With targets, the plan's serving section carries the command for its best candidate, and
+    that command lets the engine run as many sequences per replica as the simulator found the
+    candidate holds (not the one user the interactive plan was sized for); vLLM and SGLang
+    commands go through their real parsers. A named --engine is the only one compared."""
+    sv = _serving(gpus, **({"engine": engine} if engine else {}))
+    best = sv.candidates[sv.best]
+    if engine:
+        assert {c.engine for c in sv.candidates} == {engine}
+    assert list(sv.launch) == [best.engine] and best.max_users > 8
+    want = -(-best.max_users // best.replicas)
+    procs = sv.launch[best.engine].processes
+    assert len(procs) >= 1
+    for p in procs:
+        assert value(p.argv, SEQ_FLAG[best.engine]) == str(want), p.argv
+        if best.engine == "vllm":
+            _, ea = vllm_parser(p.argv)
+            assert (ea.max_num_seqs, ea.tensor_parallel_size) == (want, best.tp)
+        elif best.engine == "sglang":
+            args = sglang_parse(p.argv[p.argv.index("sglang.launch_server") + 1:])
+            assert (args.max_running_requests, args.tp_size) == (want, best.tp)

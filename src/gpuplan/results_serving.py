@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .engines.base import LaunchCommand
+
 
 class _R(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -86,3 +88,6 @@ class ServingAnswer(_R):
     candidates: list[ServingCapacity]
     best: int | None = Field(None, description="index into candidates of the one that holds the most")
     explanation: list[str] = []
+    launch: dict[str, LaunchCommand] = Field(
+        default_factory=dict, description="how to start the best candidate (its engine, its replicas, TP and PP, its "
+                                          "sequence limit set to the load it holds): with targets, a rate or a trace")

@@ -85,7 +85,8 @@ def render_serving(con, sv) -> None:
     for line in sv.explanation:
         con.print(f"  • {line}", markup=False, highlight=False)
     if sv.mode == "trace":
-        return _render_trace(con, sv)
+        _render_trace(con, sv)
+        return _render_serving_launch(con, sv)
     if sv.targets.get("ttft_s") or sv.targets.get("tpot_s") or sv.targets.get("e2el_s") or sv.mode == "rate":
         t = Table(title="load each candidate holds under the targets (serving simulator)")
         for c in ("strategy", "engine", "max users" if sv.mode == "users" else "max requests/s", "tok/s there",
@@ -111,6 +112,14 @@ def render_serving(con, sv) -> None:
                       _f(p.e2el_ms.median / 1e3 if p.e2el_ms.median is not None else None, 1), _f(p.mean_batch, 0),
                       f"{p.kv_peak_fraction:.0%}")
         con.print(t)
+    _render_serving_launch(con, sv)
+
+
+def _render_serving_launch(con, sv) -> None:
+    for name, cmd in sv.launch.items():
+        c = sv.candidates[sv.best]
+        con.print(f"[bold]to serve it on {c.strategy} ({name}):[/bold]")
+        con.print(cmd.text, markup=False, highlight=False, soft_wrap=True)
 
 
 def _render_trace(con, sv) -> None:

@@ -47,11 +47,31 @@ def explain_unsupported(plan: Plan, model: LoadedModel, hw: Hardware | None = No
     return {**out, **NOT_RENDERED}
 
 
+# engines whose KV cache is a shared pool of pages: their sequence limit (--max-num-seqs and kin)
+# caps concurrency only, it allocates nothing, so a serving answer may raise it
+PAGED = ("vllm", "sglang", "tensorrt-llm", "lmdeploy")
+
+
 def launch_for(plan: Plan, model: LoadedModel, hw: Hardware, workload: Workload,
-               model_ref: str | None = None) -> dict[str, LaunchCommand]:
+               model_ref: str | None = None, paged_seqs: dict[str, int] | None = None) -> dict[str, LaunchCommand]:
+    """Every engine's command for the plan. `paged_seqs` (engine -> sequences per replica, from
+    the serving simulator's answer) sets the paged engines' sequence limit to the load the plan
+    was found to hold, where that is more than the plan's own slots."""
+    from dataclasses import replace
+
+    from .base import slots
+
     skip = explain_unsupported(plan, model, hw, workload)
-    return {name: e.launch(plan, model, hw, workload, model_ref)
-            for name, e in ENGINES.items() if name not in skip}
+    out = {}
+    for name, e in ENGINES.items():
+        if name in skip:
+            continue
+        p = plan
+        want = (paged_seqs or {}).get(name)
+        if name in PAGED and want and want > slots(plan, workload):
+            p = replace(plan, slots=int(want))
+        out[name] = e.launch(p, model, hw, workload, model_ref)
+    return out
 
 
 def commands_for(plan: Plan, model: LoadedModel, hw: Hardware, workload: Workload,

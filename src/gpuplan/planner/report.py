@@ -248,10 +248,14 @@ def plan_result(sol: Solution) -> PlanResult:
     req, model, hw, wl, best = sol.req, sol.model, sol.hw, sol.wl, sol.best
     n = model.spec.n_layers
     launch, unsupported = {}, {}
+    serving = serving_section(sol) if best.fits else None
+    if serving is not None:
+        serving.launch = _serving_launch(sol, serving)
     if best.fits:
         ref = req.model if req.model.lower().endswith(".gguf") else None
-        # the plan carries its slots (the KV cache room the memory table holds): commands start that many
-        launch = engines.launch_for(best.plan, model, hw, wl, ref)
+        # the plan carries its slots (the KV cache room the memory table holds): commands start that
+        # many; the paged engines' sequence limit follows the load the serving answer found
+        launch = engines.launch_for(best.plan, model, hw, wl, ref, paged_seqs=_serving_seqs(serving, best.plan))
         unsupported = engines.explain_unsupported(best.plan, model, hw, wl)
         for name in list(launch):  # an engine that cannot run on this hardware gets no command
             why = engine_unavailable(name, hw)
@@ -280,8 +284,6 @@ def plan_result(sol: Solution) -> PlanResult:
     ttft = round(wl.prompt_tokens / best.prefill.value, 3) if best.fits and best.prefill else None
     from ..perf.engine_profiles import described
 
-    serving = serving_section(sol) if best.fits else None
-
     eng = described(best.plan)
     return candidate_result(
         best, hw, n, cls=PlanResult, meets_constraints=met, model=model.spec.id, model_label=model.label, quant=model.quant.id,
@@ -290,6 +292,54 @@ def plan_result(sol: Solution) -> PlanResult:
         assumptions=plan_assumptions(sol), commands=commands, launch=launch, unsupported_engines=unsupported,
         alternatives=alternatives, explanation=lines, time_to_first_token_s=ttft,
         engine_settings=eng["settings"], engine_defaults=eng["defaults_assumed"], serving=serving)
+
+
+def _asks_for_load(serving) -> bool:
+    """A serving answer about how much load the plans hold (targets, a rate, a trace), not one
+    about the users asked for."""
+    if serving is None:
+        return False
+    return serving.mode != "users" or any(v is not None for k, v in serving.targets.items() if k.endswith("_s"))
+
+
+def _serving_seqs(serving, plan) -> dict[str, int] | None:
+    """Sequences per replica each paged engine must admit for the load the serving answer found
+    on the plan's own layout (same TP, PP and replicas): under targets, the most users it holds;
+    for a rate or a trace, the sequence limit the simulation ran with (the engine's default).
+    None when the serving answer is for the users asked."""
+    if not _asks_for_load(serving):
+        return None  # the users asked for: the plan's own slots already
+    out: dict[str, int] = {}
+    for c in serving.candidates:
+        if (c.tp, c.pp, c.replicas) != (plan.tp, plan.pp, max(plan.replicas, 1)):
+            continue
+        n = -(-(c.max_users or 0) // c.replicas) if serving.mode == "users" else c.max_seqs_per_replica
+        if n:
+            out[c.engine] = max(out.get(c.engine, 0), int(n))
+    return out or None
+
+
+def _serving_launch(sol: Solution, serving) -> dict:
+    """The command that starts the serving answer's best candidate, with its engine's sequence
+    limit set to the load the simulator found it holds (targets, a rate or a trace only)."""
+    from .. import engines
+    from .defaults import engine_unavailable
+    from .targets import serving_plans
+
+    if serving.best is None or not _asks_for_load(serving):
+        return {}
+    wl = sol.wl
+    plans = [c.plan for c in sol.ranked if c.fits]
+    cands = serving_plans(sol.model, sol.hw, plans, wl.context, wl.prompt_tokens, wl.output_tokens, sol.req.engine)
+    c = serving.candidates[serving.best]
+    match = [p for p in cands if (p.strategy, p.engine.value) == (c.strategy, c.engine)]
+    if not match or c.at_capacity is None or engine_unavailable(c.engine, sol.hw):
+        return {}
+    p = match[0]
+    seqs = -(-(c.max_users or 0) // c.replicas) if serving.mode == "users" else c.max_seqs_per_replica
+    ref = sol.req.model if sol.req.model.lower().endswith(".gguf") else None
+    out = engines.launch_for(p, sol.model, sol.hw, wl, ref, paged_seqs={c.engine: seqs} if seqs else None)
+    return {c.engine: out[c.engine]} if c.engine in out else {}
 
 
 def serving_section(sol: Solution):
@@ -308,12 +358,12 @@ def serving_section(sol: Solution):
         trace = read_trace(req.trace, max_requests=MAX_TRACE_REQUESTS)
         if not plans:
             return None
-        cands = serving_plans(sol.model, sol.hw, plans, wl.context, wl.prompt_tokens, wl.output_tokens)
+        cands = serving_plans(sol.model, sol.hw, plans, wl.context, wl.prompt_tokens, wl.output_tokens, req.engine)
         return replay(sol.model, sol.hw, cands, trace, slo, wl.context, users=wl.users)
     if wl.users <= 1 and not slo.any and req.rate is None:
         return None
     return serving_answer(sol.model, sol.hw, plans, wl.context, wl.prompt_tokens, wl.output_tokens,
-                          users=wl.users, rate=req.rate, slo=slo)
+                          users=wl.users, rate=req.rate, slo=slo, engine=req.engine)
 
 
 def plan(req: PlanRequest) -> PlanResult:

@@ -570,10 +570,10 @@ SERVING_ENGINES = (Engine.VLLM, Engine.SGLANG, Engine.TRT_LLM, Engine.LMDEPLOY)
 
 
 def serving_plans(model: LoadedModel, hw: Hardware, plans: list[Plan], context: int, prompt: int,
-                  output: int) -> list[Plan]:
+                  output: int, engine: Engine | None = None) -> list[Plan]:
     """The candidates a serving question compares: fitting plans that use every device (replicas x
     TP x PP fill the box; a plan on part of it only holds less), each with every engine that can run
-    it and whose KV pool holds one request."""
+    it and whose KV pool holds one request (only `engine`, when the user named one)."""
     from .. import engines as eng_mod
     from ..types import Workload
 
@@ -593,6 +593,8 @@ def serving_plans(model: LoadedModel, hw: Hardware, plans: list[Plan], context: 
                 continue
             seen.add(key)
             out.append(v)
+    if engine is not None and any(p.engine == engine for p in out):
+        out = [p for p in out if p.engine == engine]
     return out
 
 
@@ -626,7 +628,7 @@ def at_users(model, hw, plan: Plan, users: int, prompt: int, output: int, contex
 
 def serving_answer(model: LoadedModel, hw: Hardware, plans: list[Plan], context: int, prompt: int, output: int,
                    users: int = 1, rate: float | None = None, slo: Slo | None = None,
-                   date: str | None = None) -> ServingAnswer | None:
+                   date: str | None = None, engine: Engine | None = None) -> ServingAnswer | None:
     """The plan command's serving section. With latency targets or a request rate: the most load
     every candidate (replicas x TP x PP x engine, on all the devices) holds under them. Without
     targets but with several users: the recommended plan (plans[0]) at those users, its step and the
@@ -635,7 +637,7 @@ def serving_answer(model: LoadedModel, hw: Hardware, plans: list[Plan], context:
     if not plans:
         return None
     if slo.any or rate is not None:
-        cands = serving_plans(model, hw, plans, context, prompt, output)
+        cands = serving_plans(model, hw, plans, context, prompt, output, engine)
         return plan_for_targets(model, hw, cands, slo, prompt, output, context, users=users, rate=rate, date=date)
     if users <= 1:
         return None
