@@ -421,3 +421,24 @@ def test_a_broken_model_file_is_the_reason_of_its_rows(server):
     assert got[300]["predicted"] is None and "upload 'bad.json'" in got[300]["reason"], got[300]
     assert got[301]["predicted"] > 0
     assert "/tmp" not in r.text
+
+
+def test_a_plan_past_its_time_budget_is_503_and_stops(monkeypatch):
+    """API computations run under limits.API_BUDGET_S: the planner checks it between candidates
+    and simulations, so a plan past it stops itself with 503 and the reason, and the same request
+    within budget answers (nothing of the failed one is cached)."""
+    from gpuplan.web import app as webapp
+    from gpuplan.web import limits
+
+    webapp._cached_bytes.cache_clear()
+    q = {"model": "meta-llama/Llama-3.1-70B-Instruct", "quant": "FP8", "gpus": "8x h100-sxm-80gb",
+         "ttft": "2s", "tpot": "100ms"}
+    with TestClient(webapp.create_app(), raise_server_exceptions=False) as c:
+        monkeypatch.setattr(limits, "API_BUDGET_S", 0.0)  # spent before the first candidate
+        r = c.get("/api/plan", params=q)
+        assert r.status_code == 503 and r.headers["connection"] == "close", r.text[:300]
+        err = r.json()["error"]
+        assert "this plan request needs more than its 0 s" in err["message"] and "fewer devices" in err["message"]
+        monkeypatch.setattr(limits, "API_BUDGET_S", 600.0)
+        r = c.get("/api/plan", params=q)
+        assert r.status_code == 200 and r.json()["serving"]["best"] is not None

@@ -303,3 +303,37 @@ def test_no_launch_command_for_an_engine_the_hardware_cannot_run():
 def test_a_context_beyond_the_models_maximum_is_said():
     r = answers.plan(L3_8B, "rtx-4090", quant="Q4_K_M", context=16384)
     assert "beyond" in r["explanation"][0] and "8,192" in r["explanation"][0]
+
+
+def test_a_time_budget_stops_the_serving_search_between_simulations():
+    """inputs.time_budget: the planner checks it between candidates and between simulations; the
+    capacity search of a plan with serving targets stops with OverBudget once it has run out."""
+    import time as _time
+
+    from gpuplan import api
+    from gpuplan.inputs import OverBudget, time_budget
+    from gpuplan.planner import targets
+    from gpuplan.requests import PlanRequest
+
+    req = PlanRequest.parse("test", model="meta-llama/Llama-3.1-70B-Instruct", quant="FP8", gpus="8x h100-sxm-80gb",
+                            ttft="2s", tpot="100ms")
+    targets._RUNS.clear()
+    sims = []
+    orig = targets.simulate
+
+    def slow(*a, **k):  # every simulation takes at least 0.2 s here: the budget must cut the search
+        sims.append(1)
+        _time.sleep(0.2)
+        return orig(*a, **k)
+
+    targets.simulate = slow
+    try:
+        t0 = _time.monotonic()
+        with pytest.raises(OverBudget, match="needs more than its 1 s"):
+            with time_budget(1.0, "this plan request"):
+                api.plan(req)
+        assert _time.monotonic() - t0 < 1.0 + 5.0  # stopped at the next check, not at the end
+        assert 1 <= len(sims) < 40  # the whole search runs ~55
+    finally:
+        targets.simulate = orig
+        targets._RUNS.clear()

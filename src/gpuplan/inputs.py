@@ -10,6 +10,7 @@ Every reader here fails with one InputError that names the input and what is acc
 
 from __future__ import annotations
 
+import contextvars
 import json
 import math
 import os
@@ -219,17 +220,43 @@ class Budget:
     """A time budget for CPU-heavy work, checked between units of work (rows, blocks): Python
     threads cannot be stopped from outside, so the work stops itself."""
 
-    def __init__(self, seconds: float, what: str = "this request"):
+    def __init__(self, seconds: float, what: str = "this request", hint: str = "send fewer rows or a smaller input"):
         import time
 
         self._clock = time.monotonic
-        self.seconds, self.what = seconds, what
+        self.seconds, self.what, self.hint = seconds, what, hint
         self.end = self._clock() + seconds
 
     def check(self) -> None:
         if self._clock() > self.end:
-            raise OverBudget(f"{self.what} needs more than its {self.seconds:g} s of computing; "
-                             "send fewer rows or a smaller input")
+            raise OverBudget(f"{self.what} needs more than its {self.seconds:g} s of computing; {self.hint}")
+
+
+_BUDGET: contextvars.ContextVar[Budget | None] = contextvars.ContextVar("gpuplan_time_budget", default=None)
+
+
+class time_budget:
+    """`with time_budget(30, "this plan"):` the work inside (in this thread or task) stops with
+    OverBudget once it has run that long, at the next check_budget() of the planner's loops (the
+    serving simulator, the capacity search). The web server wraps every API computation in one."""
+
+    def __init__(self, seconds: float, what: str = "this request", hint: str = "ask for less"):
+        self.budget = Budget(seconds, what, hint)
+
+    def __enter__(self):
+        self._token = _BUDGET.set(self.budget)
+        return self.budget
+
+    def __exit__(self, *exc):
+        _BUDGET.reset(self._token)
+        return False
+
+
+def check_budget() -> None:
+    """OverBudget when the work runs inside a time_budget that has run out; nothing otherwise."""
+    b = _BUDGET.get()
+    if b is not None:
+        b.check()
 
 
 def load_yaml(text: str, what: str):

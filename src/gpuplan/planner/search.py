@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 
 from ..engines.placement import MAX_GPUS as LLAMA_MAX_GPUS
 from ..errors import InputError
+from ..inputs import check_budget
 from ..perf import speed
 from ..perf.engine_profiles import LLAMA_FAMILY
 from ..perf.memory import device_memory, fits
@@ -211,6 +212,7 @@ def candidates(model: LoadedModel, hw: Hardware, wl: Workload, engines: list[Eng
     fit) and layers in RAM, where the engine can. options: the user's engine settings."""
     out: list[Candidate] = []
     for plan in enumerate_plans(model, hw, wl, engines, kv or "f16", options):
+        check_budget()
         plan = _with_shares(model, hw, plan, wl)
         c = evaluate(model, hw, plan, wl)
         out.append(c)

@@ -9,6 +9,7 @@ engines refuse them (vLLM/SGLang max_model_len, llama-server's slot size), and c
 
 from __future__ import annotations
 
+from ..inputs import check_budget
 from ..perf.serving import Targets, simulate
 from ..perf.serving_load import Load
 from ..perf.serving_slo import Slo
@@ -40,6 +41,7 @@ def replay(model: LoadedModel, hw: Hardware, plans: list[Plan], trace: tuple, sl
     targets = Targets(slo.ttft_s, slo.tpot_s, slo.e2el_s)
     out: list[ServingCapacity] = []
     for plan in plans:
+        check_budget()
         reps = max(plan.replicas, 1)
         share = tuple(sorted(kept, key=lambda r: r[0])[::reps])
         try:

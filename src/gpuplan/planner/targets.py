@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass, replace
 
 from ..errors import InputError
+from ..inputs import check_budget
 from ..perf.serving import SimResult, StopRule, simulate, stats_ms
 from ..perf.serving_slo import Slo, parse_seconds, parse_slo  # noqa: F401 (re-exported)
 from ..results_serving import LatencyStats, ServingAnswer, ServingCapacity, ServingPoint, StepBreakdown
@@ -317,6 +318,7 @@ class _Runs:
 
     def get(self, per: int) -> tuple[Setup, SimResult]:
         if per not in self.runs:
+            check_budget()  # a web request's time budget (inputs.time_budget), between simulations
             s = setup_for(self.model, self.hw, self.base, self.context, per, self.date) if self.fixed_kv \
                 else self.setup
             res, _ = run_users(s, per, self.prompt, self.output, slo=self.slo)
@@ -407,6 +409,7 @@ def capacity_rate(model, hw, plan: Plan, slo: Slo, prompt: int, output: int, con
     def sim(r: float) -> SimResult:
         key = round(r, 6)
         if key not in cache:
+            check_budget()
             cache[key] = run_rate(s, r, prompt, output, requests)
         return cache[key]
 

@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import api
 from ..errors import InputError
+from ..inputs import time_budget
 from ..requests import BuildsRequest, CompareRequest, FitRequest, PlanRequest, ScalingRequest
 from ..results import BuildsResult, CompareResult, ErrorResult, FitResult, PlanResult, ScalingResult
 from . import limits
@@ -53,8 +54,11 @@ Users = Annotated[int, Query(ge=1, le=100_000)]
 def _cached_bytes(name: str, req, given: frozenset) -> bytes:
     """api results as JSON, by their (frozen, hashable) request and which of its fields the client
     gave (an answer says which values it assumed): the planner is pure and the catalog is loaded
-    once, so a page reload or a shared link costs nothing. Errors are raised, never cached."""
-    return getattr(api, name)(req).model_dump_json().encode()
+    once, so a page reload or a shared link costs nothing. Errors are raised, never cached. The
+    work runs under limits.API_BUDGET_S of computing (503 past it, the planner stops itself)."""
+    with time_budget(limits.API_BUDGET_S, f"this {name} request",
+                     "ask for fewer devices or setups, a shorter context or a smaller load"):
+        return getattr(api, name)(req).model_dump_json().encode()
 
 
 def _cached(name: str, req) -> Response:

@@ -8,6 +8,9 @@ uvicorn settings with timeouts.
   API_SLOTS API requests compute at once; turns any exception into one 500 JSON answer; and
   sends `Connection: close` with every 400/408/413/5xx so a client never sees a dropped
   keep-alive connection.
+- API computations (plans, comparisons, builds, charts) run in the server's thread pool under
+  an `inputs.time_budget` of API_BUDGET_S that the planner checks between simulations and
+  candidates; past it the request gets 503 and its thread is free again.
 - `run_heavy`: CPU-heavy work (an uploaded measurement file, a model header) runs in a worker
   process, at most WORK_SLOTS at a time, with an `inputs.Budget` it checks and a memory cap;
   past the budget the process is killed and the client gets 503. The server's event loop keeps
@@ -45,6 +48,10 @@ API_SLOTS = 8  # other API requests computing at once (the planner is CPU-bound)
 QUEUE_WAIT_S = 5.0  # how long a request waits for a slot before 503
 WORK_SLOTS = 2  # CPU-heavy jobs at once (the cores of a small server)
 WORK_BUDGET_S = 20.0  # computing time one upload may use
+# wall time one API computation (a plan, a comparison) may use before it stops itself with 503: the
+# largest legal plans (64 devices with serving targets) take ~10 s on a 2-core machine; eight
+# such requests at once share the cores, hence the margin
+API_BUDGET_S = 60.0
 WORK_MEMORY_BYTES = 1024 * MiB  # address space of one worker process (Python + numpy need ~400 MiB)
 CLOSE_STATUSES = {400, 408, 413, 500, 502, 503, 504}
 
