@@ -45,8 +45,15 @@ def render_plan(res, brief: bool = False) -> None:
         span = (f" ({_f(rng[0])}-{_f(rng[1])} for 8 in 10 measured setups of this class)"
                 if rng and res.decode_range_measurements else
                 (f" ({_f(rng[0])}-{_f(rng[1])}: no measurements of this class)" if rng else ""))
+        w = res.workload
+        if w.users > 1:
+            load = f"{w.users} users: {_f(res.throughput_tok_s)} tok/s in total"
+        else:  # one user's total is its answer over the prompt's time and the answer's: say that instead
+            ttft = res.time_to_first_token_s
+            load = (f"first token of a {w.prompt_tokens:,}-token prompt after {ttft:,.1f} s" if ttft is not None
+                    else "")
         con.print(f"  one user: {_f(res.decode_tok_s)} tok/s{span} · prompt: {_f(res.prefill_tok_s, 0)} tok/s · "
-                  f"{res.workload.users} users: {_f(res.throughput_tok_s)} tok/s in total · bound: {res.bound}")
+                  + (f"{load} · " if load else "") + f"bound: {res.bound}")
     else:
         con.print("  no speeds: this plan cannot start")
     for line in res.explanation:

@@ -254,8 +254,8 @@ def plan_result(sol: Solution) -> PlanResult:
     if best.fits:
         ref = req.model if req.model.lower().endswith(".gguf") else None
         # the plan carries its slots (the KV cache room the memory table holds): commands start that
-        # many; the paged engines' sequence limit follows the load the serving answer found
-        launch = engines.launch_for(best.plan, model, hw, wl, ref, paged_seqs=_serving_seqs(serving, best.plan))
+        # many (the serving answer carries its own command, sized for the load it found)
+        launch = engines.launch_for(best.plan, model, hw, wl, ref)
         unsupported = engines.explain_unsupported(best.plan, model, hw, wl)
         for name in list(launch):  # an engine that cannot run on this hardware gets no command
             why = engine_unavailable(name, hw)
@@ -300,23 +300,6 @@ def _asks_for_load(serving) -> bool:
     if serving is None:
         return False
     return serving.mode != "users" or any(v is not None for k, v in serving.targets.items() if k.endswith("_s"))
-
-
-def _serving_seqs(serving, plan) -> dict[str, int] | None:
-    """Sequences per replica each paged engine must admit for the load the serving answer found
-    on the plan's own layout (same TP, PP and replicas): under targets, the most users it holds;
-    for a rate or a trace, the sequence limit the simulation ran with (the engine's default).
-    None when the serving answer is for the users asked."""
-    if not _asks_for_load(serving):
-        return None  # the users asked for: the plan's own slots already
-    out: dict[str, int] = {}
-    for c in serving.candidates:
-        if (c.tp, c.pp, c.replicas) != (plan.tp, plan.pp, max(plan.replicas, 1)):
-            continue
-        n = -(-(c.max_users or 0) // c.replicas) if serving.mode == "users" else c.max_seqs_per_replica
-        if n:
-            out[c.engine] = max(out.get(c.engine, 0), int(n))
-    return out or None
 
 
 def _serving_launch(sol: Solution, serving) -> dict:
