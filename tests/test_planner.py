@@ -337,3 +337,20 @@ def test_a_time_budget_stops_the_serving_search_between_simulations():
     finally:
         targets.simulate = orig
         targets._RUNS.clear()
+
+
+def test_default_lengths_longer_than_a_short_context_are_cut_to_it_and_said():
+    """--context 256 without lengths: the default 512 + 256 tokens cannot be one request; the
+    plan uses 170 + 86 (the same 2:1) and its explanation says so, instead of a silent clamp of
+    the prompt alone to 256 that left prompt + answer over the context."""
+    from gpuplan import api
+    from gpuplan.requests import PlanRequest
+
+    res = api.plan(PlanRequest.parse("test", model="meta-llama/Llama-3.2-1B", quant="Q4_K_M", gpus="rtx-4090",
+                                     context=256))
+    w = res.workload
+    assert (w.prompt_tokens, w.output_tokens) == (170, 86) and w.prompt_tokens + w.output_tokens <= w.context
+    assert "planned with 170 + 86" in res.explanation[0]
+    long = api.plan(PlanRequest.parse("test", model="meta-llama/Llama-3.2-1B", quant="Q4_K_M", gpus="rtx-4090"))
+    assert (long.workload.prompt_tokens, long.workload.output_tokens) == (512, 256)
+    assert not any("default request" in line for line in long.explanation)

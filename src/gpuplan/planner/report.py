@@ -190,9 +190,23 @@ def engine_options_of(req) -> dict:
 
 
 def workload(req: PlanRequest) -> Workload:
-    return Workload(context=req.context, prompt_tokens=min(req.prompt_tokens, req.context),
-                    output_tokens=req.output_tokens, users=req.users, goal=req.goal,
-                    min_user_tok_s=req.min_user_tok_s)
+    """The request's workload. Lengths the user gave must fit the context (PlanRequest refuses
+    them otherwise); the default 512 + 256 that do not fit a short context are cut to it in the
+    same 2:1 proportion (and the explanation says so: _lengths_note)."""
+    prompt, output = req.prompt_tokens, req.output_tokens
+    if prompt + output > req.context and not req.model_fields_set & {"prompt_tokens", "output_tokens"}:
+        prompt = max(1, req.context * 2 // 3)
+        output = max(1, req.context - prompt)
+    return Workload(context=req.context, prompt_tokens=min(prompt, req.context), output_tokens=output,
+                    users=req.users, goal=req.goal, min_user_tok_s=req.min_user_tok_s)
+
+
+def _lengths_note(req: PlanRequest, wl: Workload) -> str | None:
+    if (wl.prompt_tokens, wl.output_tokens) == (req.prompt_tokens, req.output_tokens):
+        return None
+    return (f"The default request ({req.prompt_tokens} prompt + {req.output_tokens} answer tokens) is longer than"
+            f" the {wl.context:,}-token context: planned with {wl.prompt_tokens} + {wl.output_tokens}; give"
+            " --prompt-tokens / --output-tokens to choose.")
 
 
 def solve(req: PlanRequest, hw: Hardware | None = None, model: LoadedModel | None = None) -> Solution:
@@ -265,6 +279,9 @@ def plan_result(sol: Solution) -> PlanResult:
     commands = {name: cmd.text for name, cmd in launch.items()}
     alternatives = [candidate_result(c, hw, n, vs_recommended=sol.ratios.get(id(c))) for c in sol.ranked[1:]]
     lines = explanation(model, hw, wl, sol.ranked)
+    note = _lengths_note(req, wl)
+    if note:
+        lines.insert(0, note)
     lines += [o.note[0].upper() + o.note[1:] + "." for o in sol.others]
     kv_why = _kv_why(sol.ranked, wl)
     if kv_why:
