@@ -259,6 +259,13 @@ def test_truncated_in_counts(sample):
     _bad(_cut(sample, 12), "truncated GGUF file: it ends .* inside the header counts")
 
 
+def test_truncated_in_the_version_is_not_called_a_missing_magic(sample):
+    """A 4-byte "GGUF" has its magic: it is cut off, not "not a GGUF file"."""
+    for n in (4, 6):
+        _bad(_cut(sample, n), f"truncated GGUF file: it ends \\({n} bytes\\) inside the version number")
+    _bad(_cut(sample, 3), "not a GGUF file")
+
+
 def test_truncated_in_metadata(sample):
     h = read_gguf_header(sample)
     for n in (24 + 5, (24 + h.tensor_info_offset) // 2, h.tensor_info_offset - 1):

@@ -163,8 +163,11 @@ def check_file(p: Path, label: str) -> None:
 
 
 def check_magic(head: bytes, label: str) -> int:
-    if len(head) < 8 or head[:4] != GGUF_MAGIC:
+    if head[:4] != GGUF_MAGIC:
         raise InputError(f"{label}: not a GGUF file (no GGUF magic at the start)")
+    if len(head) < 8:
+        raise InputError(f"{label}: truncated GGUF file: it ends ({len(head)} bytes) inside the version number;"
+                         " give the whole file (or its header and tensor table, usually the first few MB)")
     (version,) = _U32.unpack_from(head, 4)
     if version not in SUPPORTED_VERSIONS:
         (swapped,) = struct.unpack_from(">I", head, 4)
