@@ -242,3 +242,21 @@ def test_a_plan_that_does_not_fit_shows_no_speeds_and_stale_text_is_cleared(page
         assert "no data" not in page.text_content("#" + c), c
     assert _num(page, "#num-decode-tok-s b") > 0
     assert not page.js_errors, page.js_errors
+
+
+def test_serving_targets_show_the_candidates_and_the_command_for_the_load(page, server):
+    """With TTFT/TPOT targets the page shows the load each candidate holds and the command that
+    starts the best one, its sequence limit set to that load (from the API's serving.launch)."""
+    import httpx
+
+    q = "model=meta-llama%2FLlama-3.1-8B-Instruct&gpus=2x+a100-sxm-80gb&context=8192&ttft=2s&tpot=50ms"
+    page.goto(server + "/?" + q)
+    page.wait_for_selector("#serving:not([hidden])", timeout=90_000)
+    sv = httpx.get(server + "/api/plan?" + q, timeout=90).json()["serving"]
+    best = sv["candidates"][sv["best"]]
+    assert page.locator("#serving-candidates tr").count() == len(sv["candidates"]) + 1
+    assert page.locator("#serving-candidates tr.best").count() == 1
+    text = page.text_content("#serving-commands")
+    assert best["strategy"] in text and best["engine"] in text
+    assert sv["launch"][best["engine"]]["text"] in text
+    assert not page.js_errors, page.js_errors

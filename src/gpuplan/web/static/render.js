@@ -63,6 +63,12 @@ function renderServing(sv) {
   } else {
     t.replaceChildren();
   }
+  // the command that starts the best candidate, its sequence limit set to the load it holds
+  const cmds = sv.launch || {};
+  const best = sv.best !== null && sv.best !== undefined ? sv.candidates[sv.best] : null;
+  const sc = document.getElementById("serving-commands");
+  sc.replaceChildren(...(Object.keys(cmds).length && best ? [el("h3", {}, `to serve it on ${best.strategy}`)] : []));
+  if (Object.keys(cmds).length) commandBoxes(sc, cmds);
   if (typeof drawServing === "function") drawServing(sv);
 }
 
@@ -152,15 +158,19 @@ function fallbackCopy(text, done) {
   try { document.execCommand("copy"); done(); } finally { ta.remove(); }
 }
 
-function renderCommands(cmds, unsupported) {
-  const box = document.getElementById("commands");
-  box.replaceChildren();
+function commandBoxes(box, cmds) {
   for (const [engine, c] of Object.entries(cmds)) {
     const text = typeof c === "string" ? c : (c && (c.command || c.text)) || JSON.stringify(c, null, 2);
     const btn = el("button", {type: "button", class: "small copy"}, "copy");
     btn.onclick = () => copyText(text, btn);
     box.append(el("div", {class: "cmd"}, el("div", {class: "cmdhead"}, el("b", {}, engine), btn), el("pre", {}, text)));
   }
+}
+
+function renderCommands(cmds, unsupported) {
+  const box = document.getElementById("commands");
+  box.replaceChildren();
+  commandBoxes(box, cmds);
   if (!Object.keys(cmds).length) box.append(el("p", {}, "no launch command for this plan"));
   const un = Object.entries(unsupported || {});
   if (un.length) box.append(el("details", {class: "unsupported"}, el("summary", {}, "other engines"),
