@@ -305,11 +305,12 @@ def test_a_context_beyond_the_models_maximum_is_said():
     assert "beyond" in r["explanation"][0] and "8,192" in r["explanation"][0]
 
 
-def test_a_time_budget_stops_the_serving_search_between_simulations():
-    """inputs.time_budget: the planner checks it between candidates and between simulations; the
-    capacity search of a plan with serving targets stops with OverBudget once it has run out."""
-    import time as _time
-
+def test_a_time_budget_stops_the_plan_wherever_it_runs_out():
+    """inputs.time_budget: the planner checks it between candidates and between simulations. A
+    budget that runs out at any of those checks ends the whole plan with OverBudget: in the
+    candidate search, inside one candidate's capacity search (whose other errors become that
+    candidate's answer, so OverBudget must not) or in the best one's curve. The clock here counts
+    checks, so where it runs out is exact, not a matter of this machine's speed."""
     from gpuplan import api
     from gpuplan.inputs import OverBudget, time_budget
     from gpuplan.planner import targets
@@ -317,26 +318,42 @@ def test_a_time_budget_stops_the_serving_search_between_simulations():
 
     req = PlanRequest.parse("test", model="meta-llama/Llama-3.1-70B-Instruct", quant="FP8", gpus="8x h100-sxm-80gb",
                             ttft="2s", tpot="100ms")
-    targets._RUNS.clear()
-    sims = []
+
+    calls, first_sim = [0], []
     orig = targets.simulate
 
-    def slow(*a, **k):  # every simulation takes at least 0.2 s here: the budget must cut the search
-        sims.append(1)
-        _time.sleep(0.2)
+    def simulate(*a, **k):
+        first_sim.append(calls[0])
         return orig(*a, **k)
 
-    targets.simulate = slow
-    try:
-        t0 = _time.monotonic()
-        with pytest.raises(OverBudget, match="needs more than its 1 s"):
-            with time_budget(1.0, "this plan request"):
+    def run(limit: int) -> int:
+        targets._RUNS.clear()
+        calls[0] = 0
+
+        def clock():
+            calls[0] += 1
+            return calls[0]
+
+        with time_budget(1.0, "this plan request") as b:
+            b._clock, b.end = clock, limit
+            try:
                 api.plan(req)
-        assert _time.monotonic() - t0 < 1.0 + 5.0  # stopped at the next check, not at the end
-        assert 1 <= len(sims) < 40  # the whole search runs ~55
+            finally:
+                targets._RUNS.clear()
+        return calls[0]
+
+    targets.simulate = simulate
+    try:
+        total = run(10**9)  # checks a whole plan makes
+        searched = first_sim[0]  # checks before the first simulation: the candidate search
+        assert 1 < searched + 2 < total
+        # in the candidate search; in the first candidate's capacity search (nothing answered yet);
+        # in a later candidate's; in the best one's curve
+        for limit in (1, *range(searched, searched + 6), total // 2, total - 2):
+            with pytest.raises(OverBudget, match="needs more than its 1 s"):
+                run(limit)
     finally:
         targets.simulate = orig
-        targets._RUNS.clear()
 
 
 def test_default_lengths_longer_than_a_short_context_are_cut_to_it_and_said():

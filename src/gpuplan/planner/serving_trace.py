@@ -9,7 +9,7 @@ engines refuse them (vLLM/SGLang max_model_len, llama-server's slot size), and c
 
 from __future__ import annotations
 
-from ..inputs import check_budget
+from ..inputs import OverBudget, check_budget
 from ..perf.serving import Targets, simulate
 from ..perf.serving_load import Load
 from ..perf.serving_slo import Slo
@@ -50,7 +50,7 @@ def replay(model: LoadedModel, hw: Hardware, plans: list[Plan], trace: tuple, sl
         except Exception as e:  # noqa: BLE001 - InputError: this plan cannot run the trace; say why
             from ..errors import InputError
 
-            if not isinstance(e, InputError):
+            if not isinstance(e, InputError) or isinstance(e, OverBudget):
                 raise
             out.append(ServingCapacity(strategy=plan.strategy, engine=plan.engine.value, replicas=reps, tp=plan.tp,
                                        pp=plan.pp, kv_pool_tokens_per_replica=0, max_seqs_per_replica=0,

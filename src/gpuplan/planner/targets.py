@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass, replace
 
 from ..errors import InputError
-from ..inputs import check_budget
+from ..inputs import OverBudget, check_budget
 from ..perf.serving import SimResult, StopRule, simulate, stats_ms
 from ..perf.serving_slo import Slo, parse_seconds, parse_slo  # noqa: F401 (re-exported)
 from ..results_serving import LatencyStats, ServingAnswer, ServingCapacity, ServingPoint, StepBreakdown
@@ -500,6 +500,8 @@ def plan_for_targets(model: LoadedModel, hw: Hardware, plans: list[Plan], slo: S
                     r = cap.max_users / max(plan.replicas, 1) / raw
                     found.setdefault(plan.engine, []).append(r)
                     found.setdefault((plan.tp, plan.pp), []).append(r)
+        except OverBudget:  # the request's time is spent: no candidate gets an answer
+            raise
         except InputError as e:
             out.append(ServingCapacity(strategy=plan.strategy, engine=plan.engine.value, replicas=plan.replicas,
                                        tp=plan.tp, pp=plan.pp, kv_pool_tokens_per_replica=0, max_seqs_per_replica=0,
