@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""The serving simulator judged on the held-out serving results (data/measurements/serving-holdout-2026-12.csv):
+published benchmark runs on other hardware and engine releases than the rows the constants were fitted on
+(dev.csv, dev-2026-12.csv). Every row is predicted with the shipped constants, as `gpuplan validate` does;
+nothing here is fitted or tuned. Prints the absolute output-throughput error (|predicted / measured - 1|,
+rows of metric `throughput`) as median and 90th percentile overall, per engine, per GPU and per source,
+and the worst rows.
+
+    python benchmarks/bench_serving_holdout.py [--worst 15] [--json] [FILE ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from gpuplan.bench.measurements import read_measurements  # noqa: E402
+from gpuplan.bench.validate import predict_rows  # noqa: E402
+
+HOLDOUT = ROOT / "data/measurements/serving-holdout-2026-12.csv"
+
+
+def source_label(url: str) -> str:
+    """A short name for a row's source: owner/repo@ref:file for GitHub blobs, else the host and path."""
+    m = re.match(r"https://github\.com/([^/]+/[^/]+)/blob/([^/]+)/(.+)", url or "")
+    if m:
+        repo, ref, path = m.groups()
+        ref = ref[:8] if re.fullmatch(r"[0-9a-f]{40}", ref) else ref
+        tail = "/".join(path.split("/")[-2:])
+        return f"{repo}@{ref}:{tail}"
+    return re.sub(r"^https?://", "", url or "?")[:70]
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    k = (len(s) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def summary(errs: list[float]) -> dict:
+    return {"rows": len(errs), "median_ape": round(pct(errs, 0.5), 4), "p90_ape": round(pct(errs, 0.9), 4),
+            "within_25pct": round(sum(e <= 0.25 for e in errs) / len(errs), 4)} if errs else {"rows": 0}
+
+
+def score(files: list[str]) -> dict:
+    rows, errors = read_measurements(files)
+    t0 = time.perf_counter()
+    results = predict_rows(rows)
+    wall = time.perf_counter() - t0
+    scored, unpredicted = [], []
+    for r in results:
+        m = r["_row"]
+        if r["predicted"] is None:
+            unpredicted.append({"index": r["index"], "reason": r["reason"]})
+            continue
+        if r["metric"] != "throughput":
+            continue  # only output tokens/s rows carry an output-throughput error
+        scored.append({"index": r["index"], "engine": m.engine, "gpu": m.gpu, "n_gpus": m.n_gpus,
+                       "model": m.model, "quant": m.quant, "n_prompt": m.n_prompt, "n_gen": m.n_gen,
+                       "date": m.date, "source": source_label(m.source), "measured": r["measured"],
+                       "predicted": round(r["predicted"], 2), "error": r["predicted"] / r["measured"] - 1})
+    groups: dict[str, dict[str, list[float]]] = {"engine": defaultdict(list), "gpu": defaultdict(list),
+                                                 "source": defaultdict(list)}
+    for s in scored:
+        for k in groups:
+            groups[k][s[k]].append(abs(s["error"]))
+    return {"rows": len(results) + sum(e.index is not None for e in errors), "unreadable": [e.reason for e in errors],
+            "unpredicted": unpredicted, "scored": scored, "wall_s": round(wall, 1),
+            "overall": summary([abs(s["error"]) for s in scored]),
+            **{f"by_{k}": {name: summary(v) for name, v in sorted(g.items())} for k, g in groups.items()}}
+
+
+def _table(title: str, by: dict) -> None:
+    print(f"\n{title}")
+    print(f"  {'':52s} {'rows':>5s} {'median':>8s} {'p90':>8s} {'<=25%':>6s}")
+    for name, s in by.items():
+        print(f"  {name[:52]:52s} {s['rows']:5d} {s['median_ape']:8.1%} {s['p90_ape']:8.1%} {s['within_25pct']:6.0%}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("files", nargs="*", default=[str(HOLDOUT)])
+    ap.add_argument("--worst", type=int, default=15, help="how many of the worst rows to list")
+    ap.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    args = ap.parse_args()
+    res = score(args.files)
+    if args.json:
+        print(json.dumps(res, indent=1))
+        return 0
+    o = res["overall"]
+    print(f"held-out serving rows: {res['rows']} ({', '.join(Path(f).name for f in args.files)}); "
+          f"scored (metric throughput = output tok/s): {o['rows']}; unpredicted: {len(res['unpredicted'])}; "
+          f"unreadable: {len(res['unreadable'])}; simulated in {res['wall_s']} s")
+    if o["rows"]:
+        print(f"output-throughput error |pred/meas - 1|: median {o['median_ape']:.1%}, 90th percentile "
+              f"{o['p90_ape']:.1%}, within 25%: {o['within_25pct']:.0%}")
+    _table("by engine", res["by_engine"])
+    _table("by GPU", res["by_gpu"])
+    _table("by source", res["by_source"])
+    print(f"\nworst {args.worst} rows (signed error; + = predicted too fast)")
+    for s in sorted(res["scored"], key=lambda s: -abs(s["error"]))[:args.worst]:
+        print(f"  #{s['index']:<4d} {s['error']:+7.0%}  {s['engine']:12s} {s['n_gpus']}x {s['gpu']:20s} "
+              f"{s['model'].split('/')[-1][:28]:28s} {s['quant']:9s} {s['n_prompt']:>5d}/{s['n_gen']:<5d} "
+              f"meas {s['measured']:>9.1f} pred {s['predicted']:>9.1f}  {s['source']}")
+    for u in res["unpredicted"]:
+        print(f"  unpredicted row {u['index']}: {u['reason']}")
+    return 1 if res["unpredicted"] or res["unreadable"] else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
