@@ -308,12 +308,15 @@ class _Sim:
             self.kv_wait = True
             return True
         if self.ratio is not None:
+            # SGLang's PrefillAdder.add_one_req: the whole remaining prompt and the clipped output
+            # must fit beside the running requests' reserve (their clipped remaining output times
+            # the decaying new_token_ratio), even when the prompt is then prefilled in chunks
             f_new = min(int(self.out[head]) - int(self.gen_done[head]), 4096)
-            room = self.free * self.bs - chunk
+            room = self.free * self.bs - first - f_new
             rem = self._reserved() / self.ratio if self.ratio > 0 else 0.0
-            if chunk + f_new * self.ratio > self.free * self.bs - self._reserved():
-                # admitted once the decaying ratio falls to room / (reserved + new): that many steps on
-                need = room / (rem + f_new) if rem + f_new > 0 else self.ratio
+            if first + f_new > self.free * self.bs - self._reserved():
+                # admitted once the decaying ratio falls to room / reserved: that many steps on
+                need = room / rem if rem > 0 else -1.0
                 if need < self.ratio_min or self.ratio_step <= 0:
                     return True  # only a finishing request makes room
                 self.chunk_cap = max(1, math.ceil((self.ratio - need) / self.ratio_step))
@@ -368,12 +371,12 @@ class _Sim:
             if need > free:
                 self.kv_wait = True
                 break
-            if self.ratio is not None:
-                future = min(int(self.out[i]) - int(self.gen_done[i]), 4096) * self.ratio
-                if chunk + future > room_tokens:
+            if self.ratio is not None:  # SGLang: the whole request must fit (see _admission_blocked)
+                future = min(int(self.out[i]) - int(self.gen_done[i]), 4096)
+                if left + future > room_tokens:
                     self.kv_wait = True
                     break
-                room_tokens -= chunk + future
+                room_tokens -= left + future
             free -= int(self._blocks_for(chunk))
             out.append((-1 - i, chunk, True))
             budget -= chunk

@@ -127,6 +127,9 @@ class StepCost:
         kv_eff = sc.get("kv_eff", eng, backend) or c.kv_read_eff
         attn_eff_sc = sc.get("attn_eff", eng, backend)
         stages: dict[int, Stage] = {}
+        # a tensor-parallel shard computes attention for its share of the query heads (its part's
+        # weights and KV are already its share; the attention FLOPs per token pair are the model's)
+        head_share = 1.0 / plan.tp if plan.split == Split.TENSOR and plan.tp > 1 else 1.0
         for p in x.parts:
             bw = x.bw(p)
             cpu = p.on_host or p.device is None or p.device.kind == "cpu"
@@ -139,7 +142,7 @@ class StepCost:
                       kv_s=p.kv_bytes_per_ctx / (bw * kv_eff),
                       swa_s=p.swa_kv_bytes / (bw * kv_eff),
                       linear_s=2.0 * _params(x, p) / f_lin,
-                      attn_s=attn_flops * p.layers / (f * attn_eff),
+                      attn_s=attn_flops * p.layers * head_share / (f * attn_eff),
                       fixed_s=x.layer_fixed(p, 2) if (p.device is None or p is _first_of_stage(x, p)) else 0.0,
                       cpu=cpu)
             key = p.stage if not p.on_host else -100 - len(stages)

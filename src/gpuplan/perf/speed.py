@@ -175,6 +175,13 @@ def _attn_flops(x: Ctx, depth: int, prompt: int, seqs: int, layers: int) -> floa
     return seqs * x.arch.attention_flops(depth, depth + prompt) * layers / max(x.spec.n_layers, 1)
 
 
+def _head_share(x: Ctx) -> float:
+    """The share of the attention heads one device computes: 1/tp for tensor parallel (each shard
+    holds tp-th of the query heads; its part's weights and KV are already its share), else all."""
+    plan = x.plan
+    return 1.0 / plan.tp if plan.split == Split.TENSOR and plan.tp > 1 else 1.0
+
+
 def _cpu_prompt_compute(x: Ctx, p: Part, tokens: int, active: float) -> float:
     """Seconds of a CPU's matmul work for `tokens` prompt tokens: the tiled GEMM where the
     format has one, else the per-token dot product at the batch gain."""
@@ -199,7 +206,7 @@ def prefill_time(x: Ctx, prompt: int, depth: int = 0, seqs: int = 1) -> tuple[fl
         # per prompt token; the output head runs for each sequence's last token only
         active = p.dense_params + p.expert_params * x.expert_frac + p.head_params * seqs / tokens
         wbytes = p.dense_bytes + p.expert_bytes * touched
-        attn = _attn_flops(x, depth, prompt, seqs, p.layers)
+        attn = _attn_flops(x, depth, prompt, seqs, p.layers) * _head_share(x)
         fixed = n_ub * x.layer_fixed(p, batch=ub)  # prompts are launched kernel by kernel
         if x.is_llama and p.moe_layers and x.spec.n_experts and not _is_cpu(p):
             per_ub = min(tokens, ub)
