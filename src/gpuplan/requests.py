@@ -123,6 +123,9 @@ class PlanRequest(FitRequest):
     slo: OptText = Field(None, description="targets in one: 'ttft=2s,tpot=100ms,p=90' (p: the percentile)")
     trace: OptText = Field(None, description="request trace to replay on every serving candidate: CSV or JSON lines"
                                              " with arrival_s, prompt_tokens, output_tokens (command line only)")
+    shared_prefix: int = Field(0, ge=0, le=10_000_000,
+                               description="tokens every prompt starts with (a system prompt), part of --prompt-tokens:"
+                                           " engines with prefix caching compute them once")
 
     @model_validator(mode="after")
     def _one_load(self):
@@ -144,6 +147,17 @@ class PlanRequest(FitRequest):
                              input="output_tokens" if "output_tokens" in given else "prompt_tokens",
                              value=str(self.output_tokens if "output_tokens" in given else self.prompt_tokens),
                              accepted=f"prompt_tokens + output_tokens <= context ({self.context:,})")
+        return self
+
+    @model_validator(mode="after")
+    def _prefix_shorter_than_the_prompt(self):
+        """The shared prefix is part of each prompt: something of the prompt must be the request's own."""
+        prompt = min(self.prompt_tokens, self.context)  # the planner's prompt (report.workload)
+        if self.trace is None and self.shared_prefix and self.shared_prefix >= prompt:
+            raise InputError(f"--shared-prefix {self.shared_prefix:,} is not shorter than the prompt"
+                             f" ({prompt:,} tokens, --prompt-tokens); accepted: 0 to {prompt - 1:,}",
+                             input="shared_prefix", value=str(self.shared_prefix),
+                             accepted=f"0 to {prompt - 1:,} (less than --prompt-tokens)")
         return self
 
     @field_validator("ttft", "tpot", "e2el")

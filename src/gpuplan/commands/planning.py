@@ -67,6 +67,10 @@ def register(app: typer.Typer) -> None:
                  slo: Optional[str] = typer.Option(None, "--slo", help="targets in one: 'ttft=2s,tpot=100ms,p=90'"),
                  trace: Optional[str] = typer.Option(None, "--trace", help="replay a request trace (CSV or JSON lines:"
                                                      " arrival_s, prompt_tokens, output_tokens) on every candidate"),
+                 shared_prefix: Optional[int] = typer.Option(None, "--shared-prefix",
+                                                             help="tokens every prompt starts with (a system prompt;"
+                                                                  " part of --prompt-tokens): prefix caching computes"
+                                                                  " them once (default 0)"),
                  as_json: bool = typer.Option(False, "--json"),
                  plot: Optional[str] = typer.Option(None, "--plot", help="write a PNG")):
         """Best plan for MODEL on your hardware, the alternatives, why, and launch commands. With
@@ -77,7 +81,7 @@ def register(app: typer.Typer) -> None:
                           ram=ram, ram_gib=ram_gib, nodes=nodes, prompt_tokens=prompt_tokens,
                           output_tokens=output_tokens, flash_attn=flash_attn, swa_full=swa_full, ubatch=ubatch,
                           gpu_memory_utilization=gpu_memory_utilization, rate=rate, ttft=ttft, tpot=tpot,
-                          e2el=e2el, slo=slo, trace=trace)
+                          e2el=e2el, slo=slo, trace=trace, shared_prefix=shared_prefix)
 
     @app.command("compare")
     def compare_cmd(model: Optional[str] = typer.Argument(None),

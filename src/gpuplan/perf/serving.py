@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import InputError
 from .serving_engines import Scheduler
-from .serving_load import Load, requests_of
+from .serving_load import Load, prefixes_of, requests_of
 from .serving_step import StepCost
 
 KMAX = 1 << 16  # longest chunk of identical steps costed at once
@@ -109,6 +109,8 @@ class SimResult:
     ttft: np.ndarray | None = None
     e2el: np.ndarray | None = None
     tpot: np.ndarray | None = None
+    prefix_hit_tokens: int = 0  # prompt tokens taken from the engine's prefix cache instead of computed
+    reused: np.ndarray | None = None  # per completed request: prompt tokens it took from the cache
 
 
 class _Sim:
@@ -168,6 +170,15 @@ class _Sim:
         self.ratio = r[0] if r else None
         self.ratio_min = r[1] if r else 0.0
         self.ratio_step = (r[0] - r[1]) / r[2] if r else 0.0
+        # prefix caching (perf/serving_prefix.py): None when no request shares a prefix or the engine
+        # computes every prompt token, and then nothing below changes
+        self.pc = None
+        pf = prefixes_of(load)
+        if pf is not None and sched.prefix_cache:
+            from .serving_prefix import cache_for
+
+            self.pc = cache_for(sched, cost, pf, p, self.bs, self._blocks_for, getattr(cost, "w", 1.0), load.chat)
+            self.reused = np.zeros(n, dtype=np.int64)  # prompt tokens each request took from the cache
 
     # -- arrivals
     def release(self):
@@ -221,6 +232,8 @@ class _Sim:
         i = int(self.rid[-1])
         gen = int(self.gen[-1])
         self.free += int(self.blocks[-1])
+        if self.pc is not None:
+            self.free -= self.pc.release(self.rid[-1:], self.ctx[-1:], self.t)
         for name in RUNNING:
             setattr(self, name, getattr(self, name)[:-1])
         self.preempt += 1
@@ -303,8 +316,12 @@ class _Sim:
             return True
         head = self.waiting[0]
         first = int(self.prompt_left[head])
+        r = shb = 0
+        if self.pc is not None:
+            r, shb = self.pc.peek(head)
+            first -= r
         chunk = min(first, budget, s.chunk_tokens or first)
-        if self._blocks_for(chunk) > self.free:
+        if self._blocks_for(r + chunk) - shb > self.free:
             self.kv_wait = True
             return True
         if self.ratio is not None:
@@ -359,6 +376,10 @@ class _Sim:
                     self.seq_wait = True
                 break
             left = int(self.prompt_left[i])
+            r = shb = 0
+            if self.pc is not None:  # the part of its prompt already in the cache is not computed
+                r, shb = self.pc.peek(i)
+                left -= r
             chunk = min(left, budget, s.chunk_tokens or left)
             if s.chunk_tokens is None and chunk < left:
                 if out:
@@ -366,6 +387,8 @@ class _Sim:
                 chunk = left
             if s.policy == "static":  # static batches hold room for the whole sequence
                 need = int(self._blocks_for(left + int(self.out[i]) - int(self.gen_done[i])))
+            elif r:
+                need = int(self._blocks_for(r + chunk)) - shb
             else:
                 need = int(self._blocks_for(chunk))
             if need > free:
@@ -377,7 +400,13 @@ class _Sim:
                     self.kv_wait = True
                     break
                 room_tokens -= left + future
-            free -= int(self._blocks_for(chunk))
+            if r:
+                free -= int(self._blocks_for(r + chunk)) - shb
+            else:
+                free -= int(self._blocks_for(chunk))
+            if self.pc is not None:
+                self.pc.commit(i, r, shb)
+                self.reused[i] = r
             out.append((-1 - i, chunk, True))
             budget -= chunk
             running += 1
@@ -416,10 +445,16 @@ class _Sim:
         k = len(ids)
         ids_a = np.array(ids, dtype=np.int64)
         self.rid = np.concatenate([self.rid, ids_a])
-        self.ctx = np.concatenate([self.ctx, np.zeros(k, dtype=np.int64)])
         self.gen = np.concatenate([self.gen, self.gen_done[ids_a]])
-        self.left = np.concatenate([self.left, self.prompt_left[ids_a]])
-        self.blocks = np.concatenate([self.blocks, np.zeros(k, dtype=np.int64)])
+        if self.pc is None:
+            self.ctx = np.concatenate([self.ctx, np.zeros(k, dtype=np.int64)])
+            self.left = np.concatenate([self.left, self.prompt_left[ids_a]])
+            self.blocks = np.concatenate([self.blocks, np.zeros(k, dtype=np.int64)])
+        else:  # cached prompt tokens are in its context from the start; shared blocks are not its own
+            r = self.reused[ids_a]
+            self.ctx = np.concatenate([self.ctx, r])
+            self.left = np.concatenate([self.left, self.prompt_left[ids_a] - r])
+            self.blocks = np.concatenate([self.blocks, self.pc.shared[ids_a]])
         self.last = np.concatenate([self.last, np.full(k, self.t)])
         self.rout = np.concatenate([self.rout, self.out[ids_a]])
 
@@ -488,6 +523,8 @@ class _Sim:
         self.batch_time += float(d.sum()) * n_dec
         if self.ratio is not None and n_dec:
             self.ratio = max(self.ratio - k * self.ratio_step, self.ratio_min)
+        if self.pc is not None:
+            self.free += self.pc.after_step(self.rid, self.ctx)
         self.peak_used = max(self.peak_used, self.pool - self.free)
         self.t = float(ends[-1])
         self._finish_done()
@@ -560,6 +597,8 @@ class _Sim:
             b = int(self._blocks_for(int(ctx[j])))
             self.free -= b - int(self.blocks[j])
             self.blocks[j] = b
+        if self.pc is not None and pj:
+            self.free += self.pc.after_step(self.rid, ctx)
         self.log_t.append(np.array([t_end]))
         self.log_out.append(np.array([produced]))
         self.peak_used = max(self.peak_used, self.pool - self.free)
@@ -629,6 +668,8 @@ class _Sim:
         ids = self.rid[done]
         self.finish[ids] = self.t
         self.free += int(self.blocks[done].sum())
+        if self.pc is not None:
+            self.free -= self.pc.release(ids, self.ctx[done], self.t)
         keep = ~done
         for name in RUNNING:
             setattr(self, name, getattr(self, name)[keep])
@@ -699,6 +740,7 @@ def simulate(cost: StepCost, sched: Scheduler, load: Load, kv_tokens: int,
                        preemptions=round(res.preemptions * g), mean_batch=res.mean_batch * g,
                        steady_output_throughput=res.steady_output_throughput * g,
                        index=np.round(res.index * g).astype(np.int64),
+                       prefix_hit_tokens=round(res.prefix_hit_tokens * g),
                        notes=res.notes + [f"simulated in groups of {g:.1f} identical requests"])
     sim = _Sim(cost, sched, load, kv_tokens, stop)
     sim.run()
@@ -725,6 +767,9 @@ def simulate(cost: StepCost, sched: Scheduler, load: Load, kv_tokens: int,
     notes = []
     if rejected:
         notes.append(f"{rejected} request(s) longer than the KV room of one sequence were rejected")
+    hits = int(sim.pc.hits) if sim.pc is not None else 0
+    if sim.pc is not None:
+        notes.append(f"prefix cache: {hits:,} of {int(sim.prompt.sum()):,} prompt tokens taken from cached KV")
     return SimResult(
         completed=int(done.sum()), rejected=rejected, duration_s=duration,
         request_throughput=float(done.sum() / duration) if duration else 0.0,
@@ -736,7 +781,8 @@ def simulate(cost: StepCost, sched: Scheduler, load: Load, kv_tokens: int,
         peak_kv_fraction=sim.peak_used / sim.pool if sim.pool else 0.0,
         kv_limited=sim.kv_wait, seq_limited=sim.seq_wait, steady_output_throughput=steady,
         notes=notes, index=np.flatnonzero(done), arrival=start, ttft=ttft, e2el=e2el, tpot=tpot,
-        aborted=sim.aborted, slow_stop=sim.aborted and sim.slow_steps >= 64)
+        aborted=sim.aborted, slow_stop=sim.aborted and sim.slow_steps >= 64, prefix_hit_tokens=hits,
+        reused=sim.reused[done] if sim.pc is not None else None)
 
 
 def _steady(sim: _Sim, log_t, log_out, duration: float, total_out: float) -> float:

@@ -32,6 +32,13 @@ class Scheduler:
     chunk_tokens: the most tokens of one prompt per step (None: whole prompts).
     ubatch: tokens per forward pass (llama.cpp n_ubatch); a bigger step runs several passes.
     kv_rule / kv_fraction: how the KV pool is sized (see kv_pool_bytes).
+    prefix_cache: how the engine reuses the KV of a prompt prefix it already holds (perf/serving_prefix.py):
+        "blocks"          full KV blocks of a computed prefix are shared by every later request that
+                          starts with it (vLLM V1 automatic prefix caching, SGLang's radix cache)
+        "blocks-partial"  the same, and a partly matched last block is copied (TensorRT-LLM block reuse)
+        "slots"           llama-server: a slot reuses what its previous prompt has in common with the new
+                          one (cache_prompt), and idle slots' prompts move through a host-RAM prompt cache
+        None              every prompt token is computed (LMDeploy's default, vLLM V0, static batching)
     """
 
     engine: str
@@ -49,6 +56,7 @@ class Scheduler:
     # running request; the ratio starts at reserve[0], decays to reserve[1] over reserve[2] steps and
     # is reset by a retraction (sglang/srt/managers/scheduler.py, global_config.py)
     reserve: tuple[float, float, float] | None = None
+    prefix_cache: str | None = None
     source: str = ""
 
     def with_overrides(self, **kw) -> "Scheduler":
@@ -69,6 +77,19 @@ TRTLLM_SRC = ("https://github.com/NVIDIA/TensorRT-LLM/blob/main/tensorrt_llm/com
 LLAMA_SRC = ("https://github.com/ggml-org/llama.cpp/blob/master/tools/server/README.md "
              "(-np/--parallel slots, -b 2048 / -ub 512, -c total context split over slots unless --kv-unified; "
              "continuous batching on by default)")
+# Prefix caching defaults, read in each engine's source (engines/facts.py keeps the same facts)
+VLLM_PREFIX_SRC = ("vllm 0.33.0 vllm/engine/arg_utils.py (_set_default_chunked_prefill_and_prefix_caching_args: "
+                   "enable_prefix_caching None -> ModelConfig.is_prefix_caching_supported, True for decoder models); "
+                   "only full blocks are hashed and reused (vllm/v1/core/kv_cache_manager.py); V0 defaulted it off")
+SGLANG_PREFIX_SRC = "sglang 0.5.23 sglang/srt/arg_groups/fields/memory.py (disable_radix_cache = False)"
+TRTLLM_PREFIX_SRC = ("https://github.com/NVIDIA/TensorRT-LLM/blob/main/tensorrt_llm/llmapi/llm_args.py KvCacheConfig "
+                     "(enable_block_reuse True, enable_partial_reuse True, copy_on_partial_reuse True); "
+                     "docs/source/kv_cache_reuse.md: gptSession has no block reuse")
+LMDEPLOY_PREFIX_SRC = ("https://github.com/InternLM/lmdeploy/blob/main/lmdeploy/messages.py (TurbomindEngineConfig and "
+                       "PytorchEngineConfig enable_prefix_caching = False; lmdeploy/cli/utils.py --enable-prefix-caching)")
+LLAMA_PREFIX_SRC = ("llama.cpp 0c1e570 (llama-cpp-python 0.3.36) common/common.h (cache_prompt true, cache_ram_mib 8192, "
+                    "cache_idle_slots true, slot_prompt_similarity 0.1, n_ctx_checkpoints 32) and "
+                    "tools/server/server-context.cpp (get_available_slot, n_past = get_common_prefix)")
 MLX_SRC = ("https://github.com/ml-explore/mlx-lm/blob/main/mlx_lm/server.py "
            "(batched generation of concurrent requests; KV grows per sequence, no paging)")
 
@@ -89,13 +110,14 @@ def vllm(device, date: str | None, offline: bool, max_model_len: int = 4096) -> 
         # V0: prefill batches take priority over decode; max_num_batched_tokens is
         # max(max_model_len, 2048) without chunked prefill (scheduler config of v0.2-v0.7)
         return Scheduler("vllm", "prefill-first", True, 16, 256, max(max_model_len, 2048), None, "utilization",
-                         0.90, source=VLLM_SRC)
+                         0.90, source=VLLM_SRC + "; " + VLLM_PREFIX_SRC)
     big = mem_gib >= 70 and "a100" not in (device.id if device is not None else "")
     if date is not None and date < BIG_DEFAULTS:
         big = True  # v0.8.0-v0.8.3: 1024 on every card
     seqs = 1024 if big else 256
     budget = (16384 if big else 8192) if offline else (8192 if big else 2048)
-    return Scheduler("vllm", "mixed", True, 16, seqs, budget, budget, "utilization", 0.90, source=VLLM_SRC)
+    return Scheduler("vllm", "mixed", True, 16, seqs, budget, budget, "utilization", 0.90, prefix_cache="blocks",
+                     source=VLLM_SRC + "; " + VLLM_PREFIX_SRC)
 
 
 def sglang(device, tp: int, date: str | None) -> Scheduler:
@@ -104,27 +126,35 @@ def sglang(device, tp: int, date: str | None) -> Scheduler:
     chunk = 2048 if mem_gib < 25 else 8192
     # prefill ("extend") batches run apart from decode batches unless --enable-mixed-chunk
     return Scheduler("sglang", "prefill-first", True, 1, 4096, 16384, chunk, "static", frac,
-                     reserve=(0.7, 0.7 * 0.14, 600.0), source=SGLANG_SRC)
+                     reserve=(0.7, 0.7 * 0.14, 600.0), prefix_cache="blocks", source=SGLANG_SRC + "; " + SGLANG_PREFIX_SRC)
 
 
 def lmdeploy(device, date: str | None) -> Scheduler:
     if date is not None and date < "2024-03":
         # TurboMind 2.x before v0.2.1: cache_max_entry_count is a share of total memory;
         # a step runs the new prompts' context decoding, then one decode step of all sequences
-        return Scheduler("lmdeploy", "mixed", False, 128, 128, 16384, None, "total", 0.5, source=LMDEPLOY_SRC)
-    return Scheduler("lmdeploy", "mixed", False, 64, 256, 8192, 8192, "free", 0.8, source=LMDEPLOY_SRC)
+        return Scheduler("lmdeploy", "mixed", False, 128, 128, 16384, None, "total", 0.5,
+                         source=LMDEPLOY_SRC + "; " + LMDEPLOY_PREFIX_SRC)
+    return Scheduler("lmdeploy", "mixed", False, 64, 256, 8192, 8192, "free", 0.8,
+                     source=LMDEPLOY_SRC + "; " + LMDEPLOY_PREFIX_SRC)
 
 
 def trtllm(device, date: str | None, static: bool = False) -> Scheduler:
     if static:
-        return Scheduler("tensorrt-llm", "static", True, 64, 1 << 20, 1 << 30, None, "free", 0.9, source=TRTLLM_SRC)
-    return Scheduler("tensorrt-llm", "mixed", True, 32, 2048, 8192, 8192, "free", 0.9, source=TRTLLM_SRC)
+        return Scheduler("tensorrt-llm", "static", True, 64, 1 << 20, 1 << 30, None, "free", 0.9,
+                         source=TRTLLM_SRC + "; " + TRTLLM_PREFIX_SRC)
+    return Scheduler("tensorrt-llm", "mixed", True, 32, 2048, 8192, 8192, "free", 0.9, prefix_cache="blocks-partial",
+                     source=TRTLLM_SRC + "; " + TRTLLM_PREFIX_SRC)
 
 
-def llama_server(parallel: int, n_ctx: int, unified: bool = True) -> Scheduler:
+def llama_server(parallel: int, n_ctx: int, unified: bool = True, prefix: bool = True) -> Scheduler:
+    """llama-server's slots. prefix False: an engine built on llama.cpp whose own prompt reuse
+    (Ollama's input cache, llama-cpp-python's prefix match, TabbyAPI's) is not modelled: every
+    prompt token is computed."""
     slot = None if unified else max(n_ctx // max(parallel, 1), 1)
     return Scheduler("llama.cpp", "mixed", True, 1, max(parallel, 1), 2048, None, "fixed", float(n_ctx),
-                     ubatch=512, slot_tokens=slot, source=LLAMA_SRC)
+                     ubatch=512, slot_tokens=slot, prefix_cache="slots" if prefix else None,
+                     source=LLAMA_SRC + "; " + LLAMA_PREFIX_SRC)
 
 
 def mlx(parallel: int, n_ctx: int) -> Scheduler:
@@ -148,7 +178,7 @@ def scheduler_for(engine: Engine, device=None, date: str | None = None, tp: int 
     if e == "mlx":
         return mlx(parallel or 4, n_ctx or 8192)
     # llama.cpp, Ollama, llama-cpp-python, ExLlamaV2: slots with a fixed context
-    return llama_server(parallel or 1, n_ctx or 4096)
+    return llama_server(parallel or 1, n_ctx or 4096, prefix=e == "llama.cpp")
 
 
 PAGED_ENGINES = ("vllm", "sglang", "tensorrt-llm", "lmdeploy", "tgi")

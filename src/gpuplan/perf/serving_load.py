@@ -1,7 +1,12 @@
 """What arrives at a server: a fixed number of users (each sends its next request when the
 last one finishes), a Poisson stream at a rate, everything at once (offline), static batches,
 or a trace of (arrival, prompt, output) triples read from a file. Deterministic: the same load
-and seed give the same requests."""
+and seed give the same requests.
+
+A shared prefix (a system prompt every request starts with) is part of each prompt: with
+`shared_prefix` P the first P tokens of every prompt are the same, and with a length spread only
+the rest of the prompt varies. A trace may give each request its own `prefix_tokens`: how many of
+its first tokens are that one common prefix (0: none)."""
 
 from __future__ import annotations
 
@@ -31,7 +36,11 @@ class Load:
     stagger_s: float = 0.0  # users: their first requests spread over this many seconds
     cohorts: int = 0  # users: first requests start in this many groups (0: each user on its own)
     quantum: int = 1  # lengths drawn with `spread` are rounded to multiples of this many tokens
-    trace: tuple = ()  # ((arrival_s, prompt, output), ...)
+    trace: tuple = ()  # ((arrival_s, prompt, output), ...) or ((arrival_s, prompt, output, prefix_tokens), ...)
+    shared_prefix: int = 0  # tokens every prompt starts with (a system prompt); 0: none
+    # requests are chat messages whose last user message starts where the shared prefix ends (what
+    # llama-server checkpoints on sliding-window models); False: raw completion prompts
+    chat: bool = True
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -42,6 +51,14 @@ class Load:
             raise InputError(f"request rate {self.rate} is not accepted; give a positive number of requests/s")
         if self.kind in ("users", "offline", "batch") and self.users < 1:
             raise InputError(f"{self.kind}: the number of users must be at least 1")
+        if self.shared_prefix < 0 or (self.kind != "trace" and self.shared_prefix >= self.prompt):
+            raise InputError(f"a shared prefix of {self.shared_prefix} tokens is not accepted for prompts of"
+                             f" {self.prompt} tokens; accepted: 0 to {self.prompt - 1}")
+
+
+def _count(load: Load) -> int:
+    return load.requests or {"users": 4 * load.users, "rate": 200, "offline": load.users,
+                             "batch": load.users}[load.kind]
 
 
 def requests_of(load: Load) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -55,13 +72,17 @@ def requests_of(load: Load) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         o = np.array([t[2] for t in load.trace], dtype=np.int64)
         order = np.argsort(a, kind="stable")
         return a[order] - a.min(), p[order], o[order]
-    n = load.requests or {"users": 4 * load.users, "rate": 200, "offline": load.users,
-                          "batch": load.users}[load.kind]
+    n = _count(load)
     rng = np.random.default_rng(load.seed)
     if load.spread > 0:  # lognormal with the given means
         s = load.spread
         q = max(int(load.quantum), 1)
-        p = np.maximum(q, np.round(load.prompt * rng.lognormal(-s * s / 2, s, n) / q) * q).astype(np.int64)
+        if load.shared_prefix:  # the prefix is fixed; the rest of each prompt varies
+            P = load.shared_prefix
+            rest = np.round((load.prompt - P) * rng.lognormal(-s * s / 2, s, n) / q) * q
+            p = (P + np.maximum(min(q, load.prompt - P), rest)).astype(np.int64)
+        else:
+            p = np.maximum(q, np.round(load.prompt * rng.lognormal(-s * s / 2, s, n) / q) * q).astype(np.int64)
         o = np.maximum(q, np.round(load.output * rng.lognormal(-s * s / 2, s, n) / q) * q).astype(np.int64)
     else:
         p = np.full(n, load.prompt, dtype=np.int64)
@@ -86,14 +107,31 @@ def requests_of(load: Load) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return a, p, o
 
 
-ACCEPTED = "CSV or JSON lines with arrival_s, prompt_tokens, output_tokens"
+def prefixes_of(load: Load) -> np.ndarray | None:
+    """Tokens of each request's prompt (in requests_of's order) that are the shared prefix; None
+    when no request has one (the simulator then runs exactly as without prefixes)."""
+    if load.kind == "trace":
+        if not any(len(t) > 3 and t[3] for t in load.trace):
+            return None
+        a = np.array([t[0] for t in load.trace], dtype=float)
+        pf = np.array([t[3] if len(t) > 3 else 0 for t in load.trace], dtype=np.int64)
+        return pf[np.argsort(a, kind="stable")]
+    if not load.shared_prefix:
+        return None
+    return np.full(_count(load), load.shared_prefix, dtype=np.int64)
+
+
+ACCEPTED = "CSV or JSON lines with arrival_s, prompt_tokens, output_tokens (and optionally prefix_tokens)"
 MAX_TOKENS = 10_000_000  # prompt or output tokens of one request
 
 
 def read_trace(path: str | Path, max_requests: int = 100_000) -> tuple:
     """A trace file: CSV with columns arrival_s (or timestamp), prompt_tokens, output_tokens, or
-    JSON lines with the same keys; arrival times in seconds (any origin). Read with the size cap
-    and special-file refusal of every input file (inputs.read_text); at most `max_requests` rows."""
+    JSON lines with the same keys; arrival times in seconds (any origin). An optional
+    prefix_tokens column says how many of a request's first prompt tokens are the prefix the
+    requests share (a system prompt; 0 or empty: none, less than its prompt); rows then carry it
+    as a fourth value. Read with the size cap and special-file refusal of every input file
+    (inputs.read_text); at most `max_requests` rows."""
     from ..inputs import load_json, read_text
 
     try:
@@ -109,6 +147,7 @@ def read_trace(path: str | Path, max_requests: int = 100_000) -> tuple:
             items = [load_json(line, "trace line") for line in lines]
         else:
             items = list(csv.DictReader(lines))
+        with_prefix = any(isinstance(r, dict) and r.get("prefix_tokens") not in (None, "") for r in items)
         for i, r in enumerate(items):
             if not isinstance(r, dict):
                 raise ValueError(f"row {i}: not an object with arrival_s, prompt_tokens, output_tokens")
@@ -125,7 +164,17 @@ def read_trace(path: str | Path, max_requests: int = 100_000) -> tuple:
                     and 1 <= pr_f <= MAX_TOKENS and 1 <= out_f <= MAX_TOKENS):
                 raise ValueError(f"row {i}: arrival_s must be a number >= 0, prompt_tokens and output_tokens"
                                  f" 1..{MAX_TOKENS:,}")
-            rows.append((a, int(pr_f), int(out_f)))
+            if not with_prefix:
+                rows.append((a, int(pr_f), int(out_f)))
+                continue
+            pf = r.get("prefix_tokens")
+            try:
+                pf_f = 0.0 if pf in (None, "") else float(pf)
+            except (TypeError, ValueError):
+                raise ValueError(f"row {i}: prefix_tokens must be a number") from None
+            if not (math.isfinite(pf_f) and 0 <= pf_f < int(pr_f)):
+                raise ValueError(f"row {i}: prefix_tokens must be 0 up to prompt_tokens - 1 ({int(pr_f) - 1:,})")
+            rows.append((a, int(pr_f), int(out_f), int(pf_f)))
     except (ValueError, json.JSONDecodeError, InputError, csv.Error) as e:
         raise InputError(f"trace file {path}: {e}; accepted: {ACCEPTED}", input="trace", value=str(path),
                          accepted=ACCEPTED) from None

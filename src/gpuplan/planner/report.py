@@ -359,11 +359,12 @@ def serving_section(sol: Solution):
         if not plans:
             return None
         cands = serving_plans(sol.model, sol.hw, plans, wl.context, wl.prompt_tokens, wl.output_tokens, req.engine)
-        return replay(sol.model, sol.hw, cands, trace, slo, wl.context, users=wl.users)
+        return replay(sol.model, sol.hw, cands, trace, slo, wl.context, users=wl.users,
+                      shared_prefix=req.shared_prefix)
     if wl.users <= 1 and not slo.any and req.rate is None:
         return None
     return serving_answer(sol.model, sol.hw, plans, wl.context, wl.prompt_tokens, wl.output_tokens,
-                          users=wl.users, rate=req.rate, slo=slo, engine=req.engine)
+                          users=wl.users, rate=req.rate, slo=slo, engine=req.engine, shared_prefix=req.shared_prefix)
 
 
 def plan(req: PlanRequest) -> PlanResult:

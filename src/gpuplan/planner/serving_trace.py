@@ -5,7 +5,11 @@ say which one answers them best and whether it meets the latency targets.
 Replicas share the trace round-robin (request i goes to replica i mod r, as a load balancer
 spreading requests evenly would send them); one replica's share is simulated and the throughput
 (over the whole replay, from the first arrival to the last answer) counted for all of them. Requests longer than the context per sequence are refused, as the
-engines refuse them (vLLM/SGLang max_model_len, llama-server's slot size), and counted."""
+engines refuse them (vLLM/SGLang max_model_len, llama-server's slot size), and counted.
+
+A prefix the requests share (a system prompt) comes from the trace's prefix_tokens column, or from
+`shared_prefix` (plan --shared-prefix) for every request; engines with prefix caching compute it
+once (perf/serving_prefix.py)."""
 
 from __future__ import annotations
 
@@ -21,11 +25,12 @@ MAX_TRACE_REQUESTS = 100_000  # a replay simulates every token of every request
 
 
 def replay(model: LoadedModel, hw: Hardware, plans: list[Plan], trace: tuple, slo: Slo, context: int,
-           users: int = 1, date: str | None = None) -> ServingAnswer:
+           users: int = 1, date: str | None = None, shared_prefix: int = 0) -> ServingAnswer:
     """Every candidate plan serving `trace` ((arrival_s, prompt, output), ...): latency
     percentiles, throughput, goodput and whether the targets hold; the best answers the most
     requests within the targets: of those that meet them (all, without targets), the one with the
     lowest p90 end-to-end latency."""
+    trace = with_prefix(trace, shared_prefix)
     kept = [r for r in trace if r[1] + r[2] <= context]
     refused = len(trace) - len(kept)
     n = len(kept)
@@ -83,7 +88,31 @@ def replay(model: LoadedModel, hw: Hardware, plans: list[Plan], trace: tuple, sl
                         prompt_tokens=prompt, output_tokens=output, requested=float(len(trace)), candidates=out,
                         best=best)
     ans.explanation = _explain(ans, n, refused, span, context)
+    shared = [r[3] for r in kept if len(r) > 3 and r[3]]
+    if shared:
+        ans.explanation.append(f"{len(shared):,} of the {n:,} requests start with the shared prefix ({min(shared):,} to"
+                               f" {max(shared):,} tokens): engines with prefix caching (vLLM V1, SGLang, TensorRT-LLM"
+                               " by default; llama-server per slot) compute it once, LMDeploy by default every time")
     return ans
+
+
+def with_prefix(trace: tuple, shared_prefix: int) -> tuple:
+    """The trace with every request starting with `shared_prefix` shared tokens (0: as it is). A
+    trace with its own prefix_tokens column, or a request no longer than the prefix, is refused."""
+    if not shared_prefix:
+        return trace
+    from ..errors import InputError
+
+    if any(len(r) > 3 for r in trace):
+        raise InputError("the trace has a prefix_tokens column and --shared-prefix gives one too; give one",
+                         input="shared_prefix", value=str(shared_prefix),
+                         accepted="--shared-prefix or a prefix_tokens column, not both")
+    short = min(r[1] for r in trace)
+    if shared_prefix >= short:
+        raise InputError(f"--shared-prefix {shared_prefix:,} is not shorter than the trace's shortest prompt"
+                         f" ({short:,} tokens); accepted: 0 to {short - 1:,}", input="shared_prefix",
+                         value=str(shared_prefix), accepted=f"0 to {short - 1:,}")
+    return tuple((a, p, o, shared_prefix) for a, p, o in trace)
 
 
 def _explain(ans: ServingAnswer, n: int, refused: int, span: float, context: int) -> list[str]:

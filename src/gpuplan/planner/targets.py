@@ -77,9 +77,10 @@ def _step_time_guess(s: Setup, users: int, prompt: int, output: int) -> float:
 
 
 def run_users(s: Setup, users: int, prompt: int, output: int, spread: float = SPREAD,
-              slo: Slo | None = None) -> tuple[SimResult, int]:
+              slo: Slo | None = None, shared_prefix: int = 0) -> tuple[SimResult, int]:
     """Closed loop: `users` users over all replicas, each sending ROUNDS requests back to back.
-    With a TTFT target, a run sure to miss it stops early."""
+    With a TTFT target, a run sure to miss it stops early. `shared_prefix`: tokens every prompt
+    starts with (a system prompt), which engines with prefix caching compute once."""
     per = max(1, math.ceil(users / s.replicas))
     stagger = _step_time_guess(s, per, prompt, output)
     g = group_for(s, per, prompt, output)
@@ -87,7 +88,7 @@ def run_users(s: Setup, users: int, prompt: int, output: int, spread: float = SP
     g = per / n if g > 1 else 1.0
     load = Load("users", prompt, output, users=n, requests=ROUNDS * n, spread=spread,
                 stagger_s=stagger, cohorts=min(COHORTS, n) if COHORTS else 0,
-                quantum=max(1, round(output / QUANTA)))
+                quantum=max(1, round(output / QUANTA)), shared_prefix=shared_prefix)
     stop = None
     if slo is not None and (slo.ttft_s is not None or slo.tpot_s is not None):
         stop = StopRule(slo.ttft_s, share=(100.0 - slo.percentile) / 100.0, first=n, tpot_s=slo.tpot_s)
@@ -106,7 +107,7 @@ def group_for(s: Setup, per: int, prompt: int, output: int) -> float:
 
 
 def run_rate(s: Setup, rate: float, prompt: int, output: int, requests: int | None = None, spread: float = SPREAD,
-             seed: int = 0) -> SimResult:
+             seed: int = 0, shared_prefix: int = 0) -> SimResult:
     """Open loop: Poisson arrivals at `rate` requests/s over all replicas (each gets its share),
     for long enough that the arrivals span several request lifetimes (a steady window)."""
     per_rate = rate / s.replicas
@@ -114,7 +115,7 @@ def run_rate(s: Setup, rate: float, prompt: int, output: int, requests: int | No
         life = _step_time_guess(s, max(1, min(s.sched.max_seqs, int(per_rate * 10) + 1)), prompt, output)
         requests = int(min(max(240, per_rate * 4 * life), 1200))
     load = Load("rate", prompt, output, rate=per_rate, requests=requests, spread=spread, seed=seed,
-                quantum=max(1, round(output / QUANTA)))
+                quantum=max(1, round(output / QUANTA)), shared_prefix=shared_prefix)
     return simulate(s.cost, s.sched, load, s.kv_tokens)
 
 
@@ -280,10 +281,11 @@ def _search_excess(f, guess: int, hi_cap: int) -> tuple[int, int | None]:
     return lo, hi
 
 
-def _guess_users(s: Setup, slo: Slo, prompt: int, output: int) -> int:
+def _guess_users(s: Setup, slo: Slo, prompt: int, output: int, shared_prefix: int = 0) -> int:
     """Where to start looking, per replica: the fewest of the sequences the KV pool holds, the
     engine's sequence limit and the batch whose decode step still meets the TPOT target."""
-    kv = max(1, int(s.kv_tokens / (prompt + 0.75 * output)))
+    own = prompt - shared_prefix if shared_prefix and s.sched.prefix_cache in SHARING else prompt
+    kv = max(1, int(s.kv_tokens / (own + 0.75 * output)))
     n = min(kv, s.sched.max_seqs)
     if slo.tpot_s is not None:
         def step(b):
@@ -307,8 +309,9 @@ class _Runs:
     round-robin, so one replica's run stands for all)."""
 
     def __init__(self, model, hw, plan: Plan, context: int, prompt: int, output: int, date: str | None,
-                 slo: Slo | None = None):
+                 slo: Slo | None = None, shared_prefix: int = 0):
         self.slo = slo
+        self.shared_prefix = shared_prefix
         self.model, self.hw, self.plan, self.context, self.prompt, self.output, self.date = \
             model, hw, plan, context, prompt, output, date
         self.base = replace(plan, replicas=1)
@@ -321,7 +324,7 @@ class _Runs:
             check_budget()  # a web request's time budget (inputs.time_budget), between simulations
             s = setup_for(self.model, self.hw, self.base, self.context, per, self.date) if self.fixed_kv \
                 else self.setup
-            res, _ = run_users(s, per, self.prompt, self.output, slo=self.slo)
+            res, _ = run_users(s, per, self.prompt, self.output, slo=self.slo, shared_prefix=self.shared_prefix)
             self.runs[per] = (s, res)
         return self.runs[per]
 
@@ -329,31 +332,31 @@ class _Runs:
 _RUNS: dict = {}
 
 
-def _runs_for(model, hw, plan, context, prompt, output, date, slo: Slo | None = None) -> _Runs:
-    key = (id(model), id(hw), replace(plan, replicas=1), context, prompt, output, date, slo)
+def _runs_for(model, hw, plan, context, prompt, output, date, slo: Slo | None = None, shared_prefix: int = 0) -> _Runs:
+    key = (id(model), id(hw), replace(plan, replicas=1), context, prompt, output, date, slo, shared_prefix)
     r = _RUNS.get(key)
     if r is None or r.model is not model or r.hw is not hw:
         if len(_RUNS) > 256:
             _RUNS.clear()
-        r = _RUNS[key] = _Runs(model, hw, plan, context, prompt, output, date, slo)
+        r = _RUNS[key] = _Runs(model, hw, plan, context, prompt, output, date, slo, shared_prefix)
     return r
 
 
 def capacity_users(model, hw, plan: Plan, slo: Slo, prompt: int, output: int, context: int,
                    curve_to: int | None = None, date: str | None = None, levels: list[int] | None = None,
-                   with_curve: bool = True, guess: int | None = None) -> ServingCapacity:
+                   with_curve: bool = True, guess: int | None = None, shared_prefix: int = 0) -> ServingCapacity:
     """Most concurrent users the plan holds under `slo` (all replicas together); without targets,
     the users where throughput stops growing (the knee). The search starts from `guess` users per
     replica (default: _guess_users)."""
-    runs = _runs_for(model, hw, plan, context, prompt, output, date, slo if slo.any else None)
+    runs = _runs_for(model, hw, plan, context, prompt, output, date, slo if slo.any else None, shared_prefix)
     reps = max(plan.replicas, 1)
     base = runs.setup
     common = dict(strategy=plan.strategy, engine=plan.engine.value, replicas=reps, tp=plan.tp, pp=plan.pp,
                   kv_pool_tokens_per_replica=base.kv_tokens, max_seqs_per_replica=base.sched.max_seqs)
     if base.kv_tokens < prompt + output:
         return ServingCapacity(**common, max_users=0, binding="KV cache: one request does not fit")
-    notes = []
-    guess = guess or _guess_users(base, slo, prompt, output)
+    notes = [prefix_note(base.sched, shared_prefix)] if shared_prefix else []
+    guess = guess or _guess_users(base, slo, prompt, output, shared_prefix)
     if slo.any:
         def f(per):
             return _excess(runs.get(per)[1], slo, per)
@@ -381,16 +384,17 @@ def capacity_users(model, hw, plan: Plan, slo: Slo, prompt: int, output: int, co
         at = point(res, reps, per_cap, users=per_cap * reps, slo=slo)
         step = step_breakdown(s, round(res.mean_batch), prompt + output // 2)
     curve = users_curve(model, hw, plan, slo, prompt, output, context, per_cap * reps, curve_to, date,
-                        levels) if with_curve else []
+                        levels, shared_prefix) if with_curve else []
     return ServingCapacity(**common, max_users=max(per_cap, 0) * reps, at_capacity=at,
                            binding=binding if per_cap >= 1 else "even one user misses the targets: " + binding,
                            step=step, curve=curve, notes=notes)
 
 
 def users_curve(model, hw, plan: Plan, slo: Slo, prompt: int, output: int, context: int, cap: int,
-                upto: int | None = None, date: str | None = None, levels: list[int] | None = None) -> list[ServingPoint]:
+                upto: int | None = None, date: str | None = None, levels: list[int] | None = None,
+                shared_prefix: int = 0) -> list[ServingPoint]:
     """Throughput and latency percentiles against concurrent users (all replicas): whole runs."""
-    runs = _runs_for(model, hw, plan, context, prompt, output, date)
+    runs = _runs_for(model, hw, plan, context, prompt, output, date, shared_prefix=shared_prefix)
     reps = max(plan.replicas, 1)
     out = []
     for u in sorted(set(levels or _levels(max(cap, 1), upto))):
@@ -401,7 +405,7 @@ def users_curve(model, hw, plan: Plan, slo: Slo, prompt: int, output: int, conte
 
 
 def capacity_rate(model, hw, plan: Plan, slo: Slo, prompt: int, output: int, context: int,
-                  date: str | None = None, requests: int | None = None) -> ServingCapacity:
+                  date: str | None = None, requests: int | None = None, shared_prefix: int = 0) -> ServingCapacity:
     """Highest Poisson request rate the plan holds under `slo` (and without a growing queue)."""
     s = setup_for(model, hw, plan, context, 64, date)
     cache: dict[float, SimResult] = {}
@@ -410,7 +414,7 @@ def capacity_rate(model, hw, plan: Plan, slo: Slo, prompt: int, output: int, con
         key = round(r, 6)
         if key not in cache:
             check_budget()
-            cache[key] = run_rate(s, r, prompt, output, requests)
+            cache[key] = run_rate(s, r, prompt, output, requests, shared_prefix=shared_prefix)
         return cache[key]
 
     def stable(res: SimResult) -> bool:
@@ -465,7 +469,7 @@ def capacity_rate(model, hw, plan: Plan, slo: Slo, prompt: int, output: int, con
                            pp=plan.pp, kv_pool_tokens_per_replica=s.kv_tokens,
                            max_seqs_per_replica=s.sched.max_seqs, max_rate_rps=round(lo, 3), at_capacity=at,
                            binding=binding, step=step_breakdown(s, round(res.mean_batch), prompt + output // 2),
-                           curve=curve)
+                           curve=curve, notes=[prefix_note(s.sched, shared_prefix)] if shared_prefix else [])
 
 
 def _levels(cap: int, upto: int | None) -> list[int]:
@@ -480,7 +484,7 @@ def _levels(cap: int, upto: int | None) -> list[int]:
 
 def plan_for_targets(model: LoadedModel, hw: Hardware, plans: list[Plan], slo: Slo, prompt: int, output: int,
                      context: int, users: int | None = None, rate: float | None = None,
-                     date: str | None = None) -> ServingAnswer:
+                     date: str | None = None, shared_prefix: int = 0) -> ServingAnswer:
     """Capacity of every candidate plan under the targets; the best holds the most load."""
     if rate is not None and not (rate > 0 and math.isfinite(rate)):
         raise InputError(f"--rate {rate} is not accepted; give a positive number of requests/s")
@@ -490,11 +494,13 @@ def plan_for_targets(model: LoadedModel, hw: Hardware, plans: list[Plan], slo: S
     for plan in plans:
         try:
             if mode == "rate":
-                out.append(capacity_rate(model, hw, plan, slo, prompt, output, context, date))
+                out.append(capacity_rate(model, hw, plan, slo, prompt, output, context, date,
+                                         shared_prefix=shared_prefix))
             else:
-                guess, raw = _calibrated_guess(model, hw, plan, slo, prompt, output, context, date, found)
+                guess, raw = _calibrated_guess(model, hw, plan, slo, prompt, output, context, date, found,
+                                               shared_prefix)
                 cap = capacity_users(model, hw, plan, slo, prompt, output, context, curve_to=users, date=date,
-                                     with_curve=False, guess=guess)
+                                     with_curve=False, guess=guess, shared_prefix=shared_prefix)
                 out.append(cap)
                 if cap.max_users and raw:
                     r = cap.max_users / max(plan.replicas, 1) / raw
@@ -510,17 +516,17 @@ def plan_for_targets(model: LoadedModel, hw: Hardware, plans: list[Plan], slo: S
     best = max(range(len(out)), key=lambda i: (key(out[i]), -i)) if out else None
     if best is not None and mode == "users" and (out[best].max_users or 0) > 0:
         out[best].curve = users_curve(model, hw, plans[best], slo, prompt, output, context, out[best].max_users,
-                                      users, date)
+                                      users, date, shared_prefix=shared_prefix)
     ans = ServingAnswer(mode=mode, targets={"ttft_s": slo.ttft_s, "tpot_s": slo.tpot_s, "e2el_s": slo.e2el_s,
                                             "percentile": slo.percentile},
                         prompt_tokens=prompt, output_tokens=output, requested=rate if mode == "rate" else users,
                         candidates=out, best=best)
-    ans.explanation = _explain(ans)
+    ans.explanation = _explain(ans) + ([shared_prefix_line(shared_prefix, prompt)] if shared_prefix else [])
     return ans
 
 
 def _calibrated_guess(model, hw, plan: Plan, slo: Slo, prompt: int, output: int, context: int, date,
-                      found: dict[tuple, list[float]]) -> tuple[int | None, int]:
+                      found: dict[tuple, list[float]], shared_prefix: int = 0) -> tuple[int | None, int]:
     """Where a candidate's search starts: _guess_users (the decode step alone) scaled by how far
     the simulated capacity fell from it for the candidates searched before (the same engine
     first, else the same TP x PP; a guess at the engine's sequence limit only by the same
@@ -528,10 +534,10 @@ def _calibrated_guess(model, hw, plan: Plan, slo: Slo, prompt: int, output: int,
     two runs). Returns (the start, or None for the default; the unscaled guess)."""
     if not slo.any:
         return None, 0
-    base = _runs_for(model, hw, plan, context, prompt, output, date, slo).setup
+    base = _runs_for(model, hw, plan, context, prompt, output, date, slo, shared_prefix).setup
     if base.kv_tokens < prompt + output:
         return None, 0
-    raw = _guess_users(base, slo, prompt, output)
+    raw = _guess_users(base, slo, prompt, output, shared_prefix)
     ratios = found.get((plan.tp, plan.pp)) if raw < 0.9 * base.sched.max_seqs else None
     ratios = ratios or found.get(plan.engine)
     if not ratios:
@@ -567,6 +573,28 @@ def _explain(ans: ServingAnswer) -> list[str]:
                      f"communication {s.communication_ms:.1f} + fixed {s.fixed_ms:.1f} + engine "
                      f"{s.engine_overhead_ms:.1f} ms (bound by {s.bound})")
     return lines
+
+
+# ---------------------------------------------------------------- shared prefixes
+
+SHARING = ("blocks", "blocks-partial")  # engines whose running sequences share the prefix's KV blocks
+
+
+def prefix_note(sched: Scheduler, shared_prefix: int) -> str:
+    """What the engine does with a prefix every request shares (perf/serving_prefix.py)."""
+    how = {"blocks": "computed once; its KV blocks are cached and shared by every running sequence",
+           "blocks-partial": "computed once; its KV blocks (a partly filled last one copied) are cached and"
+                             " shared by every running sequence",
+           "slots": "each slot reuses it from its previous request (or from the host-RAM prompt cache);"
+                    " every slot holds its own copy"}.get(sched.prefix_cache or "",
+                                                         "computed for every request (no prefix caching by default)")
+    return f"shared prefix of {shared_prefix:,} tokens on {sched.engine}: {how}"
+
+
+def shared_prefix_line(shared_prefix: int, prompt: int) -> str:
+    return (f"every prompt starts with the same {shared_prefix:,} of its {prompt:,} tokens: engines with prefix caching"
+            " (vLLM V1, SGLang, TensorRT-LLM by default; llama-server per slot) compute them once, LMDeploy by"
+            " default for every request")
 
 
 # ---------------------------------------------------------------- the plan command's serving answer
@@ -614,10 +642,10 @@ def _unsupported(eng_mod, plan, model, hw, wl) -> bool:
 
 
 def at_users(model, hw, plan: Plan, users: int, prompt: int, output: int, context: int,
-             date: str | None = None) -> ServingCapacity:
+             date: str | None = None, shared_prefix: int = 0) -> ServingCapacity:
     """One plan at `users` concurrent users (no targets): throughput, latency percentiles, the step
     at that load and its breakdown, and the curve up to twice the users."""
-    runs = _runs_for(model, hw, plan, context, prompt, output, date)
+    runs = _runs_for(model, hw, plan, context, prompt, output, date, shared_prefix=shared_prefix)
     reps = max(plan.replicas, 1)
     per = max(1, math.ceil(users / reps))
     s, res = runs.get(per)
@@ -628,12 +656,15 @@ def at_users(model, hw, plan: Plan, users: int, prompt: int, output: int, contex
     return ServingCapacity(strategy=plan.strategy, engine=plan.engine.value, replicas=reps, tp=plan.tp, pp=plan.pp,
                            kv_pool_tokens_per_replica=s.kv_tokens, max_seqs_per_replica=s.sched.max_seqs,
                            at_capacity=point(res, reps, per, users=per * reps), binding=binding, step=step,
-                           curve=users_curve(model, hw, plan, Slo(), prompt, output, context, users, users, date))
+                           curve=users_curve(model, hw, plan, Slo(), prompt, output, context, users, users, date,
+                                             shared_prefix=shared_prefix),
+                           notes=[prefix_note(s.sched, shared_prefix)] if shared_prefix else [])
 
 
 def serving_answer(model: LoadedModel, hw: Hardware, plans: list[Plan], context: int, prompt: int, output: int,
                    users: int = 1, rate: float | None = None, slo: Slo | None = None,
-                   date: str | None = None, engine: Engine | None = None) -> ServingAnswer | None:
+                   date: str | None = None, engine: Engine | None = None,
+                   shared_prefix: int = 0) -> ServingAnswer | None:
     """The plan command's serving section. With latency targets or a request rate: the most load
     every candidate (replicas x TP x PP x engine, on all the devices) holds under them. Without
     targets but with several users: the recommended plan (plans[0]) at those users, its step and the
@@ -643,10 +674,11 @@ def serving_answer(model: LoadedModel, hw: Hardware, plans: list[Plan], context:
         return None
     if slo.any or rate is not None:
         cands = serving_plans(model, hw, plans, context, prompt, output, engine)
-        return plan_for_targets(model, hw, cands, slo, prompt, output, context, users=users, rate=rate, date=date)
+        return plan_for_targets(model, hw, cands, slo, prompt, output, context, users=users, rate=rate, date=date,
+                                shared_prefix=shared_prefix)
     if users <= 1:
         return None
-    c = at_users(model, hw, plans[0], users, prompt, output, context, date)
+    c = at_users(model, hw, plans[0], users, prompt, output, context, date, shared_prefix)
     ans = ServingAnswer(mode="users", targets={"ttft_s": None, "tpot_s": None, "e2el_s": None, "percentile": 90.0},
                         prompt_tokens=prompt, output_tokens=output, requested=users, candidates=[c], best=0)
     p = c.at_capacity
@@ -657,6 +689,8 @@ def serving_answer(model: LoadedModel, hw: Hardware, plans: list[Plan], context:
     lines.append(f"a decode step of {s.batch} sequences at {s.context} tokens takes {s.step_ms:.1f} ms: "
                  f"weights {s.weights_ms:.1f} + KV {s.kv_cache_ms:.1f} + compute {s.compute_ms:.1f} + "
                  f"communication {s.communication_ms:.1f} + fixed {s.fixed_ms:.1f} + engine {s.engine_overhead_ms:.1f} ms")
+    if shared_prefix:
+        lines += [shared_prefix_line(shared_prefix, prompt), *c.notes]
     ans.explanation = lines
     return ans
 
