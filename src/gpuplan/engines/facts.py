@@ -54,6 +54,25 @@ LLAMA_SERVER = {
                           "--n-cpu-moe)", LLAMA_CPP_VERSION),
     "fit_default": Fact(True, _LC + "common/common.h (fit_params)", LLAMA_CPP_VERSION,
                         "--fit only changes parameters left unset; gpuplan sets -c, -ngl and the split"),
+    # prompt reuse (perf/serving_prefix.py models these; tests/test_serving_prefix.py runs the real server)
+    "cache_prompt": Fact(True, _LC + "common/common.h (cache_prompt); tools/server/server-context.cpp "
+                         "(n_past = slot.prompt.tokens.get_common_prefix(input_tokens))", LLAMA_CPP_VERSION,
+                         "a slot reuses the KV of what its previous request has in common with the new prompt"),
+    "slot_prompt_similarity": Fact(0.1, _LC + "common/common.h; tools/server/server-context.cpp "
+                                   "(get_available_slot)", LLAMA_CPP_VERSION,
+                                   "a request goes to the idle slot sharing the largest fraction of its prompt "
+                                   "(above 0.1), else to the least recently used slot"),
+    "cache_ram_mib": Fact(8192, _LC + "common/common.h (cache_ram_mib); tools/server/server-task.cpp "
+                          "(server_prompt_cache)", LLAMA_CPP_VERSION,
+                          "slot states move through a host-RAM prompt cache: a slot taken by LRU loads the "
+                          "cached state that keeps most, if at least a quarter of it matches"),
+    "cache_idle_slots": Fact(True, _LC + "common/common.h (cache_idle_slots)", LLAMA_CPP_VERSION,
+                             "every launch saves the idle slots to the host cache (and clears them when the KV "
+                             "cache is unified)"),
+    "ctx_checkpoints": Fact(32, _LC + "common/common.h (n_ctx_checkpoints); tools/server/server-context.cpp "
+                            "(checkpoint_offsets {4 + n_ubatch, 4}, user-message starts)", LLAMA_CPP_VERSION,
+                            "sliding-window (without --swa-full) and recurrent models reuse a prefix only while "
+                            "the window still holds it or from a checkpoint"),
 }
 
 _LCP = ("https://github.com/abetlen/llama-cpp-python/blob/v0.3.36/llama_cpp/server/settings.py")
@@ -114,6 +133,11 @@ VLLM = {
                              "the model's config refuses to start; with it RoPE models give NaN "
                              "past the trained length"),
     "pp_partition_env": Fact("VLLM_PP_LAYER_PARTITION", "vllm/envs.py", _VL),
+    "prefix_caching": Fact(True, "vllm/engine/arg_utils.py (_set_default_chunked_prefill_and_prefix_caching_args: "
+                           "enable_prefix_caching None -> ModelConfig.is_prefix_caching_supported, True for "
+                           "generative decoder models); vllm/config/cache.py", _VL,
+                           "automatic prefix caching: full 16-token blocks of a cached prefix are shared (the V0 "
+                           "engine, before v0.8.0, had it off)"),
 }
 
 _SG = "sglang 0.5.23 wheel"
@@ -126,6 +150,23 @@ SGLANG = {
     "long_context_env": Fact("SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN",
                              "sglang/srt/configs/model_config.py (_derive_context_length)", _SG,
                              "without it --context-length above the model's refuses to start"),
+    "radix_cache": Fact(True, "sglang/srt/arg_groups/fields/memory.py (disable_radix_cache = False)", _SG,
+                        "RadixAttention prefix caching on (page size 1: every cached token is reused)"),
+}
+
+_LMD = "https://github.com/InternLM/lmdeploy/blob/1263d5cd889b7ad500e85b8eb20401327a4516ab/"
+LMDEPLOY = {
+    "prefix_caching": Fact(False, _LMD + "lmdeploy/messages.py (TurbomindEngineConfig, PytorchEngineConfig: "
+                           "enable_prefix_caching = False); lmdeploy/cli/utils.py (--enable-prefix-caching, "
+                           "store_true)", "lmdeploy 1263d5c", "every prompt token is computed unless "
+                           "--enable-prefix-caching is given"),
+}
+
+_TRT = "https://github.com/NVIDIA/TensorRT-LLM/blob/main/"
+TRTLLM = {
+    "block_reuse": Fact(True, _TRT + "tensorrt_llm/llmapi/llm_args.py (KvCacheConfig.enable_block_reuse, "
+                        "enable_partial_reuse, copy_on_partial_reuse: True)", "TensorRT-LLM main (LLM API, trtllm-serve)",
+                        "KV blocks of a matching prefix are reused and shared; a partly matched block is copied"),
 }
 
 TGI_COMMIT = "db931fcf42da018a3657580c64bf2720f167f9ab"
