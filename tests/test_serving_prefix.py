@@ -8,7 +8,6 @@ a prefix, on one slot and on two."""
 from __future__ import annotations
 
 import json
-import math
 import socket
 import subprocess
 import time
@@ -25,7 +24,7 @@ from gpuplan.cli import app
 from gpuplan.engines import facts
 from gpuplan.errors import InputError
 from gpuplan.perf.serving import _Sim, simulate
-from gpuplan.perf.serving_engines import kv_pool_tokens, scheduler_for
+from gpuplan.perf.serving_engines import scheduler_for
 from gpuplan.perf.serving_load import Load, prefixes_of, read_trace
 from gpuplan.perf.serving_step import StepCost
 from gpuplan.planner import targets

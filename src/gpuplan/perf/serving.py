@@ -7,6 +7,10 @@ Exact about the scheduler, not a closed formula; pure and deterministic (the loa
 Runs of identical decode steps (no prompt work, nobody admitted, nobody finishing) are taken
 as one chunk and costed with numpy, so a simulation is a few hundred Python iterations.
 
+Requests that share a prompt prefix (Load.shared_prefix, a trace's prefix_tokens) skip the part of
+it the engine has cached, and paged engines hold its blocks once (perf/serving_prefix.py); without
+a prefix the simulator builds no cache and runs exactly as it did before prefixes were modelled.
+
 Results use the names of vLLM's serving benchmark (benchmarks/benchmark_serving.py):
 TTFT, TPOT, ITL, E2EL (mean, median, p90, p99, in ms), request, output and total token
 throughput, and goodput under latency targets.
@@ -177,7 +181,8 @@ class _Sim:
         if pf is not None and sched.prefix_cache:
             from .serving_prefix import cache_for
 
-            self.pc = cache_for(sched, cost, pf, p, self.bs, self._blocks_for, getattr(cost, "w", 1.0), load.chat)
+            group = cost.w if isinstance(cost, _Grouped) else 1.0
+            self.pc = cache_for(sched, cost, pf, p, self.bs, self._blocks_for, group, load.chat)
             self.reused = np.zeros(n, dtype=np.int64)  # prompt tokens each request took from the cache
 
     # -- arrivals

@@ -128,7 +128,6 @@ class LlamaSlots:
         self.of: dict[int, int] = {}  # request id -> slot
         self.start: dict[int, int] = {}  # request id -> n_past it started from
         self.hits = 0
-        self.t = 0.0
         self._plan: tuple | None = None
 
     # -- what the server would do for request i (no state changes)
@@ -227,175 +226,6 @@ class LlamaSlots:
         return tuple(out[-32:])  # n_ctx_checkpoints
 
     def peek(self, i: int) -> tuple[int, int]:
-        """(prompt tokens request i takes from the cache, blocks of them it shares)."""
-        p = min(int(self.pf[i]), self.cached)
-        if p <= 0:
-            return 0, 0
-        r = p if self.partial else p // self.bs * self.bs
-        return r, self._shared_blocks(p)
-
-    def commit(self, i: int, reused: int, shared: int) -> None:
-        self.shared[i] = shared
-        self.hits += reused
-
-    def after_step(self, rid: np.ndarray, ctx: np.ndarray) -> int:
-        """Blocks the running sequences have filled with prefix tokens enter the cache; the sequence
-        that filled them no longer owns them. Returns blocks to give back to the free count (grouped
-        runs: the cache holds one copy, not one per request of the group)."""
-        if self.cached >= self.top or len(rid) == 0:
-            return 0
-        cov = np.minimum(self.pf[rid], ctx // self.bs * self.bs)
-        j = int(np.argmax(cov))
-        new = int(cov[j])
-        if new <= self.cached:
-            return 0
-        gained = self._shared_blocks(new) - self._shared_blocks(self.cached)
-        self.shared[int(rid[j])] += gained
-        self.cached = new
-        if self.group > 1.0:
-            return gained - int(np.ceil(gained / self.group))
-        return 0
-
-    def release(self, ids: np.ndarray, tokens=None, t: float = 0.0) -> int:
-        """Blocks of finishing (or preempted) requests that stay in the pool: the shared ones."""
-        s = int(self.shared[ids].sum())
-        self.shared[ids] = 0
-        return s
-
-
-class _State:
-    """What one slot (or one entry of the host prompt cache) holds: the tokens of one request."""
-
-    __slots__ = ("pf", "prompt", "tokens", "ckpts")
-
-    def __init__(self, pf: int, prompt: int, tokens: int, ckpts: tuple):
-        self.pf, self.prompt, self.tokens, self.ckpts = pf, prompt, tokens, ckpts
-
-
-class LlamaSlots:
-    """llama-server's slots and host-RAM prompt cache, for requests that share a prefix.
-
-    swa: the model's sliding window where llama-server must keep to it (0: none, or --swa-full);
-    swa_cells: cells per sequence of its window layers (PAD(window + n_ubatch, 256)); recurrent:
-    layers with a state that cannot roll back; state_bytes(tokens): the size of a saved state;
-    chat: requests are chat messages whose last user message starts right after the prefix."""
-
-    def __init__(self, n_slots: int, pf: np.ndarray, prompt: np.ndarray, unified: bool, ubatch: int,
-                 swa: int = 0, swa_cells: int = 0, recurrent: bool = False, chat: bool = True,
-                 state_bytes=None, cache_bytes: int = CACHE_RAM_BYTES):
-        self.n = max(int(n_slots), 1)
-        self.pf, self.prompt = pf, prompt
-        self.unified, self.ubatch = unified, int(ubatch or 512)
-        self.swa, self.cells, self.recurrent, self.chat = int(swa), int(swa_cells), recurrent, chat
-        self.state_bytes = state_bytes or (lambda tokens: 0.0)
-        self.limit = cache_bytes
-        self.slots: list[_State | None] = [None] * self.n
-        self.busy = [-1] * self.n  # request id running in each slot
-        self.t_last = [-1.0] * self.n
-        self.ram: list[_State] = []  # the host prompt cache, oldest first
-        self.in_ram: set[int] = set()
-        self.ram_bytes = 0.0
-        self.shared = np.zeros(len(pf), dtype=np.int64)  # slots share no memory
-        self.of: dict[int, int] = {}  # request id -> slot
-        self.start: dict[int, int] = {}  # request id -> n_past it started from
-        self.hits = 0
-        self.t = 0.0
-        self._plan: tuple | None = None
-
-    # -- what the server would do for request i (no state changes)
-    def _lcp(self, st: _State | None, i: int) -> int:
-        return 0 if st is None else min(st.pf, int(self.pf[i]))
-
-    def _choose(self, i: int):
-        """(slot, state it will hold, RAM entry loaded or None, save the slot's state first)."""
-        n_new = int(self.prompt[i])
-        best, f_best = None, 0.0
-        for s in range(self.n):
-            if self.busy[s] >= 0 or self.slots[s] is None:
-                continue
-            f = self._lcp(self.slots[s], i) / n_new
-            if f > f_best and f > SLOT_SIMILARITY:
-                best, f_best = s, f
-        update = False
-        if best is not None:
-            st = self.slots[best]
-            update = self._lcp(st, i) / max(st.tokens, 1) < F_KEEP_SAVE
-        else:
-            t_min = None
-            for s in range(self.n):  # least recently used; ties: the last of them (t_last <= t)
-                if self.busy[s] < 0 and (t_min is None or self.t_last[s] <= t_min):
-                    best, t_min = s, self.t_last[s]
-            update = True
-        if best is None:
-            return None
-        st = self.slots[best]
-        entry = None
-        if update:  # prompt_save of the slot's state, then prompt_load of the cached state that keeps most
-            lcp = self._lcp(st, i)
-            keep = lcp / st.tokens if st is not None and st.tokens else -1.0
-            sim = lcp / n_new
-            for e in self._ram_after_save(st):
-                lc = self._lcp(e, i)
-                k = lc / max(e.tokens, 1)
-                if k < F_KEEP_LOAD:
-                    continue
-                if keep < k and sim < lc / n_new:
-                    keep, sim, entry = k, lc / n_new, e
-        return best, (entry if entry is not None else st), entry, update
-
-    def _ram_after_save(self, st: _State | None) -> list:
-        """The host cache's entries once `st` is saved (the oldest go when it is over its size)."""
-        if st is None or id(st) in self.in_ram:
-            return self.ram
-        size = self.state_bytes(st.tokens)
-        if self.limit and size > self.limit:
-            return self.ram
-        out, total = self.ram + [st], self.ram_bytes + size
-        k = 0
-        while self.limit and len(out) - k > 1 and total > self.limit:
-            total -= self.state_bytes(out[k].tokens)
-            k += 1
-        return out[k:]
-
-    def _n_past(self, st: _State | None, i: int) -> int:
-        """Prompt tokens of request i taken from the slot's cache (server-context.cpp: n_past is the
-        common prefix; with window or recurrent layers, only while the memory still holds them)."""
-        lcp = self._lcp(st, i)
-        if lcp <= 0:
-            return 0
-        n_new = int(self.prompt[i])
-        if not self.swa and not self.recurrent:
-            return min(lcp, n_new - 1)
-        thold = max(0, lcp - self.swa)
-        pos_min = max(0, st.tokens - self.cells) if self.swa else st.tokens - 1
-        if pos_min < thold:
-            return min(lcp, n_new - 1)
-        for c in reversed(st.ckpts):  # the most recent checkpoint that still holds what is needed
-            if c - 1 > lcp:
-                continue
-            c_min = max(0, c - self.cells) if self.swa else c - 1
-            if c_min < thold or c_min == 0:
-                pos_next = min(lcp, max(c_min + 1, c - 1))
-                return min(pos_next, c, n_new - 1)
-        return 0
-
-    def _checkpoints(self, i: int, n_past: int, kept: tuple) -> tuple:
-        """Context checkpoints a slot holds after request i's prompt: the ones at or below n_past it
-        kept, then those made while processing it (before the last n_ubatch + 4 and the last 4
-        tokens; for chat requests where its last user message starts, taken to be its prefix)."""
-        if not self.swa and not self.recurrent:
-            return ()
-        L = int(self.prompt[i])
-        out = [c for c in kept if c - 1 <= n_past]
-        marks = sorted({c for c in ((int(self.pf[i]) if self.chat else 0),
-                                    L - CHECKPOINT_TAIL - self.ubatch, L - CHECKPOINT_TAIL) if c > 0})
-        for c in marks:
-            c = max(c, n_past) if c < n_past else c  # a batch starts no earlier than where processing does
-            if c > 0 and (not out or out[-1] != c):
-                out.append(c)
-        return tuple(out[-32:])  # n_ctx_checkpoints
-
-    def peek(self, i: int) -> tuple[int, int]:
         ch = self._choose(i)
         if ch is None:
             return 0, 0
@@ -405,6 +235,8 @@ class LlamaSlots:
     def commit(self, i: int, reused: int, shared: int) -> None:
         ch = self._plan[1] if self._plan is not None and self._plan[0] == i else self._choose(i)
         self._plan = None
+        if ch is None:  # no idle slot (the simulator admits only while one is free)
+            return
         s, st, entry, update = ch
         if update and self.slots[s] is not None:
             self._save(self.slots[s])
