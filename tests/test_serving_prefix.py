@@ -362,16 +362,16 @@ def _complete(url, tokens, n_predict):
     return r["timings"]["prompt_n"], r["tokens_predicted"]
 
 
-def _simulated(model, swa_full: bool, parallel: int, trace) -> list[int]:
+def _simulated(model, swa_full: bool, parallel: int, trace, chat: bool = False) -> list[int]:
     """Prompt tokens the simulator's llama-server computes for each request of `trace`, in arrival
-    order (raw prompts: chat=False), with --parallel slots of their own KV (not unified)."""
+    order (raw prompts unless `chat`), with --parallel slots of their own KV (not unified)."""
     from gpuplan.sources.hardware import parse_hardware
 
     plan = Plan(Split.NONE, Engine.LLAMA_CPP, (0,), swa_full=swa_full)
     sched = scheduler_for(Engine.LLAMA_CPP, parallel=parallel, n_ctx=4096 * parallel)
     sched = replace(sched, slot_tokens=4096)  # --parallel N: N slots of 4096 cells (kv_unified off)
     cost = StepCost(model, parse_hardware("cpu"), plan, sched)
-    r = simulate(cost, sched, Load("trace", trace=trace, chat=False), int(sched.kv_fraction))
+    r = simulate(cost, sched, Load("trace", trace=trace, chat=chat), int(sched.kv_fraction))
     order = np.argsort(r.arrival, kind="stable")
     return [int(p - u) for p, u in zip(np.array([t[1] for t in sorted(trace)])[order], r.reused[order])]
 
@@ -440,3 +440,43 @@ def test_llama_server_two_slots_each_compute_the_prefix_once(gemma):
     sim = _simulated(model, True, 2, ((0.0, P + 1 + u, n, P + 1), (0.0, P + 1 + u, n, P + 1),
                                       (100.0, P + 1 + u, n, P + 1), (100.0, P + 1 + u, n, P + 1)))
     assert sorted(first) + sorted(second) == sim == [P + 1 + u, P + 1 + u, u, u]
+
+
+@pytest.mark.e2e
+def test_llama_server_chat_requests_reuse_the_system_prompt_on_a_window_model(gemma):
+    """Chat requests: llama-server checkpoints where the last user message starts, so on Gemma 3's
+    sliding-window layers (no --swa-full) a request reuses the system prompt its slot computed even
+    where a raw prompt with the same tokens would reuse nothing (its own part is past n_ubatch + 4
+    tokens and the prefix shorter than the window). The simulator's chat rule computes the same
+    tokens, the prefix being what comes before the user message (the system prompt in its template)."""
+    import httpx
+
+    server, gguf, model, d = gemma
+    proc, url = _server(server, gguf, 1, [], d / "chat.log")
+    system = " ".join(f"rule{i}" for i in range(40))
+    convs = [[{"role": "system", "content": system},
+              {"role": "user", "content": " ".join(f"q{k}x{i}" for i in range(110))}] for k in range(2)]
+    try:
+        lengths, got = [], []
+        for msgs in convs:
+            text = httpx.post(url + "/apply-template", json={"messages": msgs}).json()["prompt"]
+
+            def tokens(t):
+                return len(httpx.post(url + "/tokenize", json={"content": t, "add_special": True,
+                                                               "parse_special": True}).json()["tokens"])
+
+            user_at = text.rindex(msgs[1]["content"])
+            header = text.rfind("<|im_start|>", 0, user_at)  # the user turn begins with its header
+            prefix = tokens(text[:header if header >= 0 else user_at])
+            lengths.append((tokens(text), prefix))
+            r = httpx.post(url + "/v1/chat/completions", json={"messages": msgs, "max_tokens": 4, "temperature": 0},
+                           timeout=600).json()
+            got.append(r["timings"]["prompt_n"])
+    finally:
+        _stop(proc)
+    (n0, p0), (n1, p1) = lengths
+    assert p0 == p1 and n1 - p1 > 520 and p1 < 512
+    trace = ((0.0, n0, 4, p0), (100.0, n1, 4, p1))
+    assert got == _simulated(model, False, 1, trace, chat=True)
+    assert got[1] == n1 - (p1 - 1)  # all of the system prompt but its last token came from the checkpoint
+    assert _simulated(model, False, 1, trace, chat=False)[1] == n1  # raw prompts: nothing to restore

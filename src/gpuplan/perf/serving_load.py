@@ -38,8 +38,9 @@ class Load:
     quantum: int = 1  # lengths drawn with `spread` are rounded to multiples of this many tokens
     trace: tuple = ()  # ((arrival_s, prompt, output), ...) or ((arrival_s, prompt, output, prefix_tokens), ...)
     shared_prefix: int = 0  # tokens every prompt starts with (a system prompt); 0: none
-    # requests are chat messages whose last user message starts where the shared prefix ends (what
-    # llama-server checkpoints on sliding-window models); False: raw completion prompts
+    # requests are chat messages and the shared prefix is what comes before the last user message (the
+    # system prompt in its template): llama-server checkpoints there on sliding-window models (tests/
+    # test_serving_prefix.py); False: raw completion prompts
     chat: bool = True
 
     def __post_init__(self):
