@@ -371,3 +371,19 @@ def test_default_lengths_longer_than_a_short_context_are_cut_to_it_and_said():
     long = api.plan(PlanRequest.parse("test", model="meta-llama/Llama-3.2-1B", quant="Q4_K_M", gpus="rtx-4090"))
     assert (long.workload.prompt_tokens, long.workload.output_tokens) == (512, 256)
     assert not any("default request" in line for line in long.explanation)
+
+
+def test_one_users_summary_says_when_the_first_token_comes():
+    """One user: the summary line gives the time to the first token (ms under a second), not a
+    '1 users: ... tok/s in total' figure that folded the prompt into the answer's speed."""
+    import re
+
+    from typer.testing import CliRunner
+
+    from gpuplan.cli import app
+
+    r = CliRunner().invoke(app, ["plan", "meta-llama/Meta-Llama-3-8B", "--quant", "Q4_K_M", "--gpus", "rtx-4090"])
+    assert r.exit_code == 0, r.output
+    flat = " ".join(r.output.split())
+    assert re.search(r"first token of a 512-token prompt after \d+ ms", flat), flat[:400]
+    assert "1 users" not in flat and "after 0.0 s" not in flat

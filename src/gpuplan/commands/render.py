@@ -50,8 +50,8 @@ def render_plan(res, brief: bool = False) -> None:
             load = f"{w.users} users: {_f(res.throughput_tok_s)} tok/s in total"
         else:  # one user's total is its answer over the prompt's time and the answer's: say that instead
             ttft = res.time_to_first_token_s
-            load = (f"first token of a {w.prompt_tokens:,}-token prompt after {ttft:,.1f} s" if ttft is not None
-                    else "")
+            when = (f"{ttft * 1e3:,.0f} ms" if ttft < 1 else f"{ttft:,.1f} s") if ttft is not None else None
+            load = f"first token of a {w.prompt_tokens:,}-token prompt after {when}" if when else ""
         con.print(f"  one user: {_f(res.decode_tok_s)} tok/s{span} · prompt: {_f(res.prefill_tok_s, 0)} tok/s · "
                   + (f"{load} · " if load else "") + f"bound: {res.bound}")
     else:
