@@ -116,3 +116,17 @@ def test_planning_runs_in_groups_agree_with_every_user_simulated(h100_7b, eng, u
     for a, b, tol in ((grouped.ttft_ms, full.ttft_ms, 0.2), (grouped.tpot_ms, full.tpot_ms, 0.1)):
         assert a.median == pytest.approx(b.median, rel=tol)
         assert a.p90 == pytest.approx(b.p90, rel=tol)
+
+
+def test_one_token_answers_have_no_tpot_and_say_so():
+    """output_tokens=1 for several users: no request has a second token, so TPOT is None (as in
+    vLLM's benchmark); the explanation says so instead of failing to format it (the web fuzz found
+    a 500 here in a loaded CI run)."""
+    from gpuplan import api
+    from gpuplan.requests import PlanRequest
+
+    res = api.plan(PlanRequest.parse("test", model="meta-llama/Meta-Llama-3-8B", quant="Q4_K_M", gpus="rtx-4090",
+                                     output_tokens=1, users=2))
+    p = res.serving.candidates[0].at_capacity
+    assert p.tpot_ms.median is None and p.ttft_ms.median > 0
+    assert "no TPOT (one-token answers)" in res.serving.explanation[0]

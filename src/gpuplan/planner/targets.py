@@ -682,9 +682,11 @@ def serving_answer(model: LoadedModel, hw: Hardware, plans: list[Plan], context:
     ans = ServingAnswer(mode="users", targets={"ttft_s": None, "tpot_s": None, "e2el_s": None, "percentile": 90.0},
                         prompt_tokens=prompt, output_tokens=output, requested=users, candidates=[c], best=0)
     p = c.at_capacity
+    # one-token answers have no time per output token (vLLM's benchmark reports none either)
+    tpot = (f", TPOT p50 {p.tpot_ms.median:,.1f} / p90 {p.tpot_ms.p90:,.1f} / p99 {p.tpot_ms.p99:,.1f} ms"
+            if p.tpot_ms.median is not None else ", no TPOT (one-token answers)")
     lines = [f"{users} users on {c.strategy} ({c.engine}): {p.output_throughput:,.0f} tok/s in all, TTFT p50 "
-             f"{p.ttft_ms.median:,.0f} / p90 {p.ttft_ms.p90:,.0f} / p99 {p.ttft_ms.p99:,.0f} ms, TPOT p50 "
-             f"{p.tpot_ms.median:,.1f} / p90 {p.tpot_ms.p90:,.1f} / p99 {p.tpot_ms.p99:,.1f} ms; {c.binding}."]
+             f"{p.ttft_ms.median:,.0f} / p90 {p.ttft_ms.p90:,.0f} / p99 {p.ttft_ms.p99:,.0f} ms{tpot}; {c.binding}."]
     s = c.step
     lines.append(f"a decode step of {s.batch} sequences at {s.context} tokens takes {s.step_ms:.1f} ms: "
                  f"weights {s.weights_ms:.1f} + KV {s.kv_cache_ms:.1f} + compute {s.compute_ms:.1f} + "
