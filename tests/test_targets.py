@@ -130,3 +130,16 @@ def test_one_token_answers_have_no_tpot_and_say_so():
     p = res.serving.candidates[0].at_capacity
     assert p.tpot_ms.median is None and p.ttft_ms.median > 0
     assert "no TPOT (one-token answers)" in res.serving.explanation[0]
+
+
+def test_when_no_candidate_holds_one_user_the_answer_says_so():
+    """A 120,000-token prompt cannot meet a 2 s TTFT on one RTX 4090: the explanation says no
+    candidate holds even one user (not 'holds 0 concurrent users'), and '1 user', not '1 users'."""
+    from gpuplan import api
+    from gpuplan.requests import PlanRequest
+
+    res = api.plan(PlanRequest.parse("test", model="meta-llama/Llama-3.1-8B-Instruct", quant="BF16", gpus="rtx-4090",
+                                     context=131072, prompt_tokens=120000, output_tokens=100, ttft="2s"))
+    text = " ".join(res.serving.explanation)
+    assert "no candidate holds even one user" in text and "holds 0" not in text
+    assert "1 user: beyond what this plan holds" in text and "1 users" not in text

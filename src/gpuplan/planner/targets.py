@@ -554,18 +554,20 @@ def _explain(ans: ServingAnswer) -> list[str]:
                     if k.endswith("_s") and v is not None)
     pct = f"p{ans.targets['percentile']:g}"
     lines = []
-    if ans.mode == "users":
-        lines.append(f"{c.strategy} ({c.engine}) holds {c.max_users} concurrent users"
+    held = c.max_users if ans.mode == "users" else c.max_rate_rps
+    if not held:  # not one user (or no rate) holds under the targets on any candidate
+        lines.append(f"no candidate holds {'even one user' if ans.mode == 'users' else 'any request rate'}"
+                     + (f" with {pct} {tgt}" if tgt else "") + f"; the best, {c.strategy} ({c.engine}): {c.binding}.")
+    elif ans.mode == "users":
+        lines.append(f"{c.strategy} ({c.engine}) holds {c.max_users} concurrent user{'s' if c.max_users != 1 else ''}"
                      + (f" with {pct} {tgt}" if tgt else "") + f"; beyond that: {c.binding}.")
-        if ans.requested:
-            fits = (c.max_users or 0) >= ans.requested
-            lines.append(f"{int(ans.requested)} users: {'within' if fits else 'beyond'} what this plan holds.")
     else:
         lines.append(f"{c.strategy} ({c.engine}) holds {c.max_rate_rps:g} requests/s"
                      + (f" with {pct} {tgt}" if tgt else "") + f"; beyond that: {c.binding}.")
-        if ans.requested:
-            fits = (c.max_rate_rps or 0) >= ans.requested
-            lines.append(f"{ans.requested:g} requests/s: {'within' if fits else 'beyond'} what this plan holds.")
+    if ans.requested:
+        n = int(ans.requested) if ans.mode == "users" else ans.requested
+        unit = (f"{n} user{'s' if n != 1 else ''}" if ans.mode == "users" else f"{n:g} requests/s")
+        lines.append(f"{unit}: {'within' if (held or 0) >= ans.requested else 'beyond'} what this plan holds.")
     if c.step:
         s = c.step
         lines.append(f"a decode step of {s.batch} sequences at {s.context} tokens takes {s.step_ms:.1f} ms: "
