@@ -8,9 +8,6 @@ a prefix, on one slot and on two."""
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import time
 from dataclasses import replace
 
 import numpy as np
@@ -20,6 +17,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from gpuplan import catalog
+from gpuplan.bench.serving_compare import stop
 from gpuplan.cli import app
 from gpuplan.engines import facts
 from gpuplan.errors import InputError
@@ -320,36 +318,9 @@ def test_trace_with_a_prefix_column_and_shared_prefix_is_refused(tmp_path, capsy
 # ---------------------------------------------------------------- the real llama-server
 
 def _server(binary, gguf, parallel: int, extra: list[str], log):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    argv = [str(binary), "-m", str(gguf), "-c", str(4096 * parallel), "--parallel", str(parallel), "-t", "2",
-            "--host", "127.0.0.1", "--port", str(port), "--no-webui", *extra]
-    proc = subprocess.Popen(argv, stdout=open(log, "w"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    import httpx
+    from gpuplan.bench.serving_compare import start_llama_server
 
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < 120:
-        if proc.poll() is not None:
-            raise RuntimeError(f"llama-server exited: {log.read_text()[-1500:]}")
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError("llama-server did not answer /health within 120 s")
-
-
-def _stop(proc):
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    return start_llama_server(binary, gguf, parallel, 4096, 2, log, extra)
 
 
 def _complete(url, tokens, n_predict):
@@ -412,7 +383,7 @@ def test_llama_server_one_slot_prefills_what_the_simulator_says(gemma, swa_full)
             simulated.append(_simulated(model, swa_full, 1, tuple((100.0 * j, len(t), n, P + 1)
                                                                 for j, t in enumerate(reqs))))
     finally:
-        _stop(proc)
+        stop(proc)
     assert measured == simulated, (cases, measured, simulated)
     if swa_full:  # the second request of every case computes its own tokens only
         assert [m[1] for m in measured] == [u for _, u, _ in cases]
@@ -436,7 +407,7 @@ def test_llama_server_two_slots_each_compute_the_prefix_once(gemma):
             first = list(ex.map(lambda t: _complete(url, t, n)[0], reqs[:2]))
             second = list(ex.map(lambda t: _complete(url, t, n)[0], reqs[2:]))
     finally:
-        _stop(proc)
+        stop(proc)
     sim = _simulated(model, True, 2, ((0.0, P + 1 + u, n, P + 1), (0.0, P + 1 + u, n, P + 1),
                                       (100.0, P + 1 + u, n, P + 1), (100.0, P + 1 + u, n, P + 1)))
     assert sorted(first) + sorted(second) == sim == [P + 1 + u, P + 1 + u, u, u]
@@ -473,7 +444,7 @@ def test_llama_server_chat_requests_reuse_the_system_prompt_on_a_window_model(ge
                            timeout=600).json()
             got.append(r["timings"]["prompt_n"])
     finally:
-        _stop(proc)
+        stop(proc)
     (n0, p0), (n1, p1) = lengths
     assert p0 == p1 and n1 - p1 > 520 and p1 < 512
     trace = ((0.0, n0, 4, p0), (100.0, n1, 4, p1))

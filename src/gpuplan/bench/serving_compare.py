@@ -34,10 +34,12 @@ def free_port() -> int:
 
 
 def start_llama_server(binary: Path, gguf: Path, parallel: int, ctx_per_slot: int, threads: int,
-                       log: Path) -> tuple[subprocess.Popen, str]:
+                       log: Path, extra: list[str] | None = None) -> tuple[subprocess.Popen, str]:
+    """llama-server with `parallel` slots of `ctx_per_slot` tokens (and `extra` flags), once it
+    answers /health."""
     port = free_port()
     argv = [str(binary), "-m", str(gguf), "-c", str(ctx_per_slot * parallel), "--parallel", str(parallel),
-            "-t", str(threads), "--host", "127.0.0.1", "--port", str(port), "--no-webui"]
+            "-t", str(threads), "--host", "127.0.0.1", "--port", str(port), "--no-webui", *(extra or [])]
     proc = subprocess.Popen(argv, stdout=open(log, "w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     t0 = time.monotonic()
