@@ -9,6 +9,8 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -421,6 +423,27 @@ def test_a_broken_model_file_is_the_reason_of_its_rows(server):
     assert got[300]["predicted"] is None and "upload 'bad.json'" in got[300]["reason"], got[300]
     assert got[301]["predicted"] > 0
     assert "/tmp" not in r.text
+
+
+def test_serve_budget_sets_the_time_budget_of_a_real_server():
+    """`gpuplan serve --time-budget S`: a real server process gives each plan S seconds of computing
+    (the message says so), the workers' environment carries it, and other routes still answer."""
+    q = {"model": "meta-llama/Llama-3.1-70B-Instruct", "quant": "FP8", "gpus": "8x h100-sxm-80gb",
+         "ttft": "2s", "tpot": "100ms"}
+    with gpuplan_server("--time-budget", "0.01") as (base, _proc):
+        r = httpx.get(base + "/api/plan", params=q, timeout=60)
+        assert r.status_code == 503 and r.headers["connection"] == "close", r.text[:300]
+        assert "needs more than its 0.01 s" in r.json()["error"]["message"], r.text[:300]
+        r = httpx.get(base + "/api/fit", params={"model": "meta-llama/Meta-Llama-3-8B", "gpus": "rtx-4090"}, timeout=60)
+        assert r.status_code == 200, r.text[:300]
+
+
+@pytest.mark.parametrize("value, says", [("0", "out of range"), ("nan", "not a finite number"), ("7200", "out of range")])
+def test_serve_budget_out_of_range_is_one_line(value, says):
+    r = subprocess.run([sys.executable, "-c", "from gpuplan.cli import main; main()", "serve", "--time-budget", value],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "--time-budget" in r.stderr and says in r.stderr and "up to 3,600" in r.stderr, r.stderr
 
 
 def test_a_plan_past_its_time_budget_is_503_and_stops(monkeypatch):

@@ -246,6 +246,8 @@ class ServeRequest(Request):
     port: int = Field(8000, ge=1, le=65535, description="TCP port")
     log_level: Annotated[Literal[LOG_LEVELS], BeforeValidator(lambda v: v.lower() if isinstance(v, str) else v)] = "info"
     workers: int = Field(1, ge=1, le=64, description="worker processes (planning is CPU-bound)")
+    time_budget: float = Field(60.0, gt=0, le=3600, allow_inf_nan=False,
+                               description="seconds of computing one API request (a plan, a comparison) may use")
 
 
 def bounds(cls, field: str) -> tuple:

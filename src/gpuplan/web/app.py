@@ -207,6 +207,7 @@ class _TooLarge(Exception):
 
 
 def create_app() -> FastAPI:
+    limits.API_BUDGET_S = limits.budget_from_env()  # `gpuplan serve --time-budget`
     app = FastAPI(title="gpuplan", version="0.1.0", docs_url=None, redoc_url=None,
                   description="Will this LLM fit, how should it be split, how fast will it run, which flags start it.")
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import weakref
 
 import h11
@@ -52,8 +53,19 @@ WORK_BUDGET_S = 20.0  # computing time one upload may use
 # largest legal plans (64 devices with serving targets) take ~10 s on a 2-core machine; eight
 # such requests at once share the cores, hence the margin
 API_BUDGET_S = 60.0
+BUDGET_ENV = "GPUPLAN_API_BUDGET_S"  # `gpuplan serve --time-budget` sets it for the app (and its worker processes)
 WORK_MEMORY_BYTES = 1024 * MiB  # address space of one worker process (Python + numpy need ~400 MiB)
 CLOSE_STATUSES = {400, 408, 413, 500, 502, 503, 504}
+
+
+def budget_from_env() -> float:
+    """API_BUDGET_S, or the seconds `gpuplan serve --time-budget` put in the environment (checked there)."""
+    raw = os.environ.get(BUDGET_ENV)
+    if raw is None:
+        return API_BUDGET_S
+    from ..requests import ServeRequest
+
+    return ServeRequest.parse("cli", time_budget=raw).time_budget
 
 
 def _json_response(status: int, msg: str) -> tuple[dict, dict]:
