@@ -93,8 +93,8 @@ def plot_validation(results: list[dict], path) -> Path:
     ax.plot(line, line, color="black", lw=1, label="y = x")
     ax.fill_between(line, [x * (1 - BAND) for x in line], [x * (1 + BAND) for x in line], color="grey",
                     alpha=0.15, label=f"±{BAND:.0%}")
-    ax.set(xscale="log", yscale="log", xlim=(lo, hi), ylim=(lo, hi), xlabel="measured (tok/s)",
-           ylabel="predicted (tok/s)", title="gpuplan predictions against measurements")
+    ax.set(xscale="log", yscale="log", xlim=(lo, hi), ylim=(lo, hi), xlabel="measured (tok/s; ms for latencies)",
+           ylabel="predicted (tok/s; ms for latencies)", title="gpuplan predictions against measurements")
     if skipped:
         ax.text(0.02, 0.98, f"{skipped} row(s) without a prediction not shown", transform=ax.transAxes,
                 va="top", fontsize=8, color="#555")

@@ -50,11 +50,27 @@ class Engine(str, Enum):
 
 
 class Metric(str, Enum):
+    """What a measurement row's figure (its `tok_s` column) counts (data/measurements/README.md).
+    The speeds are tokens/s, higher is better; the latency metrics name their unit (milliseconds)
+    and are lower-is-better: `LATENCY` lists them, so code that fits or ranks speeds can leave them out."""
+
     DECODE = "decode"
     PREFILL = "prefill"
     THROUGHPUT = "throughput"
     THROUGHPUT_PER_GPU = "throughput_per_gpu"
     THROUGHPUT_TOTAL = "throughput_total"
+    # a serving benchmark's median time to first token and median time per output token (after the
+    # first), ms, as `vllm bench serve` prints them (vllm/benchmarks/serve.py calculate_metrics)
+    TTFT_MEDIAN_MS = "ttft_median_ms"
+    TPOT_MEDIAN_MS = "tpot_median_ms"
+
+    @property
+    def is_latency(self) -> bool:
+        return self in LATENCY
+
+
+# Latency metrics: milliseconds, lower is better; no speed-model constant is fitted on them.
+LATENCY = frozenset({Metric.TTFT_MEDIAN_MS, Metric.TPOT_MEDIAN_MS})
 
 
 @dataclass(frozen=True)

@@ -45,8 +45,11 @@ def calibrate(files: list[str], out: str | Path) -> dict:
     from .measurements import read_measurements
 
     rows, errors = read_measurements(files)
-    rows = [r for r in rows if r is not None]
-    fit_rows = Rows(rows, metrics=tuple(m.value for m in Metric))
+    # Latency rows (median TTFT / TPOT, ms) are left out: the constants fitted here are the speed
+    # model's, and a latency's error is mostly the queueing and scheduling of the replayed benchmark,
+    # which those constants would bend to absorb.
+    rows = [r for r in rows if r is not None and not r.metric.is_latency]
+    fit_rows = Rows(rows, metrics=tuple(m.value for m in Metric if not m.is_latency))
     if len(rows) < MIN_ROWS:
         raise InputError(f"too little data to calibrate: {len(rows)} usable row(s) in {', '.join(files)};"
                          f" need at least {MIN_ROWS} (run `gpuplan bench` at a few concurrency levels)")

@@ -94,6 +94,8 @@ class Rows:
         for m in rows:
             if m is None or m.metric.value not in metrics or not m.tok_s > 0:
                 continue
+            if m.metric.is_latency:  # ms, lower is better, mostly queueing: never fitted, whatever `metrics` says
+                continue
             try:
                 self.items.append((m, row_setup(m)))
             except (InputError, ValueError, KeyError, ZeroDivisionError):

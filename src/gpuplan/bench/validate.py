@@ -63,7 +63,10 @@ def _pair_key(m):
 
 def direction_agreement(results: list[dict], budget=None) -> dict:
     """Pairs differing only in GPU count (and the split that implies), measured >10% apart:
-    share where the prediction moves the same way (an equal prediction does not).
+    share where the prediction moves the same way (an equal prediction does not). A pair is two
+    rows of one metric (the metric is part of the key), so latency rows (lower is better) are
+    compared with latency rows only, and "the same way" (both measured and predicted rise) holds
+    for them as it does for speeds.
 
     Identical rows are counted once with their multiplicity and the pairs of a group are
     compared with numpy in blocks: 20,000 copies of one row cost nothing, 20,000 distinct
@@ -111,13 +114,22 @@ def _group_pairs(counts: Counter, budget=None, block: int = 128) -> tuple[int, i
 
 
 def summarize(results: list[dict], row_errors: list, budget=None) -> dict:
+    """Absolute percentage errors overall, by metric, engine and split. Latency rows (types.LATENCY:
+    median TTFT / TPOT in ms) are scored by metric only: the overall, engine and split figures are
+    those of the speeds (tok/s), so adding a run's latencies to a file leaves its speed scores as
+    they were and an error of queueing is never averaged with an error of tokens/s."""
+    from ..types import Metric
+
     errs_by = defaultdict(list)
     for r in results:
         if r["predicted"] is None:
             continue
         m = r["_row"]
         e = abs(r["predicted"] - r["measured"]) / r["measured"]
-        errs_by[("metric", getattr(m.metric, "value", m.metric))].append(e)
+        metric = getattr(m.metric, "value", m.metric)
+        errs_by[("metric", metric)].append(e)
+        if Metric(metric).is_latency:
+            continue
         errs_by[("engine", m.engine)].append(e)
         errs_by[("split", m.split)].append(e)
         errs_by[("all", "all")].append(e)

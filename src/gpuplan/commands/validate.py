@@ -44,7 +44,7 @@ def _print(res):
     from rich.table import Table
 
     con = Console()
-    t = Table(title="predicted vs measured (tok/s)")
+    t = Table(title="predicted vs measured (tok/s; ms for the latency metrics ttft_median_ms, tpot_median_ms)")
     for c in ("#", "metric", "model", "hardware", "measured", "predicted", "error", "note"):
         t.add_column(c)
     results = {r["index"]: r for r in res["_results"]}
@@ -68,7 +68,7 @@ def _print(res):
             st.add_row(name, str(d["n"]), f"{d['median_ape']:.1%}", f"{d['p90_ape']:.1%}",
                        f"{d['within_10pct']:.0%}", f"{d['within_25pct']:.0%}")
 
-    add("all", s["overall"])
+    add("all speeds", s["overall"])
     for kind in ("metric", "engine", "split"):
         for k, d in s[f"by_{kind}"].items():
             add(f"{kind}={k}", d)

@@ -8,7 +8,7 @@ from functools import lru_cache
 
 from .. import catalog
 from ..errors import InputError
-from ..types import Engine, Hardware, LoadedModel, Metric, Plan, Split, Workload
+from ..types import Engine, Estimate, Hardware, LoadedModel, Metric, Plan, Split, Workload
 from . import rates
 from .constants import DEFAULT, Constants
 from .speed import decode, prefill, throughput
@@ -235,6 +235,14 @@ def predict_estimate(m, calibration: Constants | None = None, hardware: Hardware
 
     from .serving_predict import predict_serving
 
+    if metric.is_latency:
+        # a median TTFT / TPOT (ms) of the replayed benchmark: no speed-model breakdown, and no range
+        # (the residual table behind ranges holds speeds only)
+        value = predict_serving(m, model, hw, plan, date, c, metric=metric)
+        return Estimate(value=value, metric=metric, bound="serving simulation",
+                        notes=("serving simulator: the benchmark's harness, scheduler and KV pool; "
+                               f"{metric.value} in milliseconds",))
+
     # paged KV caches (vLLM, TensorRT-LLM) hold what each sequence has so far: on average its
     # prompt and half its output
     seq = wl.prompt_tokens + wl.output_tokens // 2
@@ -249,5 +257,5 @@ def predict_estimate(m, calibration: Constants | None = None, hardware: Hardware
 
 def predict_row(m, calibration: Constants | None = None, hardware: Hardware | None = None, setup=None,
                 allow_paths: bool = True, models: dict | None = None) -> float:
-    """Predicted tok/s for a measurement row, or raise InputError saying why it can't be."""
+    """Predicted tok/s (ms for a latency metric) for a measurement row, or raise InputError saying why it can't be."""
     return predict_estimate(m, calibration, hardware, setup, allow_paths, models).value

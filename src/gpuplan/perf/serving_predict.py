@@ -1,9 +1,10 @@
 """Predict a published serving measurement by simulating the benchmark that produced it.
 
-A serving row (metric throughput, throughput_total, throughput_per_gpu) is a benchmark run:
-which harness, how requests arrived and with which engine settings is in the row's source and
-note (data/measurements/README.md). `harness_of` reads those conditions; `predict_serving`
-builds the engine's scheduler, its KV pool and step costs, and runs the simulator.
+A serving row (metric throughput, throughput_total, throughput_per_gpu, or the latencies
+ttft_median_ms, tpot_median_ms) is a benchmark run: which harness, how requests arrived and with
+which engine settings is in the row's source and note (data/measurements/README.md). `harness_of`
+reads those conditions; `predict_serving` builds the engine's scheduler, its KV pool and step
+costs, and runs the simulator.
 
 Harnesses (how each sends requests and what it reports):
 - LMDeploy profile_generation (static inference): `batch` threads, each sends test_round (10 in
@@ -99,20 +100,40 @@ def harness_of(m) -> Harness:
     return Harness("concurrent users", Load("users", P, G, users=B, requests=B * 4), offline=False, max_seqs=B)
 
 
-def run_long(cost, sched, load: Load, kv_tokens: int, cap: int | None = None) -> tuple[float, float]:
-    """(output, total) tokens/s of `load` run to its end. A long benchmark (thousands of
-    requests) is simulated for its first `cap` requests; the rest take the time the steady
-    state needs for them (the simulated run's output tokens/s while the load was full)."""
+# The longest benchmark whose latencies are simulated whole (requests). A run's median TTFT needs
+# every request: at request rate inf the later ones queue behind the earlier ones, so the first
+# `cap` requests alone (what run_long simulates for throughput) underestimate it: vLLM on one A100
+# (256 sequences) at 1000 ShareGPT prompts, shortened to 768, gives a median TTFT a third lower
+# (69 s against 109 s for Qwen3-32B). Cost, measured on this 2-core machine under load (2026-12-01):
+# a whole 1000-request run of the held-out rows takes 5 to 300 ms (20 to 13,000 steps), so 20,000
+# requests stay within seconds.
+LATENCY_MAX_REQUESTS = 20_000
+
+
+@dataclass(frozen=True)
+class RunFigures:
+    """What one replayed benchmark reports: output and total tokens/s, and the median TTFT and
+    TPOT (ms, as vllm bench serve computes them: perf/serving.py) where the whole run was
+    simulated (None where run_long shortened it)."""
+
+    output_tok_s: float
+    total_tok_s: float
+    ttft_median_ms: float | None = None
+    tpot_median_ms: float | None = None
+
+
+def run_long(cost, sched, load: Load, kv_tokens: int, cap: int | None = None) -> RunFigures:
+    """The figures of `load` run to its end. A long benchmark (thousands of requests) is simulated
+    for its first `cap` requests; the rest take the time the steady state needs for them (the
+    simulated run's output tokens/s while the load was full), and such a run has no latencies
+    (run_whole gives them)."""
     from .serving_load import requests_of
 
     n = len(requests_of(load)[0])
     conc = load.users if load.kind in ("users", "batch") else min(sched.max_seqs, n)
     cap = cap or max(3 * conc, 300)
     if n <= cap * 1.25:
-        res = simulate(cost, sched, load, kv_tokens)
-        if res.completed == 0:
-            raise InputError("no request of this benchmark fits the engine's KV cache")
-        return res.output_throughput, res.total_token_throughput
+        return run_whole(cost, sched, load, kv_tokens)
     short = replace(load, requests=cap, users=cap if load.kind == "offline" else load.users)
     res = simulate(cost, sched, short, kv_tokens)
     if res.completed == 0 or res.steady_output_throughput <= 0:
@@ -121,7 +142,16 @@ def run_long(cost, sched, load: Load, kv_tokens: int, cap: int | None = None) ->
     mean_out = float(o.mean())
     extra = (n - res.completed) * mean_out / res.steady_output_throughput
     duration = res.duration_s + extra
-    return float(o.sum() / duration), float((o.sum() + p.sum()) / duration)
+    return RunFigures(float(o.sum() / duration), float((o.sum() + p.sum()) / duration))
+
+
+def run_whole(cost, sched, load: Load, kv_tokens: int) -> RunFigures:
+    """The figures of every request of `load` simulated, latencies included."""
+    res = simulate(cost, sched, load, kv_tokens)
+    if res.completed == 0:
+        raise InputError("no request of this benchmark fits the engine's KV cache")
+    return RunFigures(res.output_throughput, res.total_token_throughput,
+                      res.ttft_ms["median"], res.tpot_ms["median"])
 
 
 _RUNS: dict = {}
@@ -134,27 +164,41 @@ def _key(m) -> tuple:
 
 def predict_serving(m, model, hw, plan, date: str | None, c, sc: ServingConstants | None = None,
                     metric: Metric = Metric.THROUGHPUT) -> float:
-    """Output (or total, or per-GPU) tokens/s the row's benchmark would measure. Rows of one run
-    (its output and total throughput) share one simulation."""
+    """Output (or total, or per-GPU) tokens/s, or the median TTFT / TPOT in ms, that the row's
+    benchmark would measure. Rows of one run (its output and total throughput, its latencies)
+    share one simulation; where the throughput came from a shortened run (run_long), the latencies
+    come from one more simulation of the whole run, and the throughput stays the shortened one's."""
     sc = sc or SERVING
+    metric = Metric(getattr(metric, "value", metric))
     key = _key(m)
     hit = _RUNS.get(key)
-    if hit is not None and hit[0] is c and hit[1] is sc and hit[2] is hw:
-        out_tok_s, total_tok_s = hit[3]
-    else:
-        out_tok_s, total_tok_s = _simulate_row(m, model, hw, plan, date, c, sc)
+    figs = hit[3] if hit is not None and hit[0] is c and hit[1] is sc and hit[2] is hw else {}
+    if not figs:
         if len(_RUNS) > 1024:
             _RUNS.clear()
-        _RUNS[key] = (c, sc, hw, (out_tok_s, total_tok_s))
-    v = total_tok_s if metric == Metric.THROUGHPUT_TOTAL else out_tok_s
-    if metric == Metric.THROUGHPUT_PER_GPU:
-        v /= max(hw.n, 1)
-    if not (v > 0 and math.isfinite(v)):
-        raise InputError("the simulation gave no finite throughput")
+        _RUNS[key] = (c, sc, hw, figs)
+    if metric.is_latency:
+        if "whole" not in figs:
+            figs["whole"] = _simulate_row(m, model, hw, plan, date, c, sc, whole=True)
+        r = figs["whole"]
+        v = r.ttft_median_ms if metric == Metric.TTFT_MEDIAN_MS else r.tpot_median_ms
+        if v is None and metric == Metric.TPOT_MEDIAN_MS:
+            raise InputError("no request of this benchmark generates more than one token, so it has no TPOT")
+    else:
+        if "run" not in figs:
+            figs["run"] = _simulate_row(m, model, hw, plan, date, c, sc)
+            if figs["run"].ttft_median_ms is not None:
+                figs.setdefault("whole", figs["run"])  # nothing was shortened: the latencies are this run's
+        r = figs["run"]
+        v = r.total_tok_s if metric == Metric.THROUGHPUT_TOTAL else r.output_tok_s
+        if metric == Metric.THROUGHPUT_PER_GPU:
+            v /= max(hw.n, 1)
+    if v is None or not (v > 0 and math.isfinite(v)):
+        raise InputError(f"the simulation gave no finite {metric.value}")
     return v
 
 
-def _simulate_row(m, model, hw, plan, date, c, sc) -> tuple[float, float]:
+def _simulate_row(m, model, hw, plan, date, c, sc, whole: bool = False) -> RunFigures:
     h = harness_of(m)
     if h.kv_type:
         plan = replace(plan, kv_type=h.kv_type)
@@ -181,4 +225,12 @@ def _simulate_row(m, model, hw, plan, date, c, sc) -> tuple[float, float]:
         sc = sc.with_overrides({t: {key: (sc.get(t, sched.engine, be) or 0.0) / h.multi_step}
                                 for t in ("step_s", "seq_s")})
     cost = StepCost(model, hw, plan, sched, c=c, sc=sc, date=date)
-    return run_long(cost, sched, h.load, kv_tokens)
+    if not whole:
+        return run_long(cost, sched, h.load, kv_tokens)
+    from .serving_load import requests_of
+
+    n = len(requests_of(h.load)[0])
+    if n > LATENCY_MAX_REQUESTS:
+        raise InputError(f"the latencies of a benchmark of {n:,} requests are not simulated; accepted: at most "
+                         f"{LATENCY_MAX_REQUESTS:,} requests (its throughput is: run_long)")
+    return run_whole(cost, sched, h.load, kv_tokens)
