@@ -155,3 +155,28 @@ def test_llama_bench_csv_with_shifted_columns_is_reported():
     rows, errors = read_measurements([FX / "readme_header_mismatch.csv"])
     assert rows == [None, None] and len(errors) == 2 and "number of cells" in errors[0].reason
 
+
+
+LATENCY_ROW = ("https://x,vllm,2025-11,Qwen/Qwen3-14B,BF16,h100-sxm-80gb,1,none,none,,,"
+               "0,217,202,1000,{metric},{value},\"vllm bench serve, request rate inf, 1000 prompts\"")
+
+
+def test_latency_metrics_read_in_milliseconds_and_round_trip(tmp_path):
+    """ttft_median_ms / tpot_median_ms: the figure sits in the tok_s column, in ms; the other rows read as before."""
+    p = _csv(tmp_path, GOOD, LATENCY_ROW.format(metric="ttft_median_ms", value="21872.31"),
+             LATENCY_ROW.format(metric="tpot_median_ms", value="117.46"))
+    rows, errors = read_measurements([p])
+    assert errors == []
+    assert [m.metric for m in rows] == [Metric.DECODE, Metric.TTFT_MEDIAN_MS, Metric.TPOT_MEDIAN_MS]
+    assert rows[1].tok_s == pytest.approx(21872.31) and rows[2].tok_s == pytest.approx(117.46)
+    assert [m.metric.is_latency for m in rows] == [False, True, True]
+    out = tmp_path / "out.csv"
+    write_csv(rows, out)
+    again, errors = read_measurements([out])
+    assert errors == [] and again == rows
+
+
+def test_unknown_metric_names_the_latency_metrics(tmp_path):
+    rows, errors = read_measurements([_csv(tmp_path, LATENCY_ROW.format(metric="ttft_p50", value="5"))])
+    assert rows == [None]
+    assert "ttft_median_ms" in errors[0].reason and "tpot_median_ms" in errors[0].reason

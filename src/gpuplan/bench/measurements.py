@@ -80,7 +80,8 @@ class Measurement:
         d["metric"] = self.metric.value
         for k in _OPT_INTS + _OPT_FLOATS:
             d[k] = "" if d[k] is None else (f"{d[k]:g}" if isinstance(d[k], float) else str(d[k]))
-        d["tok_s"] = f"{self.tok_s:.6g}"
+        # 10 significant digits: a published figure such as a TTFT of 153161.51 ms keeps every digit
+        d["tok_s"] = f"{self.tok_s:.10g}"
         out = {c: str(d[c]) for c in COLUMNS}
         out.update({c: str(d[c]) for c in EXTRA if d[c] not in ("", None)})  # only those it states
         return out
