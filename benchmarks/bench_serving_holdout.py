@@ -2,10 +2,11 @@
 """The serving simulator judged on the held-out serving results: published benchmark runs on other
 hardware and engine releases than the rows the constants were fitted on (dev.csv, dev-2026-12.csv).
 data/measurements/serving-holdout-2026-12.csv holds their throughputs, serving-latency-holdout-2026-12.csv
-the median TTFT and TPOT of the same runs (vllm bench serve printouts). Every row is predicted with the
+the median TTFT and TPOT of the same runs (vllm bench serve printouts), serving-concurrency-holdout-2026-12.csv
+the throughput, TTFT and TPOT of runs under a client concurrency limit (--max-concurrency 1 to 8). Every row is predicted with the
 shipped constants, as `gpuplan validate` does; nothing here is fitted or tuned. Prints, per metric
 (output throughput, median TTFT, median TPOT), the absolute error |predicted / measured - 1| as median
-and 90th percentile overall, per engine and per GPU (and per source for the throughput), the median
+and 90th percentile overall, per file, engine and GPU (and per source for the throughput), the median
 signed error (+ = predicted too high: too fast for a throughput, too slow for a latency), and the worst rows.
 
     python benchmarks/bench_serving_holdout.py [--worst 15] [--json] [FILE ...]
@@ -29,6 +30,9 @@ from gpuplan.bench.validate import predict_rows  # noqa: E402
 
 HOLDOUT = ROOT / "data/measurements/serving-holdout-2026-12.csv"
 LATENCY_HOLDOUT = ROOT / "data/measurements/serving-latency-holdout-2026-12.csv"
+# runs of a client concurrency limit (vllm bench serve --max-concurrency N): throughput and latencies
+CONCURRENCY_HOLDOUT = ROOT / "data/measurements/serving-concurrency-holdout-2026-12.csv"
+FILES = (HOLDOUT, LATENCY_HOLDOUT, CONCURRENCY_HOLDOUT)
 # the metrics scored, in print order, with what their figure is
 SCORED = {"throughput": "output throughput (tok/s)", "ttft_median_ms": "median TTFT (ms)",
           "tpot_median_ms": "median TPOT (ms)"}
@@ -73,6 +77,7 @@ def score(files: list[str]) -> dict:
     """Throughput rows (metric `throughput`) in `scored`, `overall`, `by_*`; the latency metrics'
     rows and scores under `latency` (metric -> the same keys)."""
     rows, errors = read_measurements(files)
+    file_of = _file_of_rows(files, len(rows))
     t0 = time.perf_counter()
     results = predict_rows(rows)
     wall = time.perf_counter() - t0
@@ -88,12 +93,21 @@ def score(files: list[str]) -> dict:
         scored[r["metric"]].append({
             "index": r["index"], "metric": r["metric"], "engine": m.engine, "gpu": m.gpu, "n_gpus": m.n_gpus,
             "model": m.model, "quant": m.quant, "n_prompt": m.n_prompt, "n_gen": m.n_gen, "date": m.date,
-            "source": source_label(m.source), "measured": r["measured"], "predicted": round(r["predicted"], 2),
+            "source": source_label(m.source), "file": file_of[r["index"]], "measured": r["measured"], "predicted": round(r["predicted"], 2),
             "error": r["predicted"] / r["measured"] - 1})
-    lat = {k: {"scored": v, **_scores(v, ("engine", "gpu"))} for k, v in scored.items() if k != "throughput"}
+    lat = {k: {"scored": v, **_scores(v, ("file", "engine", "gpu"))} for k, v in scored.items() if k != "throughput"}
     return {"rows": len(results) + sum(e.index is not None for e in errors), "unreadable": [e.reason for e in errors],
             "unpredicted": unpredicted, "scored": scored["throughput"], "wall_s": round(wall, 1),
-            **_scores(scored["throughput"]), "latency": lat}
+            **_scores(scored["throughput"], ("file", "engine", "gpu", "source")), "latency": lat}
+
+
+def _file_of_rows(files: list[str], n: int) -> list[str]:
+    """The file name of every data row (read_measurements numbers rows across files, in order)."""
+    names: list[str] = []
+    for f in files:
+        rows, _ = read_measurements([f])
+        names += [Path(f).name] * len(rows)
+    return names[:n] + ["?"] * (n - len(names))
 
 
 def _table(title: str, by: dict) -> None:
@@ -112,6 +126,8 @@ def _report(metric: str, part: dict, worst: int) -> None:
         return
     print(f"error |pred/meas - 1|: median {o['median_ape']:.1%}, 90th percentile {o['p90_ape']:.1%}, "
           f"within 25%: {o['within_25pct']:.0%}; median signed error {o['median_signed']:+.1%}")
+    if len(part["by_file"]) > 1:
+        _table(f"{metric} by file", part["by_file"])
     _table(f"{metric} by engine", part["by_engine"])
     _table(f"{metric} by GPU", part["by_gpu"])
     if "by_source" in part:
@@ -126,7 +142,7 @@ def _report(metric: str, part: dict, worst: int) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("files", nargs="*", default=[str(HOLDOUT), str(LATENCY_HOLDOUT)])
+    ap.add_argument("files", nargs="*", default=[str(f) for f in FILES])
     ap.add_argument("--worst", type=int, default=15, help="how many of the worst rows to list, per metric")
     ap.add_argument("--json", action="store_true", help="print the whole result as JSON")
     args = ap.parse_args()

@@ -19,6 +19,7 @@ from gpuplan.types import LATENCY, Metric
 ROOT = Path(__file__).resolve().parents[1]
 HOLDOUT = ROOT / "data/measurements/serving-holdout-2026-12.csv"
 LATENCY_HOLDOUT = ROOT / "data/measurements/serving-latency-holdout-2026-12.csv"
+CONCURRENCY_HOLDOUT = ROOT / "data/measurements/serving-concurrency-holdout-2026-12.csv"
 SERVING = {Metric.THROUGHPUT, Metric.THROUGHPUT_TOTAL, Metric.THROUGHPUT_PER_GPU}
 # what makes a latency row the same run as a throughput row
 RUN = ("source", "engine", "date", "model", "quant", "gpu", "n_gpus", "split", "interconnect", "n_prompt",
@@ -38,7 +39,7 @@ def test_file_parses_into_serving_rows():
     assert len({m.engine for m in rows}) >= 3 and len({m.gpu for m in rows}) >= 5
 
 
-@pytest.mark.parametrize("path", [HOLDOUT, LATENCY_HOLDOUT], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [HOLDOUT, LATENCY_HOLDOUT, CONCURRENCY_HOLDOUT], ids=lambda p: p.name)
 def test_every_row_cites_a_source_and_its_conditions(path):
     rows, _ = _rows(path)
     for i, m in enumerate(rows):
@@ -50,13 +51,13 @@ def test_every_row_cites_a_source_and_its_conditions(path):
 
 def test_rows_are_not_copies_of_the_fitted_sets():
     """Held out means: no source of dev.csv / dev-2026-12.csv, and no fitting script reads the file."""
-    rows = _rows()[0] + _rows(LATENCY_HOLDOUT)[0]
+    rows = _rows()[0] + _rows(LATENCY_HOLDOUT)[0] + _rows(CONCURRENCY_HOLDOUT)[0]
     fitted, _ = read_measurements([str(ROOT / "data/measurements/dev.csv"),
                                    str(ROOT / "data/measurements/dev-2026-12.csv")])
     assert not {m.source for m in rows} & {m.source for m in fitted if m is not None}
     for script in ("scripts/fit_serving.py", "scripts/fit_constants.py", "scripts/accuracy_report.py",
                    "src/gpuplan/bench/serving_accuracy.py"):
-        for f in (HOLDOUT, LATENCY_HOLDOUT):
+        for f in (HOLDOUT, LATENCY_HOLDOUT, CONCURRENCY_HOLDOUT):
             assert f.name not in (ROOT / script).read_text(), (script, f.name)
 
 
@@ -142,3 +143,28 @@ def test_latency_rows_leave_the_throughput_scores_alone(scores, both_scores):
     assert summary["overall"] == {"n": 0} and summary["by_engine"] == {}
     assert set(summary["by_metric"]) == {"ttft_median_ms", "tpot_median_ms"}
     assert all(r["range"] is None for r in res)  # no speed range is carried to a latency
+
+
+def test_concurrency_runs_state_their_limit_and_carry_throughput_and_latencies(bench):
+    """serving-concurrency-holdout-2026-12.csv: vllm bench serve --max-concurrency N runs; every run a
+    throughput row and its two latency rows, `batch` the limit, replayed as a closed loop of N, and
+    every row predicted with a finite positive figure."""
+    from gpuplan.perf.serving_predict import harness_of
+
+    rows, errors = _rows(CONCURRENCY_HOLDOUT)
+    assert not errors and len(rows) >= 9
+    runs: dict = {}
+    for i, m in enumerate(rows):
+        limit = re.search(r"--max-concurrency (\d+)", m.note)
+        assert limit and int(limit.group(1)) == m.batch, i
+        h = harness_of(m)
+        assert (h.load.kind, h.load.users) == ("users", m.batch) and h.load.requests > m.batch, i
+        quoted = re.search(r"figure: (?:Output token throughput \(tok/s\)|Median TTFT \(ms\)|Median TPOT \(ms\)) ([0-9.]+)",
+                           m.note)
+        assert quoted and float(quoted.group(1)) == m.tok_s, i
+        runs.setdefault(tuple(getattr(m, k) for k in RUN), set()).add(m.metric)
+    assert all(ms == {Metric.THROUGHPUT} | set(LATENCY) for ms in runs.values()), runs
+    res = bench.score([str(CONCURRENCY_HOLDOUT)])
+    assert not res["unpredicted"] and len(res["scored"]) == len(runs)
+    for part in [res] + list(res["latency"].values()):
+        assert part["scored"] and all(s["predicted"] > 0 and math.isfinite(s["predicted"]) for s in part["scored"])

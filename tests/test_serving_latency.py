@@ -139,3 +139,34 @@ def test_latency_rows_are_never_fitted():
             row(metric="decode", n_prompt=0, n_gen=128, tok_s=60, note="")]
     fit = Rows(rows, metrics=tuple(m.value for m in Metric))  # even when every metric is asked for
     assert [m.metric for m, _ in fit.items] == [Metric.DECODE]
+
+
+def test_client_rate_and_concurrency_limits_are_read_from_the_note():
+    """vllm bench serve --request-rate R: Poisson arrivals at R/s; --max-concurrency N: a closed loop
+    of N; both at once is refused; request rate inf without a limit stays all-at-once; TensorRT-LLM's
+    max_batch_size / max_num_tokens are the engine's sequence and token limits."""
+    from gpuplan.errors import InputError
+
+    h = serving_predict.harness_of(row(batch=10, note="vllm bench serve --request-rate 2.5, 300 prompts"))
+    assert (h.load.kind, h.load.rate, h.load.requests, h.offline) == ("rate", 2.5, 300, False)
+    h = serving_predict.harness_of(row(batch=8, note="vllm bench serve, 100 prompts, --max-concurrency 8 (request rate inf)"))
+    assert (h.load.kind, h.load.users, h.load.requests) == ("users", 8, 100)
+    with pytest.raises(InputError, match="not both"):
+        serving_predict.harness_of(row(note="vllm bench serve --request-rate 4 --max-concurrency 8, 100 prompts"))
+    h = serving_predict.harness_of(row(batch=1000, note="request rate inf (1000 prompts sent at once, no max concurrency)"))
+    assert (h.load.kind, h.load.users) == ("offline", 1000)
+    h = serving_predict.harness_of(row(engine="tensorrt-llm", note="trtllm-build --max_batch_size 64 --max_num_tokens 4096"))
+    assert (h.max_seqs, h.budget) == (64, 4096)
+
+
+def test_a_light_poisson_load_is_bound_by_its_arrivals():
+    """At 1 request/s with 50-token answers an H100 is idle most of the time: the output throughput is
+    the arrival rate times the answer length (over the arrivals' span), and TTFT is one prefill, not a queue."""
+    note = "vllm bench serve --request-rate 1, 200 prompts"
+    thr = predict_row(row(metric="throughput", n_prompt=500, n_gen=50, batch=1, note=note))
+    ttft = predict_row(row(metric="ttft_median_ms", n_prompt=500, n_gen=50, batch=1, note=note))
+    assert thr == pytest.approx(1.0 * 50, rel=0.15)
+    assert ttft < 200  # ms: no request waits behind another
+    burst = predict_row(row(metric="ttft_median_ms", n_prompt=500, n_gen=50, batch=200,
+                            note="vllm bench serve, request rate inf (200 prompts sent at once)"))
+    assert burst > 3 * ttft

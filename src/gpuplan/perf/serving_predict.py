@@ -12,7 +12,8 @@ Harnesses (how each sends requests and what it reports):
 - LMDeploy profile_throughput / PyTorch-engine tables: `batch` concurrent clients draining a
   ShareGPT sample (num_prompts); output (and total) tokens / wall time.
 - vLLM benchmark_throughput (offline): every prompt given to LLM.generate at once.
-- sglang.bench_serving with request rate inf: every request sent at once.
+- sglang.bench_serving / vllm bench serve with request rate inf: every request sent at once;
+  with a finite --request-rate R: Poisson arrivals at R/s; with --max-concurrency N: a closed loop of N.
 - TensorRT-LLM v0.6 gptSessionBenchmark: static batches of `batch` requests.
 """
 
@@ -58,6 +59,12 @@ def _num(pattern: str, text: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def _rate(text: str) -> float | None:
+    """A finite request rate (requests/s) stated as `--request-rate R` / `request rate R` (not inf)."""
+    m = re.search(r"request[-_ ]rate[ =]+(\d+(?:\.\d+)?)(?![\w.])", text, re.I)
+    return float(m.group(1)) if m and float(m.group(1)) > 0 else None
+
+
 def harness_of(m) -> Harness:
     """The benchmark a serving row came from, read from its engine, source and note."""
     note = getattr(m, "note", "") or ""
@@ -67,7 +74,11 @@ def harness_of(m) -> Harness:
     if P < 1 or G < 1:
         raise InputError("serving row needs n_prompt and n_gen of at least 1")
     kv = "fp8" if re.search(r"fp8[ _-]?kv|kv[- ]cache[- ]dtype fp8|\+ fp8 kv", note, re.I) else None
-    seqs = _num(r"max[- _]num[- _]seqs[ =]*(\d+)", note)
+    # engine limits: vLLM/SGLang spellings, and TensorRT-LLM's max_batch_size / max_num_tokens
+    seqs = _num(r"max[- _](?:num[- _]seqs|batch[- _]size)[ =]*(\d+)", note)
+    budget = _num(r"max[- _]num[- _](?:batched[- _])?tokens[ =]*(\d+)", note)
+    rate = _rate(note)
+    conc = _num(r"max[- _]concurrency[ =:]+(\d+)", note)
     prompts = _num(r"(\d+)\s+(?:sampled\s+)?(?:prompts|requests)", note) or _num(r"num[-_]prompts[ =]*(\d+)", note)
     steps = _num(r"num-scheduler-steps[ =]*(\d+)", note) or 1
     sharegpt = "sharegpt" in note.lower()
@@ -87,13 +98,24 @@ def harness_of(m) -> Harness:
     if eng == "tensorrt-llm" and ("gptsessionbenchmark" in note.lower() or "v0.6" in note):
         return Harness("tensorrt-llm gptSessionBenchmark", Load("batch", P, G, users=B, requests=B),
                        static=True, max_seqs=B)
+    if eng in ("vllm", "sglang", "tgi", "tensorrt-llm") and (rate or conc):
+        # vllm bench serve / sglang.bench_serving with a finite --request-rate (Poisson arrivals: the
+        # default burstiness 1) or a --max-concurrency N (at rate inf: a closed loop of N, each slot
+        # sending its next request when its last one ends; TTFT counts from that send)
+        if rate and conc:
+            raise InputError("a serving benchmark at a finite request rate with a concurrency limit is not "
+                             "replayed; accepted: --request-rate R or --max-concurrency N, not both")
+        n = prompts or B
+        load = (Load("rate", P, G, rate=rate, requests=n, spread=spread) if rate else
+                Load("users", P, G, users=conc, requests=n, spread=spread))
+        name = f"bench serve (request rate {rate:g})" if rate else f"bench serve (max concurrency {conc})"
+        return Harness(name, load, offline=False, max_seqs=seqs, budget=budget, multi_step=steps, kv_type=kv)
     if "bench_serving" in note or "request rate inf" in note.lower():
         n = prompts or B
         return Harness("bench_serving (rate inf)", Load("offline", P, G, users=n, spread=spread), offline=False,
                        multi_step=steps, kv_type=kv)
     if eng in ("vllm", "sglang", "tgi", "tensorrt-llm"):
         n = prompts or B
-        budget = _num(r"max[- _]num[- _]batched[- _]tokens[ =]*(\d+)", note)
         return Harness("offline throughput", Load("offline", P, G, users=n, spread=spread), offline=True,
                        max_seqs=seqs, budget=budget, multi_step=steps, kv_type=kv)
     # llama.cpp and the like: concurrent users on a server with `batch` slots
