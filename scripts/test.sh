@@ -21,6 +21,16 @@ fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
+# llama-cpp-python compiles llama.cpp, by default for this CPU (-march=native); on Sapphire Rapids
+# in a VM that brings in ggml's AMX matmul, which segfaults (ggml_backend_amx_mul_mat, seen
+# 2026-12-01). It is built portable instead (GGML_NATIVE=OFF: AVX2 on x86), once, into a wheel
+# cached under ~/.cache, and installed from there (pip's own cache ignores CMAKE_ARGS).
+WHEELS="${XDG_CACHE_HOME:-$HOME/.cache}/gpuplan/wheels/llama-cpp-python-portable"
+if ! ls "$WHEELS"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+  echo "building llama-cpp-python without -march=native (once; several minutes on 2 cores)" >&2
+  CMAKE_ARGS="-DGGML_NATIVE=OFF" python -m pip wheel -q --no-deps --no-cache-dir -w "$WHEELS" llama-cpp-python
+fi
+python -m pip install -q --force-reinstall --no-deps "$(ls "$WHEELS"/llama_cpp_python-*.whl | tail -1)"
 python -m pip install -q -e '.[test]'
 # vLLM's and SGLang's real argument parsers (the CPU torch build, then the engines --no-deps)
 python -m pip install -q -r requirements/engine-parsers.txt
