@@ -121,3 +121,14 @@ def test_builds_are_consistent(model, quant, budget, users):
         assert budget is None or r["price_usd"] <= budget
         assert r["vram_used_gb"] is None or r["vram_used_gb"] <= r["vram_gb"] + 0.05
     assert all(r["price_usd"] > budget for r in b["over_budget"]) if budget else not b["over_budget"]
+
+
+@pytest.mark.parametrize("context", [2, 3, 100, 700])
+def test_builds_on_a_context_shorter_than_the_default_request(context):
+    """builds plans its default 512 + 256 request; on a shorter context that request is cut to
+    it (and the note says so), so several users get a finite, positive throughput and cost, not a
+    division by zero (a 500 the web fuzz found with context 1 and users 2)."""
+    b = answers.builds("meta-llama/Meta-Llama-3-8B", quant="Q4_K_M", context=context, users=2)
+    fitting = [r for r in b["builds"] if r["fits"]]
+    assert fitting and all(r["throughput_tok_s"] > 0 and r["usd_per_million_tokens_3y"] > 0 for r in fitting)
+    assert "cut to the" in b["note"] and f"{context:,}-token context" in b["note"]

@@ -123,7 +123,7 @@ def test_validate_20000_identical_rows_within_a_minute(tmp_path):
 # Each was three lines of click usage text (Usage:, Try ..., Error: ...) on the old main.
 USAGE = [
     (["fit", "meta-llama/Meta-Llama-3-8B", "--context", "nan"],
-     "error: --context 'nan' is not a whole number; accepted: a whole number, 1 to 10,000,000"),
+     "error: --context 'nan' is not a whole number; accepted: a whole number, 2 to 10,000,000"),
     (["plan", "meta-llama/Meta-Llama-3-8B", "--users", "abc"],
      "error: --users 'abc' is not a whole number; accepted: a whole number, 1 to 100,000"),
     (["plan", "meta-llama/Meta-Llama-3-8B", "--min-user-tok-s", "fast"],
@@ -155,8 +155,8 @@ def test_usage_error_as_json_names_the_option():
     r = run_cli("fit", "meta-llama/Meta-Llama-3-8B", "--context", "nan", "--json")
     one_line_error(r)
     assert json.loads(r.stdout)["error"] == {
-        "input": "context", "value": "nan", "accepted": "a whole number, 1 to 10,000,000",
-        "message": "--context 'nan' is not a whole number; accepted: a whole number, 1 to 10,000,000"}
+        "input": "context", "value": "nan", "accepted": "a whole number, 2 to 10,000,000",
+        "message": "--context 'nan' is not a whole number; accepted: a whole number, 2 to 10,000,000"}
 
 
 # ------------------------------------------------------------------ hardware files

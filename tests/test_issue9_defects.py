@@ -180,4 +180,4 @@ def test_errors_under_json_are_structured():
     p = run("plan", L3_8B, "--gpus", "rtx-4090", "--context", "0", "--json")
     assert p.returncode == 2
     err = json.loads(p.stdout)["error"]
-    assert err["input"] == "context" and err["accepted"] == "1 to 10,000,000" and "context" in err["message"]
+    assert err["input"] == "context" and err["accepted"] == "2 to 10,000,000" and "context" in err["message"]

@@ -104,4 +104,4 @@ def test_openapi_declares_the_same_models():
     assert {"model", "gpus", "context", "users", "quant", "engine", "kv", "goal"} <= params
     assert "hardware" not in params  # the server never reads a file a client names
     ctx = next(p for p in spec["paths"]["/api/plan"]["get"]["parameters"] if p["name"] == "context")
-    assert ctx["schema"]["minimum"] == 1 and ctx["schema"]["maximum"] == 10_000_000
+    assert ctx["schema"]["minimum"] == 2 and ctx["schema"]["maximum"] == 10_000_000

@@ -17,7 +17,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from .errors import InputError
 from .types import Engine
 
-Context = Annotated[int, Field(ge=1, le=10_000_000, description="tokens the KV cache holds per sequence")]
+Context = Annotated[int, Field(ge=2, le=10_000_000, description="tokens the KV cache holds per sequence"
+                                                                 " (at least a prompt and an answer token)")]
 Users = Annotated[int, Field(ge=1, le=100_000, description="sequences served at once")]
 Tokens = Annotated[int, Field(ge=1, le=10_000_000)]
 MAX_OUTPUT_TOKENS = 131_072  # longer answers than any engine's default max_tokens allows

@@ -8,6 +8,7 @@ from .. import catalog
 from ..requests import BuildsRequest
 from ..results import BuildRow, BuildsResult
 from ..types import Workload
+from .defaults import default_lengths
 
 HOURS_3Y = 3 * 365 * 24  # hardware written off over three years of continuous use
 GIB = 2**30
@@ -33,7 +34,8 @@ def builds(req: BuildsRequest) -> BuildsResult:
 
     model = resolve_model(req.model, req.quant)
     context, users = req.context, req.users
-    wl = Workload(context=context, prompt_tokens=min(512, context), output_tokens=256, users=users,
+    prompt, output = default_lengths(context)
+    wl = Workload(context=context, prompt_tokens=prompt, output_tokens=output, users=users,
                   goal="latency" if users <= 1 else "throughput")
     rows = []
     for b in catalog.builds().values():
@@ -44,7 +46,7 @@ def builds(req: BuildsRequest) -> BuildsResult:
                        price_date=b.price_date, power_w=b.power_w, notes=b.notes, source=b.source,
                        vram_gb=vram_gb(hw), fits=best.fits,
                        over_budget=req.budget is not None and b.price_usd > req.budget)
-        if best.fits:
+        if best.fits and best.throughput.value > 0:
             dec, thr = best.decode.value, best.throughput.value
             kwh_per_mtok = b.power_w / 1000 / (thr * 3600 / 1e6)
             hw_per_mtok = b.price_usd / (thr * HOURS_3Y * 3600 / 1e6)
@@ -65,4 +67,7 @@ def builds(req: BuildsRequest) -> BuildsResult:
                         context=context, budget_usd=req.budget, electricity_usd_per_kwh=req.electricity,
                         builds=[r for r in rows if not r.over_budget], over_budget=[r for r in rows if r.over_budget],
                         note="USD per million tokens at full load: electricity alone, and with the hardware"
-                             " written off over three years of continuous use.")
+                             " written off over three years of continuous use." +
+                             ("" if (prompt, output) == (512, 256) else
+                              f" Requests of {prompt} prompt + {output} answer tokens: the default 512 + 256"
+                              f" cut to the {context:,}-token context."))

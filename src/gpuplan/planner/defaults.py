@@ -207,3 +207,12 @@ def shortfall(mem: list[DeviceMemory], engine: Engine | None = None) -> str:
     if text and engine is not None:
         text += f"; overhead is {engine_overhead_note(engine)}"
     return text
+
+
+def default_lengths(context: int, prompt: int = 512, output: int = 256) -> tuple[int, int]:
+    """Default request lengths cut to a context too short for them, in their own proportion
+    (a context holds at least one prompt and one answer token: requests.Context starts at 2)."""
+    if prompt + output <= context:
+        return prompt, output
+    p = min(max(1, context * prompt // (prompt + output)), context - 1)
+    return p, max(1, context - p)

@@ -9,6 +9,7 @@ from ..requests import PlanRequest
 from ..results import (METRIC_WORDS, Assumptions, Candidate as CandidateResult, EngineVerdict, MemoryRow,
                        PlanDevice, PlanResult, PlanShape, Ratio, StrAssumption, Workload as WorkloadResult)
 from ..types import Hardware, LoadedModel, Split, Workload
+from .defaults import default_lengths
 from .search import Candidate, candidates, kv_level, rank
 
 
@@ -194,9 +195,8 @@ def workload(req: PlanRequest) -> Workload:
     them otherwise); the default 512 + 256 that do not fit a short context are cut to it in the
     same 2:1 proportion (and the explanation says so: _lengths_note)."""
     prompt, output = req.prompt_tokens, req.output_tokens
-    if prompt + output > req.context and not req.model_fields_set & {"prompt_tokens", "output_tokens"}:
-        prompt = max(1, req.context * 2 // 3)
-        output = max(1, req.context - prompt)
+    if not req.model_fields_set & {"prompt_tokens", "output_tokens"}:
+        prompt, output = default_lengths(req.context, prompt, output)
     return Workload(context=req.context, prompt_tokens=min(prompt, req.context), output_tokens=output,
                     users=req.users, goal=req.goal, min_user_tok_s=req.min_user_tok_s)
 

@@ -46,7 +46,7 @@ MAX_SETUPS = 12
 CATALOG_KINDS = ("gpus", "models", "links", "host-memory", "quants", "builds")
 
 Str = Annotated[Optional[str], Query(max_length=300)]
-Context = Annotated[int, Query(ge=1, le=10_000_000)]  # the upload route's own query (a multipart form)
+Context = Annotated[int, Query(ge=2, le=10_000_000)]  # the upload route's own query (a multipart form)
 Users = Annotated[int, Query(ge=1, le=100_000)]
 
 
