@@ -126,7 +126,7 @@ def load_json(text: str | bytes, what: str, max_depth: int = MAX_JSON_DEPTH, all
 
 # ---------------------------------------------------------------- one message format for bad values
 # Wherever a value comes from (an option, a query parameter, a file, a measurement row), a bad
-# number reads the same: "--context 0 is out of range; accepted: 1 to 10,000,000", "--users 'abc'
+# number reads the same: "--context 0 is out of range; accepted: 2 to 10,000,000", "--users 'abc'
 # is not a whole number; accepted: a whole number, 1 to 100,000"; requests.input_error uses these.
 def fmt_number(v) -> str:
     if isinstance(v, float) and math.isfinite(v) and v.is_integer() and abs(v) < 1e15:

@@ -318,7 +318,7 @@ def _nested(cls, field: str):
 
 
 def input_error(cls, errors: list[dict], edge: str = "cli") -> InputError:
-    """The first of pydantic's errors as one line: '--context 0 is out of range; accepted: 1 to 10,000,000'
+    """The first of pydantic's errors as one line: '--context 0 is out of range; accepted: 2 to 10,000,000'
     (the format of gpuplan.inputs, whatever the input)."""
     from .inputs import not_a_number, out_of_range, too_long
 
