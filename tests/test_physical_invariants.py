@@ -118,7 +118,7 @@ def test_more_vram_never_fits_less(mid, gb, context):
 
 @SETTINGS
 @given(mid=st.sampled_from(MODELS), gpus=st.sampled_from(["rtx-3060-12gb", "rtx-4090", "2x rtx-3090"]),
-       c=st.lists(st.integers(1, 131072), min_size=2, max_size=2), u=st.lists(st.integers(1, 32), min_size=2, max_size=2),
+       c=st.lists(st.integers(2, 131072), min_size=2, max_size=2), u=st.lists(st.integers(1, 32), min_size=2, max_size=2),
        kv=st.lists(st.sampled_from(KV_ORDER), min_size=2, max_size=2))
 def test_less_context_users_or_kv_never_needs_more(mid, gpus, c, u, kv):
     (c1, c2), (u1, u2) = sorted(c), sorted(u)
