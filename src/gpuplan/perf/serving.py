@@ -145,6 +145,13 @@ class _Sim:
         self.prompt_left = p.astype(np.int64).copy()
         self.gen_done = np.zeros(n, dtype=np.int64)
         self.waiting: deque[int] = deque()
+        # the API server's front end (perf/serving_frontend.py): a request reaches `waiting` only once
+        # the one front-end process has served it (FIFO, frontend_serial_s each) and frontend_s more
+        # have passed; both 0: straight to `waiting`, exactly as before the front end was modelled
+        self.fe_lat, self.fe_ser = float(sched.frontend_s), float(sched.frontend_serial_s)
+        self.fe_on = self.fe_lat > 0 or self.fe_ser > 0
+        self.fe_q: deque[tuple[float, int]] = deque()  # (time it reaches the scheduler, request)
+        self.fe_free = -math.inf  # when the front end finishes the request it serves last
         self.nxt = 0
         self.initial: deque[int] = deque()
         if self.closed:
@@ -190,10 +197,12 @@ class _Sim:
         if self.closed:
             while self.initial and self.arr[self.initial[0]] <= self.t + 1e-12:
                 self._enqueue(self.initial.popleft())
-            return
-        while self.nxt < self.n and self.arr[self.nxt] <= self.t + 1e-12:
-            self._enqueue(self.nxt)
-            self.nxt += 1
+        else:
+            while self.nxt < self.n and self.arr[self.nxt] <= self.t + 1e-12:
+                self._enqueue(self.nxt)
+                self.nxt += 1
+        while self.fe_q and self.fe_q[0][0] <= self.t + 1e-12:
+            self.waiting.append(self.fe_q.popleft()[1])
 
     def _enqueue(self, i: int):
         if self.too_long[i]:
@@ -201,6 +210,11 @@ class _Sim:
                 self._next_closed(self.t)  # rejected at once; its user sends the next request
             return
         self.start[i] = self.t if self.arr[i] < 0 else self.arr[i]
+        if self.fe_on:
+            done = max(float(self.start[i]), self.fe_free) + self.fe_ser
+            self.fe_free = done
+            self.fe_q.append((done + self.fe_lat, i))
+            return
         self.waiting.append(i)
 
     def _next_closed(self, t: float):
@@ -211,9 +225,14 @@ class _Sim:
             self._enqueue(i)
 
     def next_arrival(self) -> float | None:
+        """When the next request reaches the scheduler (or the front end, which then says when)."""
         if self.closed:
-            return float(self.arr[self.initial[0]]) if self.initial else None
-        return float(self.arr[self.nxt]) if self.nxt < self.n else None
+            na = float(self.arr[self.initial[0]]) if self.initial else None
+        else:
+            na = float(self.arr[self.nxt]) if self.nxt < self.n else None
+        if self.fe_q:
+            na = self.fe_q[0][0] if na is None else min(na, self.fe_q[0][0])
+        return na
 
     # -- blocks
     def _blocks_for(self, tokens):
@@ -734,8 +753,10 @@ def simulate(cost: StepCost, sched: Scheduler, load: Load, kv_tokens: int,
     if kv_tokens < 1:
         raise InputError("the engine has no room for a KV cache on this hardware")
     if group > 1.0:
+        # the front end serves each of a group's requests: a group keeps it busy `group` times longer
         res = simulate(_Grouped(cost, group), replace(sched, max_seqs=sched.max_seqs / group,
-                                                      budget_tokens=max(1, int(sched.budget_tokens / group))),
+                                                      budget_tokens=max(1, int(sched.budget_tokens / group)),
+                                                      frontend_serial_s=sched.frontend_serial_s * group),
                        load, max(1, int(kv_tokens / group)), targets, stop)
         g = group
         return replace(res, completed=round(res.completed * g), rejected=round(res.rejected * g),
@@ -773,6 +794,10 @@ def simulate(cost: StepCost, sched: Scheduler, load: Load, kv_tokens: int,
     if rejected:
         notes.append(f"{rejected} request(s) longer than the KV room of one sequence were rejected")
     hits = int(sim.pc.hits) if sim.pc is not None else 0
+    if sim.fe_on:
+        notes.append(f"front end: {sim.fe_lat * 1e3:g} ms per request before the scheduler, "
+                     f"{sim.fe_ser * 1e3:g} ms of one front-end process each (at most {1 / sim.fe_ser:,.0f} requests/s)"
+                     if sim.fe_ser > 0 else f"front end: {sim.fe_lat * 1e3:g} ms per request before the scheduler")
     if sim.pc is not None:
         notes.append(f"prefix cache: {hits:,} of {int(sim.prompt.sum()):,} prompt tokens taken from cached KV")
     return SimResult(

@@ -58,6 +58,10 @@ class Scheduler:
     reserve: tuple[float, float, float] | None = None
     prefix_cache: str | None = None
     source: str = ""
+    # the API-server process in front of the engine (perf/serving_frontend.py), seconds per request:
+    # a delay before the request reaches the scheduler, and a service time in one FIFO front end
+    frontend_s: float = 0.0
+    frontend_serial_s: float = 0.0
 
     def with_overrides(self, **kw) -> "Scheduler":
         return replace(self, **{k: v for k, v in kw.items() if v is not None})
@@ -164,8 +168,19 @@ def mlx(parallel: int, n_ctx: int) -> Scheduler:
 
 def scheduler_for(engine: Engine, device=None, date: str | None = None, tp: int = 1, offline: bool = False,
                   static: bool = False, parallel: int | None = None, n_ctx: int | None = None,
-                  max_model_len: int = 4096) -> Scheduler:
-    """The documented defaults of `engine` on `device` at `date`."""
+                  max_model_len: int = 4096, frontend: bool = True) -> Scheduler:
+    """The documented defaults of `engine` on `device` at `date`, behind its API server's front end
+    (perf/serving_frontend.py); frontend False: driven from Python, no API server."""
+    s = _scheduler(engine, device, date, tp, offline, static, parallel, n_ctx, max_model_len)
+    if not frontend:
+        return s
+    from .serving_frontend import frontend_for
+
+    fe = frontend_for(s.engine)
+    return replace(s, frontend_s=fe.latency_s, frontend_serial_s=fe.serial_s)
+
+
+def _scheduler(engine, device, date, tp, offline, static, parallel, n_ctx, max_model_len) -> Scheduler:
     e = engine.value if isinstance(engine, Engine) else str(engine)
     if e == "vllm" or e == "tgi":
         return vllm(device, date, offline, max_model_len)

@@ -230,8 +230,9 @@ def _simulate_row(m, model, hw, plan, date, c, sc, whole: bool = False) -> RunFi
         ctx = (int(m.n_prompt) + int(m.n_gen)) * max(int(m.batch), 1)
         sched = scheduler_for(plan.engine, dev, date, tp=tp, parallel=max(int(m.batch), 1), n_ctx=ctx)
     else:
+        # only a server harness goes through the API server's front end (perf/serving_frontend.py)
         sched = scheduler_for(plan.engine, dev, date, tp=tp, offline=h.offline, static=h.static,
-                              max_model_len=model.spec.max_context)
+                              max_model_len=model.spec.max_context, frontend=not h.offline)
     sched = sched.with_overrides(max_seqs=h.max_seqs, budget_tokens=h.budget)
     if h.budget and sched.chunk_tokens:
         sched = replace(sched, chunk_tokens=h.budget)
