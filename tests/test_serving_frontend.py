@@ -39,7 +39,8 @@ LOADS = [Load("users", 128, 64, users=1, requests=8), Load("users", 512, 128, us
 @pytest.mark.parametrize("load", LOADS, ids=lambda x: x.kind)
 def test_zero_front_end_runs_exactly_as_without_it(vllm_h100, load):
     """The front-end queue with both costs 0 hands every request on at the instant it arrives, so
-    forcing that path on gives bit-identical first-token and finish times; and every engine ships 0."""
+    forcing that path on gives bit-identical first-token and finish times. The GPU engines ship 0
+    (no sourced value), so their simulations are what they were before the front end."""
     sched, kv, cost = vllm_h100
     plain = _Sim(cost, sched, load, kv)
     plain.run()
@@ -49,7 +50,17 @@ def test_zero_front_end_runs_exactly_as_without_it(vllm_h100, load):
     assert np.array_equal(plain.first, forced.first, equal_nan=True)
     assert np.array_equal(plain.finish, forced.finish, equal_nan=True)
     assert plain.steps == forced.steps
-    assert all(fe.latency_s == 0 and fe.serial_s == 0 for fe in serving_frontend.FRONTENDS.values())
+    for e in ("vllm", "sglang", "tensorrt-llm", "lmdeploy"):
+        assert serving_frontend.FRONTENDS[e] == FrontEnd(0.0, 0.0, serving_frontend.NONE_SOURCED)
+
+
+def test_llama_server_has_its_measured_delay_and_only_it():
+    """The 4 ms measured against llama-server (scripts/measure_llama_frontend.py) goes to
+    llama-server alone: Ollama and llama-cpp-python run other front ends on the same library."""
+    assert scheduler_for(Engine.LLAMA_CPP, parallel=2, n_ctx=4096).frontend_s == pytest.approx(0.004)
+    assert scheduler_for(Engine.LLAMA_CPP, parallel=2, n_ctx=4096).frontend_serial_s == 0.0
+    for e in (Engine.OLLAMA, Engine.LLAMA_CPP_PYTHON):
+        assert scheduler_for(e, parallel=2, n_ctx=4096).frontend_s == 0.0
 
 
 def test_the_delay_is_added_once_per_request(vllm_h100):

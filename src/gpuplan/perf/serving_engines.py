@@ -176,7 +176,7 @@ def scheduler_for(engine: Engine, device=None, date: str | None = None, tp: int 
         return s
     from .serving_frontend import frontend_for
 
-    fe = frontend_for(s.engine)
+    fe = frontend_for(engine.value if isinstance(engine, Engine) else str(engine))  # Ollama is not llama-server
     return replace(s, frontend_s=fe.latency_s, frontend_serial_s=fe.serial_s)
 
 

@@ -30,9 +30,21 @@ Only servers pay it: a harness that drives the engine from Python (vLLM's LLM.ge
 profile scripts, gptSessionBenchmark) has no API server, and scheduler_for(frontend=False) leaves
 both at 0.
 
-No value below has a source yet, so every engine keeps 0 and simulates as before the front end was
-modelled. The held-out GPUStack runs (docs/serving.md) show the term matters (vLLM's median TTFT at
---max-concurrency 1 is 60 ms where the GPU prefill is ~10 ms), but they are held out and are not
+Sourced values:
+- llama-server (Engine.LLAMA_CPP only: Ollama's Go server and llama-cpp-python's Python one are
+  other front ends): latency 4 ms, measured with scripts/measure_llama_frontend.py against the real
+  llama-server 0c1e570 (llama-cpp-python 0.3.36's build) serving Gemma 3 270M Q4_K_M on CPU, one
+  streamed chat request at a time, ~34-token prompt, 4 tokens out: client TTFT less the server's own
+  timings.prompt_ms, median over 30 requests with -t 1 (4.2 ms; p10 4.0, p90 14.3) on this 2-core
+  machine under a CI load, 2026-12-01. With -t 2 the compute threads contend with the HTTP thread
+  and the median rises to 8.3 ms while the p10 stays at 4.3 ms, so 4 ms is the uncontended cost
+  here; a faster, idle host pays less. serial_s 0: HTTP threads tokenize side by side, and what
+  the main loop does per request is in its step times.
+
+vLLM, SGLang, TensorRT-LLM and LMDeploy have no sourced value yet and keep 0, simulating as before
+the front end was modelled. The held-out GPUStack runs (docs/serving.md) show the term matters
+there (vLLM's median TTFT at --max-concurrency 1 is 60 ms where the GPU prefill is ~10 ms; 44
+requests/s of 128 + 4 tokens where the GPU allows ~130), but they are held out and are not
 fitted on; a value goes here only with a source of its own.
 """
 
@@ -55,7 +67,7 @@ FRONTENDS: dict[str, FrontEnd] = {
     "sglang": FrontEnd(0.0, 0.0, NONE_SOURCED),
     "tensorrt-llm": FrontEnd(0.0, 0.0, NONE_SOURCED),
     "lmdeploy": FrontEnd(0.0, 0.0, NONE_SOURCED),
-    "llama.cpp": FrontEnd(0.0, 0.0, NONE_SOURCED),
+    "llama.cpp": FrontEnd(0.004, 0.0, "scripts/measure_llama_frontend.py, llama-server 0c1e570, 2026-12-01 (see above)"),
 }
 
 
