@@ -2,7 +2,7 @@
 # Installs everything the tests need and runs them: the README's test command, and what CI runs.
 #   - Debian's Chromium for the browser test (nothing downloads a browser of its own)
 #   - a virtual environment with gpuplan and its test extras, including llama-cpp-python[server],
-#     which builds llama.cpp from source the first time (several minutes on 2 cores)
+#     built from source once, portable, into a wheel cached under ~/.cache (about 8 minutes on 2 cores)
 #   - llama.cpp's llama-server, llama-bench and rpc-server (scripts/build_llama_cpp.sh, cached)
 #   - vLLM's and SGLang's wheels for their argument parsers (requirements/engine-parsers*.txt)
 set -euo pipefail
