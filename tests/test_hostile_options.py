@@ -6,7 +6,6 @@ lines of usage text, or a value reached the planner unbounded."""
 
 from __future__ import annotations
 
-import sys
 import typing
 
 import pytest
@@ -15,6 +14,8 @@ from fastapi.testclient import TestClient
 
 from gpuplan import cli
 from gpuplan.requests import COMMAND_REQUESTS
+
+from console import run_main
 
 BAD = ("nan", "inf", "-inf", "1e309", "-1e30", "1e30", "abc", "")
 M8 = "meta-llama/Meta-Llama-3-8B"
@@ -46,16 +47,6 @@ def _cases():
 CASES = list(_cases())
 
 
-def _main(argv, capsys):
-    old = sys.argv
-    sys.argv = ["gpuplan", *argv]
-    try:
-        with pytest.raises(SystemExit) as e:
-            cli.main()
-    finally:
-        sys.argv = old
-    out = capsys.readouterr()
-    return e.value.code, out.err
 
 
 def test_every_numeric_option_is_covered():
@@ -67,7 +58,7 @@ def test_every_numeric_option_is_covered():
 
 @pytest.mark.parametrize("command,field,opt,value", CASES, ids=[f"{c} {o} {v!r}" for c, _, o, v in CASES])
 def test_bad_numbers_on_the_command_line(capsys, command, field, opt, value):
-    code, err = _main([command, *ARGS[command], opt, value], capsys)
+    code, err = run_main([command, *ARGS[command], opt, value], capsys)
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1, err
     assert lines[0].startswith(f"error: {opt} ") and "accepted: " in lines[0], lines[0]

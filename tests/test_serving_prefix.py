@@ -29,6 +29,8 @@ from gpuplan.planner import targets
 from gpuplan.sources.resolve import resolve_model
 from gpuplan.types import Engine, Hardware, Plan, Split
 
+from console import run_main
+
 FAST = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 CACHING = (Engine.VLLM, Engine.SGLANG, Engine.TRT_LLM, Engine.LLAMA_CPP)
 M8 = "meta-llama/Llama-3.1-8B-Instruct"
@@ -247,20 +249,6 @@ def test_trace_prefix_tokens_column(tmp_path):
         assert why in str(e.value) and "\n" not in str(e.value)
 
 
-def _main(argv, capsys) -> tuple[int, str]:
-    """`gpuplan ARGV` as the console script runs it: (exit status, stderr)."""
-    import sys
-
-    from gpuplan import cli
-
-    old = sys.argv
-    sys.argv = ["gpuplan", *argv]
-    try:
-        with pytest.raises(SystemExit) as e:
-            cli.main()
-    finally:
-        sys.argv = old
-    return e.value.code, capsys.readouterr().err
 
 
 def _cli(args):
@@ -294,7 +282,7 @@ def test_plan_shared_prefix_json():
     (["--shared-prefix", "nan"], "--shared-prefix 'nan' is not a whole number"),
 ])
 def test_bad_shared_prefix_is_one_line_exit_2(capsys, extra, msg):
-    code, err = _main(["plan", M8, "--gpus", "1x h100-sxm-80gb", "--prompt-tokens", "2000", "--output-tokens", "100",
+    code, err = run_main(["plan", M8, "--gpus", "1x h100-sxm-80gb", "--prompt-tokens", "2000", "--output-tokens", "100",
                        "--users", "8", *extra], capsys)
     assert code == 2 and msg in err, err
     assert err.count("\n") == 1 and "Traceback" not in err
@@ -307,7 +295,7 @@ def test_trace_with_a_prefix_column_and_shared_prefix_is_refused(tmp_path, capsy
     q.write_text("arrival_s,prompt_tokens,output_tokens\n0,1000,20\n0.5,300,20\n")
     for path, extra, msg in ((p, ["--shared-prefix", "500"], "prefix_tokens column and --shared-prefix"),
                              (q, ["--shared-prefix", "400"], "not shorter than the trace's shortest prompt (300")):
-        code, err = _main(["plan", M8, "--gpus", "1x h100-sxm-80gb", "--trace", str(path), *extra], capsys)
+        code, err = run_main(["plan", M8, "--gpus", "1x h100-sxm-80gb", "--trace", str(path), *extra], capsys)
         assert code == 2 and msg in err and err.count("\n") == 1, err
     code, out, err = _cli(["plan", M8, "--gpus", "1x h100-sxm-80gb", "--trace", str(p), "--json"])
     assert code == 0, err

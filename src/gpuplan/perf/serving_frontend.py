@@ -38,7 +38,10 @@ Sourced values:
   timings.prompt_ms, median over 30 requests with -t 1 (4.2 ms; p10 4.0, p90 14.3) on this 2-core
   machine under a CI load, 2026-12-01. With -t 2 the compute threads contend with the HTTP thread
   and the median rises to 8.3 ms while the p10 stays at 4.3 ms, so 4 ms is the uncontended cost
-  here; a faster, idle host pays less. serial_s 0: HTTP threads tokenize side by side, and what
+  here; a faster, idle host pays less. Re-run on the same machine idle (2026-12-01, after the
+  script moved to bench.serving_compare's start_llama_server): medians 5.0, 5.3 and 8.1 ms with -t 1
+  (p10 4.3-6.7), 6.1 ms with -t 2 (p10 4.7): 4 ms is the floor of what was seen, not its median.
+  serial_s 0: HTTP threads tokenize side by side, and what
   the main loop does per request is in its step times.
 
 vLLM, SGLang, TensorRT-LLM and LMDeploy have no sourced value yet and keep 0, simulating as before

@@ -8,7 +8,7 @@ from .. import catalog
 from ..requests import BuildsRequest
 from ..results import BuildRow, BuildsResult
 from ..types import Workload
-from .defaults import default_lengths
+from .defaults import DEFAULT_REQUEST, default_lengths
 
 HOURS_3Y = 3 * 365 * 24  # hardware written off over three years of continuous use
 GIB = 2**30
@@ -68,6 +68,6 @@ def builds(req: BuildsRequest) -> BuildsResult:
                         builds=[r for r in rows if not r.over_budget], over_budget=[r for r in rows if r.over_budget],
                         note="USD per million tokens at full load: electricity alone, and with the hardware"
                              " written off over three years of continuous use." +
-                             ("" if (prompt, output) == (512, 256) else
-                              f" Requests of {prompt} prompt + {output} answer tokens: the default 512 + 256"
-                              f" cut to the {context:,}-token context."))
+                             ("" if (prompt, output) == DEFAULT_REQUEST else
+                              f" Requests of {prompt} prompt + {output} answer tokens: the default"
+                              f" {DEFAULT_REQUEST[0]} + {DEFAULT_REQUEST[1]} cut to the {context:,}-token context."))

@@ -209,7 +209,10 @@ def shortfall(mem: list[DeviceMemory], engine: Engine | None = None) -> str:
     return text
 
 
-def default_lengths(context: int, prompt: int = 512, output: int = 256) -> tuple[int, int]:
+DEFAULT_REQUEST = (512, 256)  # prompt and answer tokens of a request nobody described (PlanRequest's defaults)
+
+
+def default_lengths(context: int, prompt: int = DEFAULT_REQUEST[0], output: int = DEFAULT_REQUEST[1]) -> tuple[int, int]:
     """Default request lengths cut to a context too short for them, in their own proportion
     (a context holds at least one prompt and one answer token: requests.Context starts at 2)."""
     if prompt + output <= context:
